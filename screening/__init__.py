@@ -1,0 +1,46 @@
+"""Pre-booking health screening for massage and wellness centres: the Flask application factory."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from . import config, db, security
+from .rules import load_rules
+
+csrf = CSRFProtect()
+HERE = Path(__file__).resolve().parent
+
+
+def _resource_dir(name: str) -> str:
+    """templates/ and static/ sit beside the package in a checkout and inside it once installed."""
+    installed = HERE / f"bundled_{name}"
+    return str(installed if installed.is_dir() else HERE.parent / name)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: settings, rules (validated now, not at request time), database, blueprints."""
+    app = Flask(__name__, instance_relative_config=True,
+                template_folder=_resource_dir("templates"), static_folder=_resource_dir("static"))
+    app.config.from_mapping(config.defaults(app.instance_path))
+    app.config.from_prefixed_env("SCREENING")
+    if test_config:
+        app.config.update(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
+    db.init_app(app)
+    csrf.init_app(app)
+    security.init_app(app)
+
+    from . import api, cli, public
+    app.register_blueprint(public.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)      # the JSON API takes no cookies, so it needs no CSRF token
+    cli.init_app(app)
+    return app
+

@@ -1,0 +1,282 @@
+"""The database: one connection factory, the schema as sqlite-utils Migrations, and the queries.
+
+Read shared/RELIABILITY.md before changing anything here. In short:
+- sqlite-utils uses pysqlite3 (a current SQLite) when it is installed; WAL on an SQLite older
+  than 3.51.3 can corrupt the file (the WAL-reset bug), so we refuse to start on one;
+- per-connection pragmas are set in `connect()` and nowhere else;
+- a transaction that reads and then writes starts with BEGIN IMMEDIATE (`immediate()`);
+- connections are opened per request, after gunicorn's fork, never at import time;
+- a reference is returned only after COMMIT has returned.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils import Migrations
+from sqlite_utils.utils import sqlite3
+
+MIN_SQLITE = (3, 51, 3)
+BUSY_TIMEOUT_MS = 5000
+# No 0/O, 1/I/L: a reference must survive being read over the phone.
+REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+REFERENCE_LENGTH = 8
+STATUSES = ("new", "reviewed", "contacted", "closed")
+
+OperationalError = sqlite3.OperationalError
+IntegrityError = sqlite3.IntegrityError
+DatabaseError = sqlite3.DatabaseError
+
+
+class StorageError(RuntimeError):
+    """The database could not be written (disk full, locked for too long, read-only...)."""
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 text, which sorts in time order."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def connect(path: str | Path) -> sqlite_utils.Database:
+    """Open the database with every per-connection setting we rely on."""
+    db = sqlite_utils.Database(str(path))
+    version = tuple(int(x) for x in db.sqlite_version[:3])
+    if version < MIN_SQLITE:
+        db.close()
+        raise RuntimeError(
+            f"SQLite {'.'.join(map(str, version))} has the WAL-reset corruption bug; install pysqlite3 "
+            f"(bundles {'.'.join(map(str, MIN_SQLITE))} or newer)")
+    conn = db.conn
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous = FULL")      # NORMAL in WAL can lose the last commits on power loss
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA secure_delete = ON")      # erased health data must not linger in free pages
+    _ensure_wal(conn)
+    return db
+
+
+def _ensure_wal(conn) -> None:
+    """Switch to WAL (kept in the file). A brand-new file opened by several workers at once can
+    answer 'locked' to the switch without waiting for the busy timeout, so retry briefly."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() == "wal":
+                return
+        except OperationalError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise RuntimeError("could not switch the database to WAL mode")
+        time.sleep(0.02)
+
+
+@contextmanager
+def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """A write transaction that takes the write lock at once (BEGIN IMMEDIATE), so that a
+    read-then-write never fails with 'database is locked' when another process writes too."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    try:
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+migrations = Migrations("screening")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Every table of the first release, public and staff side."""
+    db["submissions"].create({
+        "id": int, "reference": str, "nonce": str, "service": str, "outcome": str,
+        "answers": str, "fired_rules": str, "suggestions": str, "rules_version": str, "locale": str,
+        "name": str, "contact": str, "consent_at": str, "created_at": str,
+        "status": str, "decision": str, "updated_at": str,
+    }, pk="id", not_null={"reference", "nonce", "service", "outcome", "answers", "fired_rules",
+                          "rules_version", "name", "contact", "consent_at", "created_at", "status"},
+        defaults={"status": "new"})
+    db["submissions"].create_index(["reference"], unique=True)
+    db["submissions"].create_index(["nonce"], unique=True)
+    # the dashboard lists newest first, optionally filtered by one of these; keyset pagination on id
+    db["submissions"].create_index(["created_at", "id"])
+    db["submissions"].create_index(["outcome", "created_at", "id"])
+    db["submissions"].create_index(["status", "created_at", "id"])
+    db["submissions"].create_index(["service", "created_at", "id"])
+    db.execute("CREATE INDEX idx_submissions_name ON submissions (name COLLATE NOCASE)")
+
+    db["staff"].create({
+        "id": int, "email": str, "name": str, "role": str, "active": int, "password_hash": str,
+        "created_at": str, "password_changed_at": str,
+    }, pk="id", not_null={"email", "role", "active", "password_hash", "created_at"}, defaults={"active": 1})
+    db.execute("CREATE UNIQUE INDEX idx_staff_email ON staff (email COLLATE NOCASE)")
+
+    db["notes"].create({
+        "id": int, "submission_id": int, "staff_id": int, "body": str, "created_at": str,
+    }, pk="id", not_null={"submission_id", "body", "created_at"},
+        foreign_keys=[("submission_id", "submissions", "id"), ("staff_id", "staff", "id")])
+    db["notes"].create_index(["submission_id"])
+
+    # Server-side staff sessions: the cookie holds only a random token; we store its hash.
+    db["staff_sessions"].create({
+        "id": str, "staff_id": int, "created_at": str, "last_seen_at": str,
+    }, pk="id", not_null={"staff_id", "created_at", "last_seen_at"},
+        foreign_keys=[("staff_id", "staff", "id")])
+    db["staff_sessions"].create_index(["staff_id"])
+
+    # Failed logins per account and per address, counted across workers.
+    db["login_failures"].create({"id": int, "key": str, "at": float}, pk="id", not_null={"key", "at"})
+    db["login_failures"].create_index(["key", "at"])
+
+    # Who did what to which submission. No foreign key: the trail outlives an erased submission.
+    db["audit_log"].create({
+        "id": int, "at": str, "staff_id": int, "staff_email": str, "action": str,
+        "submission_id": int, "reference": str, "detail": str,
+    }, pk="id", not_null={"at", "action"})
+    db["audit_log"].create_index(["at"])
+    db["audit_log"].create_index(["submission_id"])
+
+    # Notices to send after the commit (never the health answers).
+    db["outbox"].create({
+        "id": int, "submission_id": int, "reference": str, "created_at": str, "sent_at": str,
+        "attempts": int, "next_attempt_at": str, "last_error": str, "claimed_until": str,
+    }, pk="id", not_null={"reference", "created_at", "attempts"}, defaults={"attempts": 0})
+    db["outbox"].create_index(["sent_at", "next_attempt_at"])
+
+    db["health"].create({"id": int, "checked_at": str}, pk="id")
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Apply pending migrations. Safe when several workers start at once: BEGIN IMMEDIATE makes
+    them queue, and each one that follows finds the migrations recorded and does nothing."""
+    with immediate(db):
+        migrations.apply(db)
+
+
+# --- public side -------------------------------------------------------------------------------
+
+def new_reference() -> str:
+    """A short random code such as 'K7QF-M3XA'."""
+    code = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    return f"{code[:4]}-{code[4:]}"
+
+
+def normalize_reference(text: str) -> str:
+    """What a person types ('k7qf m3xa') as the stored form ('K7QF-M3XA'), or '' when it cannot be one."""
+    code = "".join(ch for ch in text.upper() if ch.isalnum())
+    if len(code) != REFERENCE_LENGTH or any(ch not in REFERENCE_ALPHABET for ch in code):
+        return ""
+    return f"{code[:4]}-{code[4:]}"
+
+
+def store_submission(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any],
+                     notify: bool = False) -> tuple[str, bool]:
+    """Store a shared screening once per nonce; return (reference, newly stored).
+
+    The reference is returned only after COMMIT: a reference the client sees is always stored.
+    A second POST with the same nonce (a refresh) stores nothing and returns the first reference.
+    With `notify`, a notice for the centre is queued in the same transaction.
+    """
+    json_fields = ("answers", "fired_rules", "suggestions")
+    row = {k: (json.dumps(v, ensure_ascii=False) if k in json_fields else v) for k, v in record.items()}
+    try:
+        with immediate(db):
+            existing = db.execute("SELECT reference FROM submissions WHERE nonce = ?", [nonce]).fetchone()
+            if existing:
+                return existing[0], False
+            created_at = now()
+            for _ in range(10):
+                reference = new_reference()
+                if not db.execute("SELECT 1 FROM submissions WHERE reference = ?", [reference]).fetchone():
+                    break
+            else:  # pragma: no cover - 10 collisions in a space of 31^8
+                raise StorageError("could not find a free reference")
+            cursor = db.execute(
+                "INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules, suggestions,"
+                " rules_version, locale, name, contact, consent_at, created_at, status)"
+                " VALUES (:reference, :nonce, :service, :outcome, :answers, :fired_rules, :suggestions,"
+                " :rules_version, :locale, :name, :contact, :consent_at, :created_at, 'new')",
+                {**row, "reference": reference, "nonce": nonce, "created_at": created_at})
+            if notify:
+                db.execute("INSERT INTO outbox (submission_id, reference, created_at, attempts, next_attempt_at)"
+                           " VALUES (?, ?, ?, 0, ?)", [cursor.lastrowid, reference, created_at, created_at])
+    except (OperationalError, DatabaseError) as e:
+        raise StorageError(str(e)) from e
+    return reference, True
+
+
+def check_health(db: sqlite_utils.Database) -> None:
+    """Raise unless the database can be read and written."""
+    try:
+        with immediate(db):
+            db.execute("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", [now()])
+        db.execute("SELECT count(*) FROM submissions").fetchone()
+    except (OperationalError, DatabaseError) as e:
+        raise StorageError(str(e)) from e
+
+
+def decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A submissions row with its JSON columns parsed."""
+    if row is None:
+        return None
+    row = dict(row)
+    for key in ("answers", "fired_rules", "suggestions"):
+        if row.get(key) is not None:
+            row[key] = json.loads(row[key])
+    return row
+
+
+def get_submission(db: sqlite_utils.Database, submission_id: int) -> dict[str, Any] | None:
+    rows = list(db["submissions"].rows_where("id = ?", [submission_id], limit=1))
+    return decode(rows[0]) if rows else None
+
+
+def find_by_reference(db: sqlite_utils.Database, reference: str) -> dict[str, Any] | None:
+    rows = list(db["submissions"].rows_where("reference = ?", [normalize_reference(reference)], limit=1))
+    return decode(rows[0]) if rows else None
+
+
+# --- wiring into Flask (kept at the end: the module stays usable without an app) ---------------
+
+def get_db():
+    """The request's connection, opened on first use (after the fork) and closed at teardown."""
+    from flask import current_app, g
+
+    if "db" not in g:
+        g.db = connect(current_app.config["DATABASE"])
+    return g.db
+
+
+def close_db(exc=None) -> None:
+    from flask import g
+
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()
+
+
+def init_app(app) -> None:
+    """Create or upgrade the schema at start-up and close connections after each request."""
+    Path(app.config["DATABASE"]).parent.mkdir(parents=True, exist_ok=True)
+    db = connect(app.config["DATABASE"])
+    try:
+        migrate(db)
+    finally:
+        db.close()
+    app.teardown_appcontext(close_db)

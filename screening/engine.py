@@ -1,0 +1,193 @@
+"""The rule engine: a client's answers in, one outcome with its reasons and suggestions out.
+
+Plain Python (no Flask, WTForms or sqlite-utils). Two steps:
+- `normalize` turns raw answers (form strings or JSON values) into canonical values, drops the
+  answers to questions that were not asked, and reports every missing or invalid answer;
+- `evaluate` runs every rule and suggestion on normalized answers.
+`screen` does both and raises AnswerErrors when anything must be fixed first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from .rules import OUTCOMES, YES_NO, YES_NO_UNSURE, Question, RuleSet, Service, Suggestion, Text
+
+
+class Outcome(IntEnum):
+    """The three outcomes, in rising order of severity; `.code` is the stable public code."""
+
+    PROCEED = 0
+    TELL_CENTRE = 1
+    CONSULT_PROFESSIONAL = 2
+
+    @property
+    def code(self) -> str:
+        return OUTCOMES[self.value]
+
+    @classmethod
+    def from_code(cls, code: str) -> Outcome:
+        return cls(OUTCOMES.index(code))
+
+
+# error codes; their wording lives in rules/texts.toml (error_<code>)
+REQUIRED, INVALID, TOO_LONG, NOT_A_LIST, UNKNOWN = "required", "invalid", "too_long", "not_a_list", "unknown"
+
+
+class AnswerErrors(ValueError):
+    """Some answers are missing or invalid: `errors` maps question id to an error code."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__(", ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One fired rule, with the outcome it gave after clearance."""
+
+    rule: str
+    outcome: Outcome
+    message: Text
+    not_sure: bool = False   # the client answered "not sure" to the question this rule is about
+    cleared: bool = False    # a professional's clearance lowered it
+
+    def text(self, ruleset: RuleSet, locale: str | None = None) -> str:
+        message = self.message.get(locale)
+        if self.not_sure:
+            message += " " + ruleset.text("not_sure_note", locale)
+        return message
+
+
+@dataclass(frozen=True)
+class Decision:
+    service: str
+    outcome: Outcome
+    reasons: tuple[Reason, ...]
+    suggestions: tuple[Suggestion, ...]
+    rules_version: str
+    answers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fired_rules(self) -> tuple[str, ...]:
+        return tuple(r.rule for r in self.reasons)
+
+
+def _yes_no(value, allowed):
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return value if isinstance(value, str) and value in allowed else INVALID
+
+
+def _normalize_one(q: Question, value: Any):
+    """Return the canonical answer, None when unanswered, or an error code."""
+    if value is None or value == "" or value == []:
+        return None
+    if q.type == "yes_no_unsure":
+        return _yes_no(value, YES_NO_UNSURE)
+    if q.type == "yes_no":
+        return _yes_no(value, YES_NO)
+    if q.type == "single":
+        return value if isinstance(value, str) and value in q.option_ids else INVALID
+    if q.type == "multi":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return NOT_A_LIST
+        if not all(isinstance(v, str) and v in q.option_ids for v in value):
+            return INVALID
+        return tuple(o for o in q.option_ids if o in value)  # canonical order, no duplicates
+    # text
+    if not isinstance(value, str):
+        return INVALID
+    value = value.strip()
+    if len(value) > q.max_length:
+        return TOO_LONG
+    return value or None
+
+
+ERROR_CODES = {INVALID, TOO_LONG, NOT_A_LIST}
+
+
+def asked_questions(ruleset: RuleSet, service: Service, answers: dict[str, Any]) -> list[Question]:
+    """The questions a client with these (normalized) answers is asked, in order."""
+    facts = dict(service.facts())
+    asked = []
+    for q in ruleset.questions:
+        if q.asked_when is None or q.asked_when(facts):
+            asked.append(q)
+            if answers.get(q.id) is not None:
+                facts[q.id] = answers[q.id]
+    return asked
+
+
+def normalize(ruleset: RuleSet, service: Service, raw: dict[str, Any], *,
+              allow_unknown: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """Canonical answers to the questions that are asked, and {question id: error code}.
+
+    Answers to questions not asked (a follow-up whose condition does not hold) are dropped, not
+    refused. A required question that is asked and unanswered is an error: never read as "no".
+    """
+    errors: dict[str, str] = {}
+    if not allow_unknown:
+        for key in raw:
+            if key not in ruleset.questions_by_id:
+                errors[key] = UNKNOWN
+    facts = dict(service.facts())
+    answers: dict[str, Any] = {}
+    for q in ruleset.questions:
+        if q.asked_when is not None and not q.asked_when(facts):
+            continue
+        value = _normalize_one(q, raw.get(q.id))
+        if value in ERROR_CODES:
+            errors[q.id] = value
+        elif value is None:
+            if q.required:
+                errors[q.id] = REQUIRED
+        else:
+            answers[q.id] = facts[q.id] = value
+    return answers, errors
+
+
+def evaluate(ruleset: RuleSet, service: Service, answers: dict[str, Any]) -> Decision:
+    """Run every rule on normalized answers; the outcome is the most severe of those that fire."""
+    facts = {**service.facts(), **answers}
+    cleared = ruleset.clearance is not None and answers.get(ruleset.clearance.question) == "yes"
+    reasons = []
+    for rule in ruleset.rules:
+        if not rule.when(facts):
+            continue
+        outcome, message = Outcome.from_code(rule.outcome), rule.message
+        if rule.clearable and cleared:
+            # clearance may only lower: a rule already below the clearance outcome stays where it is
+            outcome = min(outcome, Outcome.from_code(ruleset.clearance.outcome))
+            message = rule.cleared_message
+        not_sure = rule.about is not None and answers.get(rule.about) == "not_sure"
+        reasons.append(Reason(rule.id, outcome, message, not_sure=not_sure, cleared=rule.clearable and cleared))
+    outcome = max((r.outcome for r in reasons), default=Outcome.PROCEED)
+    # suggestions are computed apart from the outcome, so they can never lower it
+    suggestions = tuple(s for s in ruleset.suggestions if s.service != service.slug and s.when(facts))
+    return Decision(service.slug, outcome, tuple(reasons), suggestions, ruleset.version, answers)
+
+
+def screen(ruleset: RuleSet, slug: str, raw: dict[str, Any], *, allow_unknown: bool = True) -> Decision:
+    """Normalize and evaluate; raise AnswerErrors (or KeyError for an unknown service)."""
+    service = ruleset.services_by_slug[slug]
+    answers, errors = normalize(ruleset, service, raw, allow_unknown=allow_unknown)
+    if errors:
+        raise AnswerErrors(errors)
+    return evaluate(ruleset, service, answers)
+
+
+def question_text(ruleset: RuleSet, q: Question, service: Service, locale: str | None = None) -> str:
+    """The question as the client sees it: `{areas}` becomes the areas the service works."""
+    text = q.text.get(locale)
+    if "{areas}" in text:
+        names = [a.name.get(locale) for a in service.areas]
+        last_joiner = " " + ruleset.text("list_or", locale) + " "
+        areas = names[0] if len(names) == 1 else ", ".join(names[:-1]) + last_joiner + names[-1]
+        text = text.replace("{areas}", areas)
+    return text

@@ -1,0 +1,75 @@
+"""Headers on every response and error pages that never leak a traceback (HTML or JSON)."""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from .db import StorageError
+
+log = logging.getLogger(__name__)
+
+CSP = ("default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'; img-src 'self' data:")
+
+
+def wants_json() -> bool:
+    """API routes answer errors in JSON; everything else gets an HTML page."""
+    return request.path.startswith("/api/")
+
+
+def set_headers(response):
+    """Security headers on every response, errors included (RELIABILITY.md point 19)."""
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h["X-Content-Type-Options"] = "nosniff"
+    # same-origin, not no-referrer: Flask-WTF's referrer check on HTTPS needs it (point 14)
+    h["Referrer-Policy"] = "same-origin"
+    h["X-Frame-Options"] = "DENY"
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+    if not request.path.startswith("/static/"):
+        # answers, results and staff pages must never sit in a shared or browser cache
+        h["Cache-Control"] = "no-store"
+        h["Pragma"] = "no-cache"
+    from flask import current_app
+    if current_app.config.get("HSTS"):
+        h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return response
+
+
+def error_response(status: int, code: str, *, fields=None):
+    """One error, as JSON for the API or as the error page otherwise."""
+    if wants_json():
+        return jsonify({"error": code, "fields": fields or {}}), status
+    return render_template("error.html", status=status, code=code), status
+
+
+def init_app(app) -> None:
+    app.after_request(set_headers)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(e):
+        return error_response(400, "csrf")
+
+    @app.errorhandler(StorageError)
+    def storage_error(e):
+        # the reason may name a file path, never answers; it goes to the log, not to the client
+        log.error("storage failure: %s", e)
+        return error_response(503, "storage")
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 429: "too_many"}
+        response = error_response(e.code, codes.get(e.code, "http_error"))
+        if e.code == 405 and hasattr(e, "valid_methods") and e.valid_methods:
+            response[0].headers["Allow"] = ", ".join(e.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(e):
+        # log the type and where, not the request body: it may hold health answers
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal")
