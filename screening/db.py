@@ -252,6 +252,21 @@ def find_by_reference(db: sqlite_utils.Database, reference: str) -> dict[str, An
     return decode(rows[0]) if rows else None
 
 
+# --- audit trail --------------------------------------------------------------------------------
+
+def audit(db: sqlite_utils.Database, *, action: str, staff: dict | None = None, submission_id: int | None = None,
+          reference: str | None = None, detail: str | None = None) -> None:
+    """Record who did what to which submission. Joins the caller's transaction when one is open.
+
+    `detail` must never hold health answers: it outlives an erased submission.
+    """
+    db.execute(
+        "INSERT INTO audit_log (at, staff_id, staff_email, action, submission_id, reference, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [now(), staff["id"] if staff else None, staff["email"] if staff else None, action, submission_id,
+         reference, detail])
+
+
 # --- wiring into Flask (kept at the end: the module stays usable without an app) ---------------
 
 def get_db():
