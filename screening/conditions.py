@@ -45,6 +45,10 @@ class Condition:
         """For each var, the literal values it is compared with (used by the exhaustive checker)."""
         raise NotImplementedError  # pragma: no cover
 
+    def to_json(self) -> dict[str, Any]:
+        """The condition in the same shape as the rule files (used by the JSON API)."""
+        raise NotImplementedError  # pragma: no cover
+
 
 @dataclass(frozen=True)
 class All(Condition):
@@ -61,6 +65,9 @@ class All(Condition):
 
     def describe(self):
         return "(" + " and ".join(p.describe() for p in self.parts) + ")"
+
+    def to_json(self):
+        return {"all": [p.to_json() for p in self.parts]}
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,9 @@ class Any_(Condition):
     def describe(self):
         return "(" + " or ".join(p.describe() for p in self.parts) + ")"
 
+    def to_json(self):
+        return {"any": [p.to_json() for p in self.parts]}
+
 
 @dataclass(frozen=True)
 class Not(Condition):
@@ -95,6 +105,9 @@ class Not(Condition):
 
     def describe(self):
         return "not " + self.inner.describe()
+
+    def to_json(self):
+        return {"not": self.inner.to_json()}
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,11 @@ class Test(Condition):
                  "lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
         value = ", ".join(map(str, self.value)) if self.test == "in" else str(self.value)
         return f"{self.var} {words[self.test]} {value}"
+
+    def to_json(self):
+        # `in` is kept as a frozenset; a sorted list gives the same document on every start
+        value = sorted(self.value, key=lambda v: (type(v).__name__, v)) if self.test == "in" else self.value
+        return {"var": self.var, self.test: value}
 
 
 def _merge(maps):

@@ -1,0 +1,197 @@
+"""The JSON API (/api/v1): the catalogue, the questionnaire and a stateless evaluation.
+
+No cookies, no CSRF, nothing stored: a client sends its answers and gets the outcome back.
+Every error is JSON `{"error": code, "fields": {name: message}}` (security.error_response); the
+messages come from rules/texts.toml in the caller's language, like the form's.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from . import engine, openapi
+from .rules import DEFAULT_LOCALE, LOCALES, Question, RuleSet, Service
+from .security import error_response
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# What a client may send to /evaluate; anything else at the top level is refused, so that a typo
+# ("answer") is reported instead of silently ignored.
+EVALUATE_KEYS = ("service", "answers")
+
+
+class RequestProblem(Exception):
+    """The request cannot be read: becomes a JSON error with `status` and `fields` (name -> text key)."""
+
+    def __init__(self, status: int, code: str, fields: dict[str, str] | None = None):
+        super().__init__(code)
+        self.status, self.code, self.fields = status, code, fields or {}
+
+
+@bp.errorhandler(RequestProblem)
+def _request_problem(e: RequestProblem):
+    """Word each field's problem in the caller's language; the locale itself may be the problem."""
+    locale, ruleset = _locale_or_default(), _ruleset()
+    fields = {name: ruleset.text(key, locale) for name, key in e.fields.items()}
+    return error_response(e.status, e.code, fields=fields)
+
+
+@bp.after_request
+def _language_headers(response):
+    """Say which language the texts are in, and that caches must key on Accept-Language."""
+    response.headers["Content-Language"] = _locale_or_default()
+    response.vary.add("Accept-Language")
+    return response
+
+
+def _ruleset() -> RuleSet:
+    return current_app.extensions["screening.rules"]
+
+
+def _locale() -> str:
+    """`?locale=` when given (it must be a known one), else the best Accept-Language match, else en."""
+    asked = request.args.get("locale")
+    if asked is not None:
+        if asked not in LOCALES:
+            raise RequestProblem(400, "invalid_request", {"locale": "error_unknown_locale"})
+        return asked
+    return request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+
+
+def _locale_or_default() -> str:
+    """The locale for wording an error, never failing itself."""
+    asked = request.args.get("locale")
+    if asked in LOCALES:
+        return asked
+    return request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+
+
+def _service_links(slug: str) -> dict[str, str]:
+    """Where a client reads about the service, answers the form, or fetches the questions."""
+    root = request.script_root
+    return {"description": f"{root}/services/{slug}", "screening": f"{root}/screening/{slug}",
+            "questionnaire": f"{root}{bp.url_prefix}/questionnaire/{slug}"}
+
+
+def _service_json(service: Service, locale: str) -> dict[str, Any]:
+    """One service of the catalogue, texts in `locale` (English where a translation is missing)."""
+    return {
+        "slug": service.slug,
+        "name": service.name.get(locale),
+        "summary": service.summary.get(locale),
+        "description": [p.get(locale) for p in service.description],
+        "areas": [{"id": a.id, "name": a.name.get(locale)} for a in service.areas],
+        "pressure": service.pressure,
+        "intensity": service.intensity.get(locale),
+        "duration": service.duration.get(locale),
+        "during": [p.get(locale) for p in service.during],
+        "after": [p.get(locale) for p in service.after],
+        "before_booking": [p.get(locale) for p in service.before_booking],
+        "faq": [{"question": f.question.get(locale), "answer": f.answer.get(locale)} for f in service.faq],
+        "links": _service_links(service.slug),
+    }
+
+
+def _question_json(ruleset: RuleSet, q: Question, service: Service, locale: str) -> dict[str, Any]:
+    """One question as the form shows it, with the condition under which it is asked."""
+    if q.type in ("yes_no_unsure", "yes_no"):
+        # the loader gives yes/no/not_sure placeholder labels; their wording lives in texts.toml
+        options = [{"id": o.id, "label": ruleset.text(f"answer_{o.id}", locale)} for o in q.options]
+    else:
+        options = [{"id": o.id, "label": o.label.get(locale)} for o in q.options]
+    return {
+        "id": q.id,
+        "text": engine.question_text(ruleset, q, service, locale),
+        "help": q.help.get(locale) if q.help else None,
+        "type": q.type,
+        "required": q.required,
+        "red_flag": q.red_flag,
+        "options": options,
+        "asked_when": q.asked_when.to_json() if q.asked_when else None,
+        "max_length": q.max_length,
+    }
+
+
+@bp.get("/services")
+def services():
+    """The catalogue."""
+    locale, ruleset = _locale(), _ruleset()
+    return jsonify({"locale": locale, "rules_version": ruleset.version,
+                    "services": [_service_json(s, locale) for s in ruleset.services]})
+
+
+@bp.get("/questionnaire/<slug>")
+def questionnaire(slug: str):
+    """The questions for one service, in the order the client answers them."""
+    locale, ruleset = _locale(), _ruleset()
+    service = ruleset.service(slug)
+    if service is None:
+        unknown = ruleset.text("error_unknown_service", locale)
+        return error_response(404, "not_found", fields={"slug": unknown})
+    return jsonify({"service": slug, "locale": locale, "rules_version": ruleset.version,
+                    "questions": [_question_json(ruleset, q, service, locale) for q in ruleset.questions]})
+
+
+def _read_json_object() -> dict[str, Any]:
+    """The body as a JSON object, or a RequestProblem saying what is wrong with it."""
+    if not request.is_json:
+        raise RequestProblem(415, "unsupported_media_type")
+    raw = request.get_data(cache=False)   # over MAX_CONTENT_LENGTH this raises 413 (JSON via security.py)
+    try:
+        # strict JSON (RFC 8259): no NaN or Infinity, UTF-8 only
+        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: deeply nested arrays exhaust the decoder's stack; still just bad JSON
+        raise RequestProblem(400, "invalid_json") from None
+    if not isinstance(body, dict):
+        raise RequestProblem(400, "invalid_request", {"body": "error_not_an_object"})
+    return body
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+@bp.post("/evaluate")
+def evaluate():
+    """Screen the answers for one service and return the outcome; nothing is stored."""
+    locale, ruleset = _locale(), _ruleset()
+    body = _read_json_object()
+    problems = {key: "error_unexpected_key" for key in body if key not in EVALUATE_KEYS}
+    slug, answers = body.get("service"), body.get("answers")
+    if slug is None:
+        problems["service"] = "error_missing_key"
+    elif not isinstance(slug, str) or ruleset.service(slug) is None:
+        problems["service"] = "error_unknown_service"
+    if answers is None:
+        problems["answers"] = "error_missing_key"
+    elif not isinstance(answers, dict):
+        problems["answers"] = "error_not_an_object"
+    if problems:
+        raise RequestProblem(400, "invalid_request", problems)
+    try:
+        decision = engine.screen(ruleset, slug, answers, allow_unknown=False)
+    except engine.AnswerErrors as e:
+        fields = {qid: ruleset.text(f"error_{code}", locale) for qid, code in e.errors.items()}
+        return error_response(422, "invalid_answers", fields=fields)
+    code = decision.outcome.code
+    return jsonify({
+        "outcome": code,
+        "outcome_label": ruleset.outcomes[code]["label"].get(locale),
+        "reasons": [{"rule": r.rule, "outcome": r.outcome.code, "message": r.text(ruleset, locale)}
+                    for r in decision.reasons],
+        "suggestions": [{"id": s.id, "service": s.service, "message": s.message.get(locale),
+                         "url": _service_links(s.service)["description"]} for s in decision.suggestions],
+        "service": decision.service,
+        "rules_version": decision.rules_version,
+        "disclaimer": ruleset.text("disclaimer", locale),
+    })
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The OpenAPI 3.1 description of this API, with the ids of the rules actually loaded."""
+    return jsonify(openapi.document(_ruleset(), prefix=bp.url_prefix, server=request.script_root))
+

@@ -1,0 +1,172 @@
+"""The OpenAPI 3.1 document of the JSON API, built from the rules that are loaded.
+
+Question ids, service slugs, rule and suggestion ids are enumerated from the RuleSet, so the
+document changes with rules/ and never lists an id the server would refuse. Plain Python: the
+caller (api.py) passes the mount point.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .conditions import TESTS
+from .rules import LOCALES, OUTCOMES, QUESTION_TYPES, SERVICE_VARS, YES_NO, YES_NO_UNSURE, Question, RuleSet
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Any], *, required: list[str] | None = None, **extra) -> dict[str, Any]:
+    """A closed object: every listed property required unless `required` says otherwise."""
+    return {"type": "object", "properties": properties,
+            "required": list(properties) if required is None else required,
+            "additionalProperties": False, **extra}
+
+
+STRING = {"type": "string"}
+STRINGS = {"type": "array", "items": STRING}
+
+
+def answer_schema(q: Question) -> dict[str, Any]:
+    """What the engine accepts for one question; null (or leaving it out) means unanswered."""
+    if q.type in ("yes_no_unsure", "yes_no"):
+        words = YES_NO_UNSURE if q.type == "yes_no_unsure" else YES_NO
+        return {"enum": [True, False, *words, None], "description": "true means yes, false means no"}
+    if q.type == "single":
+        return {"enum": [*q.option_ids, None]}
+    if q.type == "multi":
+        return {"anyOf": [{"type": "array", "items": {"enum": list(q.option_ids)}},
+                          {"enum": list(q.option_ids)}, {"type": "null"}],
+                "description": "a list of option ids (a single id is read as a list of one)"}
+    return {"type": ["string", "null"], "maxLength": q.max_length,
+            "description": "free text; surrounding spaces are trimmed before the length is checked"}
+
+
+def _schemas(ruleset: RuleSet) -> dict[str, Any]:
+    question_ids = [q.id for q in ruleset.questions]
+    slugs = [s.slug for s in ruleset.services]
+    # required questions that are always asked; follow-ups become required only when asked
+    always_required = [q.id for q in ruleset.questions if q.required and q.asked_when is None]
+    test = {"type": "object", "required": ["var"], "minProperties": 2, "maxProperties": 2,
+            "additionalProperties": False,
+            "properties": {"var": {"enum": [*question_ids, *SERVICE_VARS]},
+                           **{t: {} for t in TESTS}}}
+    return {
+        "Error": _obj({
+            "error": {**STRING, "description": "a stable code (invalid_answers, not_found...)"},
+            "fields": {"type": "object", "additionalProperties": STRING,
+                       "description": "what is wrong with each named field, in the request's language"},
+        }),
+        "Links": _obj({"description": STRING, "screening": STRING, "questionnaire": STRING}),
+        "Service": _obj({
+            "slug": {"enum": slugs}, "name": STRING, "summary": STRING,
+            "description": {**STRINGS, "description": "paragraphs"},
+            "areas": {"type": "array", "items": _obj({"id": STRING, "name": STRING})},
+            "pressure": STRING, "intensity": STRING, "duration": STRING,
+            "during": STRINGS, "after": STRINGS, "before_booking": STRINGS,
+            "faq": {"type": "array", "items": _obj({"question": STRING, "answer": STRING})},
+            "links": _ref("Links"),
+        }),
+        "ServiceList": _obj({"locale": {"enum": list(LOCALES)}, "rules_version": STRING,
+                             "services": {"type": "array", "items": _ref("Service")}}),
+        "Condition": {
+            "description": "when a question is asked, in the condition language of rules/ "
+                           "(see screening/conditions.py)",
+            "oneOf": [
+                _obj({"all": {"type": "array", "minItems": 1, "items": _ref("Condition")}}),
+                _obj({"any": {"type": "array", "minItems": 1, "items": _ref("Condition")}}),
+                _obj({"not": _ref("Condition")}),
+                test,
+            ],
+        },
+        "Question": _obj({
+            "id": {"enum": question_ids},
+            "text": STRING,
+            "help": {"type": ["string", "null"]},
+            "type": {"enum": list(QUESTION_TYPES)},
+            "required": {"type": "boolean", "description": "must be answered whenever it is asked"},
+            "red_flag": {"type": "boolean"},
+            "options": {"type": "array", "items": _obj({"id": STRING, "label": STRING})},
+            "asked_when": {"anyOf": [_ref("Condition"), {"type": "null"}],
+                           "description": "null: always asked"},
+            "max_length": {"type": ["integer", "null"]},
+        }),
+        "Questionnaire": _obj({"service": {"enum": slugs}, "locale": {"enum": list(LOCALES)},
+                               "rules_version": STRING,
+                               "questions": {"type": "array", "items": _ref("Question")}}),
+        "Answers": _obj({q.id: answer_schema(q) for q in ruleset.questions}, required=always_required,
+                        description="answers by question id; answers to questions that are not asked "
+                                    "(a follow-up whose condition does not hold) are ignored"),
+        "EvaluateRequest": _obj({"service": {"enum": slugs}, "answers": _ref("Answers")}),
+        "Reason": _obj({"rule": {"enum": [r.id for r in ruleset.rules]}, "outcome": {"enum": list(OUTCOMES)},
+                        "message": STRING}),
+        "Suggestion": _obj({"id": {"enum": [s.id for s in ruleset.suggestions]}, "service": {"enum": slugs},
+                            "message": STRING, "url": STRING}),
+        "Evaluation": _obj({
+            "outcome": {"enum": list(OUTCOMES), "description": "the most severe outcome of the reasons"},
+            "outcome_label": STRING,
+            "reasons": {"type": "array", "items": _ref("Reason")},
+            "suggestions": {"type": "array", "items": _ref("Suggestion")},
+            "service": {"enum": slugs},
+            "rules_version": STRING,
+            "disclaimer": STRING,
+        }),
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    words = {400: "the request is malformed (see `fields`), or the locale is unknown",
+             404: "no such service", 413: "the body is larger than the server accepts",
+             415: "the body is not application/json",
+             422: "some answers are missing or invalid (`error` = invalid_answers, `fields` names each)"}
+    responses = {str(c): _json(_ref("Error"), words[c]) for c in codes}
+    responses["default"] = _json(_ref("Error"), "any other error (405, 500, 503...)")
+    return responses
+
+
+def document(ruleset: RuleSet, *, prefix: str, server: str = "") -> dict[str, Any]:
+    """The whole OpenAPI document: `prefix` is the API's path, `server` where the app is mounted."""
+    locale = {"name": "locale", "in": "query", "required": False, "schema": {"enum": list(LOCALES)},
+              "description": "language of the texts; otherwise Accept-Language decides, then English"}
+    slug = {"name": "slug", "in": "path", "required": True,
+            "schema": {"enum": [s.slug for s in ruleset.services]}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Pre-booking screening API",
+            "version": f"1 (rules {ruleset.version})",
+            "description": "Check, before booking a massage, whether the service suits you today. "
+                           "This is a self-check for a wellness service, not a medical assessment. "
+                           "Nothing sent to this API is stored, and it sets no cookies.",
+        },
+        "servers": [{"url": server or "/"}],
+        "paths": {
+            f"{prefix}/services": {"get": {
+                "operationId": "listServices", "summary": "The services catalogue", "parameters": [locale],
+                "responses": {"200": _json(_ref("ServiceList"), "the catalogue"), **_errors(400)},
+            }},
+            f"{prefix}/questionnaire/{{slug}}": {"get": {
+                "operationId": "getQuestionnaire", "summary": "The questions for one service",
+                "parameters": [slug, locale],
+                "responses": {"200": _json(_ref("Questionnaire"), "the questions, in order"),
+                              **_errors(400, 404)},
+            }},
+            f"{prefix}/evaluate": {"post": {
+                "operationId": "evaluate", "summary": "Screen answers for one service (stores nothing)",
+                "parameters": [locale],
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("EvaluateRequest")}}},
+                "responses": {"200": _json(_ref("Evaluation"), "the outcome, its reasons and suggestions"),
+                              **_errors(400, 413, 415, 422)},
+            }},
+            f"{prefix}/openapi.json": {"get": {
+                "operationId": "getOpenApi", "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "the OpenAPI 3.1 document")},
+            }},
+        },
+        "components": {"schemas": _schemas(ruleset)},
+    }
