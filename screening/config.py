@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .rules import default_rules_dir
 
-SECRET_KEY_FILE = "secret_key"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 
 
 def defaults(instance_path: str) -> dict:

@@ -1,0 +1,89 @@
+"""The client's questionnaire as a Flask-WTF form, built from the questions in rules/.
+
+The form class is composed from the question data (adding a question to rules/ needs no Python).
+WTForms brings CSRF and keeps what was typed; whether the answers are complete and valid is decided
+by the rule engine's `normalize`, so the web form and the JSON API refuse exactly the same things.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, RadioField, SelectMultipleField, StringField, TextAreaField
+
+from .rules import YES_NO, YES_NO_UNSURE, RuleSet
+
+NAME_MAX = 100
+CONTACT_MAX = 120
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE_RE = re.compile(r"^\+?[0-9 ().-]+$")
+NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+class _BaseScreeningForm(FlaskForm):
+    """What every questionnaire has besides its questions: sharing, contact, consent, the nonce."""
+
+    share = RadioField(choices=[("no", "no"), ("yes", "yes")], default="no", validate_choice=False)
+    name = StringField()
+    contact = StringField()
+    consent = BooleanField(false_values=("", "no", "false", "0"))
+    nonce = HiddenField()
+
+
+def questionnaire_form_class(ruleset: RuleSet) -> type[FlaskForm]:
+    """A form class with one field per question, named after the question id."""
+    fields = {}
+    for q in ruleset.questions:
+        if q.type in ("yes_no_unsure", "yes_no"):
+            values = YES_NO_UNSURE if q.type == "yes_no_unsure" else YES_NO
+            fields[q.id] = RadioField(choices=[(v, v) for v in values], validate_choice=False)
+        elif q.type == "single":
+            fields[q.id] = RadioField(choices=[(o, o) for o in q.option_ids], validate_choice=False)
+        elif q.type == "multi":
+            fields[q.id] = SelectMultipleField(choices=[(o, o) for o in q.option_ids], validate_choice=False)
+        else:
+            fields[q.id] = TextAreaField()
+    return type("QuestionnaireForm", (_BaseScreeningForm,), fields)
+
+
+def new_nonce() -> str:
+    """A one-time value carried by the form so that a resubmitted form stores nothing twice."""
+    return secrets.token_urlsafe(24)
+
+
+def raw_answers(form: FlaskForm, ruleset: RuleSet) -> dict:
+    """The answers as the engine expects them (strings, or lists for multi questions)."""
+    return {q.id: form[q.id].data for q in ruleset.questions}
+
+
+def share_errors(form: FlaskForm) -> dict[str, str]:
+    """{field: error code} for the sharing part; empty when checking only.
+
+    Codes map to messages in the questionnaire template, where every client-facing word lives.
+    """
+    errors: dict[str, str] = {}
+    if form.share.data not in ("yes", "no"):
+        errors["share"] = "share_choice"
+    if form.share.data != "yes":
+        return errors
+    name = (form.name.data or "").strip()
+    contact = (form.contact.data or "").strip()
+    if not name:
+        errors["name"] = "name_required"
+    elif len(name) > NAME_MAX:
+        errors["name"] = "name_too_long"
+    if not contact:
+        errors["contact"] = "contact_required"
+    elif len(contact) > CONTACT_MAX or not (EMAIL_RE.match(contact) or _is_phone(contact)):
+        errors["contact"] = "contact_invalid"
+    if not form.consent.data:
+        errors["consent"] = "consent_required"
+    if not NONCE_RE.match(form.nonce.data or ""):
+        errors["nonce"] = "nonce_invalid"
+    return errors
+
+
+def _is_phone(text: str) -> bool:
+    digits = sum(ch.isdigit() for ch in text)
+    return bool(PHONE_RE.match(text)) and 6 <= digits <= 15

@@ -1,0 +1,131 @@
+"""The client's side: the services, the questionnaire, and the result next to the service.
+
+The result is the response to the POST and has no URL of its own: nothing of it is kept in the
+cookie session or reachable later. Check only stores nothing; sharing stores once per nonce.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from flask import Blueprint, abort, current_app, render_template, request
+from flask_wtf.csrf import CSRFError
+
+from . import db, engine, forms
+from .rules import LOCALES, RuleSet
+
+bp = Blueprint("public", __name__)
+log = logging.getLogger(__name__)
+
+
+def ruleset() -> RuleSet:
+    return current_app.extensions["screening.rules"]
+
+
+def locale() -> str:
+    """The client's language among those we have (texts fall back to English)."""
+    return request.accept_languages.best_match(LOCALES) or "en"
+
+
+def service_or_404(slug: str):
+    service = ruleset().service(slug)
+    if service is None:
+        abort(404)
+    return service
+
+
+@bp.app_context_processor
+def template_helpers():
+    """Let templates read translated texts: t(text) for a Text, txt('key') for rules/texts.toml."""
+    loc = locale() if request else "en"
+    return {"t": lambda text: text.get(loc) if text is not None else "",
+            "txt": lambda key: ruleset().text(key, loc), "locale": loc, "ruleset": ruleset()}
+
+
+@bp.get("/")
+def index():
+    return render_template("public/index.html", services=ruleset().services)
+
+
+@bp.get("/services/<slug>")
+def service(slug):
+    return render_template("public/service.html", service=service_or_404(slug))
+
+
+@bp.get("/healthz")
+def healthz():
+    db.check_health(db.get_db())   # StorageError becomes a 503 in security.py
+    return "ok", 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def _render_form(service, form, *, errors=None, status=200, expired=False):
+    rs = ruleset()
+    questions = [(q, engine.question_text(rs, q, service, locale())) for q in rs.questions]
+    return render_template("public/questionnaire.html", service=service, form=form, questions=questions,
+                           errors=errors or {}, expired=expired), status
+
+
+@bp.get("/screening/<slug>")
+def questionnaire(slug):
+    service = service_or_404(slug)
+    form = forms.questionnaire_form_class(ruleset())(formdata=None)
+    form.nonce.data = forms.new_nonce()
+    return _render_form(service, form)
+
+
+@bp.post("/screening/<slug>")
+def submit(slug):
+    service = service_or_404(slug)
+    rs = ruleset()
+    form = forms.questionnaire_form_class(rs)()
+    form.validate_on_submit()          # CSRF was already checked app-wide; this loads the data
+    answers, answer_errors = engine.normalize(rs, service, forms.raw_answers(form, rs))
+    errors = {qid: rs.text(f"error_{code}", locale()) for qid, code in answer_errors.items()}
+    share_errors = forms.share_errors(form)
+    if errors or share_errors:
+        return _render_form(service, form, errors={**errors, **share_errors}, status=422)
+
+    decision = engine.evaluate(rs, service, answers)
+    made_at = datetime.now(UTC)
+    reference = already_sent = None
+    if form.share.data == "yes":
+        reference, stored = _store(form, decision)
+        already_sent = not stored
+    return render_template("public/result.html", service=service, decision=decision,
+                           reasons=[(r, r.text(rs, locale())) for r in decision.reasons],
+                           outcome_texts=rs.outcomes[decision.outcome.code], made_at=made_at,
+                           reference=reference, already_sent=already_sent,
+                           services=rs.services_by_slug)
+
+
+def _store(form, decision):
+    """Store the shared screening; the reference exists only once COMMIT has returned."""
+    from . import notify
+    record = {
+        "service": decision.service, "outcome": decision.outcome.code,
+        "answers": {k: list(v) if isinstance(v, tuple) else v for k, v in decision.answers.items()},
+        "fired_rules": [{"rule": r.rule, "outcome": r.outcome.code, "not_sure": r.not_sure, "cleared": r.cleared}
+                        for r in decision.reasons],
+        "suggestions": [s.id for s in decision.suggestions],
+        "rules_version": decision.rules_version, "locale": locale(),
+        "name": form.name.data.strip(), "contact": form.contact.data.strip(), "consent_at": db.now(),
+    }
+    wants_notice = notify.enabled(current_app.config) and decision.outcome.code != "proceed"
+    reference, stored = db.store_submission(db.get_db(), nonce=form.nonce.data, record=record, notify=wants_notice)
+    log.info("shared screening stored" if stored else "shared screening resubmitted; nothing stored")
+    if stored and wants_notice:
+        notify.wake(current_app._get_current_object())
+    return reference, stored
+
+
+@bp.errorhandler(CSRFError)
+def csrf_expired(e):
+    """A missing or expired token stores nothing; the questionnaire comes back with the answers kept."""
+    if request.method == "POST" and request.endpoint == "public.submit":
+        service = ruleset().service(request.view_args.get("slug", ""))
+        if service is not None:
+            form = forms.questionnaire_form_class(ruleset())()    # the posted answers, and a fresh token
+            if not forms.NONCE_RE.match(form.nonce.data or ""):
+                form.nonce.data = forms.new_nonce()
+            return _render_form(service, form, status=400, expired=True)
+    return render_template("error.html", status=400, code="csrf"), 400
