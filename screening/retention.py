@@ -1,0 +1,110 @@
+"""Retention and erasure: delete submissions so that their bytes leave the database files.
+
+A deleted row is not gone from disk by itself. `secure_delete` (set in `db.connect()`) zeroes
+the freed space in the pages, but in WAL mode the old page images stay in the `-wal` file until a
+checkpoint copies the new pages back and the log is reset. So every deletion here commits first
+and then runs `PRAGMA wal_checkpoint(TRUNCATE)` (RELIABILITY.md point 7).
+
+No Flask at module level: the CLI wiring is at the end, imported only when the app registers it.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import sqlite_utils
+
+from . import db as dbmod
+
+log = logging.getLogger(__name__)
+
+# Children first: notes have a foreign key to submissions; outbox rows would otherwise
+# keep sending notices for a submission that no longer exists.
+_DELETE_CHILDREN = (
+    "DELETE FROM notes WHERE submission_id IN ({ids})",
+    "DELETE FROM outbox WHERE submission_id IN ({ids})",
+)
+
+
+def cutoff(older_than_days: int, *, now: datetime | None = None) -> str:
+    """The created_at value before which a submission is older than `older_than_days` days."""
+    if older_than_days < 0:
+        raise ValueError("older_than_days must not be negative")
+    moment = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
+    # the same text format as db.now(), so that text comparison is time comparison
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def purge(db: sqlite_utils.Database, older_than_days: int, *, staff: dict | None = None) -> int:
+    """Delete the submissions created more than `older_than_days` days ago, with their notes and
+    notices, in one transaction; audit it; then checkpoint. Return how many were deleted."""
+    before = cutoff(older_than_days)
+    ids = "SELECT id FROM submissions WHERE created_at < :before"
+    with dbmod.immediate(db):
+        for statement in _DELETE_CHILDREN:
+            db.execute(statement.format(ids=ids), {"before": before})
+        deleted = db.execute("DELETE FROM submissions WHERE created_at < ?", [before]).rowcount
+        # counts and days only: the audit trail outlives the data it describes
+        dbmod.audit(db, action="purge", staff=staff,
+                    detail=f"{deleted} submissions older than {older_than_days} days")
+    checkpoint(db)
+    log.info("purged %d submissions older than %d days", deleted, older_than_days)
+    return deleted
+
+
+def erase_submission(db: sqlite_utils.Database, submission_id: int, *, staff: dict | None) -> str | None:
+    """Delete one submission with its notes and notices (the right to erasure); audit it by its
+    reference; then checkpoint. Return the reference, or None when there is no such submission."""
+    with dbmod.immediate(db):
+        row = db.execute("SELECT reference FROM submissions WHERE id = ?", [submission_id]).fetchone()
+        if row is None:
+            return None
+        reference = row[0]
+        for statement in _DELETE_CHILDREN:
+            db.execute(statement.format(ids="?"), [submission_id])
+        db.execute("DELETE FROM submissions WHERE id = ?", [submission_id])
+        dbmod.audit(db, action="erase", staff=staff, submission_id=submission_id, reference=reference)
+    checkpoint(db)
+    log.info("erased submission %s", reference)
+    return reference
+
+
+def checkpoint(db: sqlite_utils.Database) -> bool:
+    """Copy the WAL into the database file and truncate the WAL, so deleted rows leave both.
+
+    Return False when a reader kept part of the log alive; the bytes then leave at the next
+    checkpoint (SQLite's own automatic one, or the next purge or erasure).
+    """
+    busy, _log_frames, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        log.warning("checkpoint incomplete: another connection was reading; the WAL was not truncated")
+    return not busy
+
+
+# --- wiring into Flask --------------------------------------------------------------------------
+
+def init_app(app) -> None:
+    """Register `screening purge`."""
+    import click
+    from flask.cli import with_appcontext
+
+    @click.command("purge")
+    @click.option("--older-than", "days", required=True, type=click.IntRange(min=0), metavar="DAYS",
+                  help="Delete the submissions created more than DAYS days ago.")
+    @with_appcontext
+    def purge_command(days: int) -> None:
+        """Delete shared submissions older than DAYS days, with their notes, and remove their
+        bytes from the database files. Run it from cron to keep data no longer than needed.
+
+        Example: screening purge --older-than 365
+        """
+        from flask import current_app
+
+        conn = dbmod.connect(current_app.config["DATABASE"])
+        try:
+            deleted = purge(conn, days)
+        finally:
+            conn.close()
+        click.echo(f"Deleted {deleted} submissions older than {days} days.")
+
+    app.cli.add_command(purge_command)

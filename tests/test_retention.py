@@ -1,0 +1,199 @@
+"""Purge and erasure delete submissions, their notes and notices, and their bytes on disk."""
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from screening import db as dbmod
+from screening import retention
+
+
+@pytest.fixture
+def path(tmp_path):
+    """A migrated database file in WAL mode, apart from the app fixtures."""
+    file = tmp_path / "retention.db"
+    conn = dbmod.connect(file)
+    dbmod.migrate(conn)
+    conn.close()
+    return file
+
+
+@pytest.fixture
+def conn(path):
+    conn = dbmod.connect(path)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def other_connection(path):
+    """A second connection that has read the database, like another worker of a running app."""
+    conn = dbmod.connect(path)
+    conn.execute("SELECT count(*) FROM submissions").fetchone()
+    yield conn
+    conn.close()
+
+
+def store(conn, tag, *, days_old=0, notify=False):
+    """Store a submission whose name, contact, free-text answer and note each carry a canary
+    derived from `tag`; optionally backdate it. Return its id."""
+    record = {"service": "back-massage", "outcome": "tell_centre",
+              "answers": {"fever": "no", "notes": f"{tag}-ANSWER my shoulder"},
+              "fired_rules": ["r1"], "suggestions": [], "rules_version": "test", "locale": "en",
+              "name": f"{tag}-NAME", "contact": f"{tag}-CONTACT@example.org", "consent_at": dbmod.now()}
+    reference, _ = dbmod.store_submission(conn, nonce=f"nonce-{tag}", record=record, notify=notify)
+    submission_id = conn.execute("SELECT id FROM submissions WHERE reference = ?", [reference]).fetchone()[0]
+    with dbmod.immediate(conn):
+        conn.execute("INSERT INTO notes (submission_id, body, created_at) VALUES (?, ?, ?)",
+                   [submission_id, f"{tag}-NOTE called back", dbmod.now()])
+        if days_old:
+            created = (datetime.now(UTC) - timedelta(days=days_old)).isoformat(timespec="microseconds")
+            conn.execute("UPDATE submissions SET created_at = ? WHERE id = ?", [created, submission_id])
+    return submission_id
+
+
+def raw_bytes(path: Path) -> bytes:
+    """Everything SQLite keeps on disk for this database: the file, its WAL and its shared memory."""
+    return b"".join(Path(f"{path}{suffix}").read_bytes()
+                    for suffix in ("", "-wal", "-shm") if Path(f"{path}{suffix}").exists())
+
+
+FIELDS = ("NAME", "CONTACT", "ANSWER", "NOTE")
+
+
+def canaries(tag):
+    return [f"{tag}-{field}".encode() for field in FIELDS]
+
+
+def test_purge_removes_the_bytes_of_old_submissions_and_keeps_recent_ones(path, conn, other_connection):
+    store(conn, "CANARY-OLD-7Q2", days_old=400)
+    store(conn, "CANARY-NEW-5ZK", days_old=2)
+    on_disk = raw_bytes(path)
+    assert all(c in on_disk for c in canaries("CANARY-OLD-7Q2"))   # the test can fail
+
+    assert retention.purge(conn, 365) == 1
+
+    on_disk = raw_bytes(path)
+    assert [c for c in canaries("CANARY-OLD-7Q2") if c in on_disk] == []
+    assert [c for c in canaries("CANARY-NEW-5ZK") if c not in on_disk] == []
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert other_connection.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
+
+
+def test_erasure_removes_the_bytes_of_one_submission_and_keeps_the_others(path, conn, other_connection):
+    gone = store(conn, "CANARY-ERASE-3MX")
+    store(conn, "CANARY-KEEP-8WD")
+    assert all(c in raw_bytes(path) for c in canaries("CANARY-ERASE-3MX"))
+
+    reference = retention.erase_submission(conn, gone, staff=None)
+
+    assert reference is not None
+    on_disk = raw_bytes(path)
+    assert [c for c in canaries("CANARY-ERASE-3MX") if c in on_disk] == []
+    assert [c for c in canaries("CANARY-KEEP-8WD") if c not in on_disk] == []
+    assert other_connection.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
+
+
+def test_purge_deletes_notes_and_queued_notices_of_the_purged_submissions_only(conn):
+    old = store(conn, "OLD", days_old=31, notify=True)
+    new = store(conn, "NEW", days_old=29, notify=True)
+
+    assert retention.purge(conn, 30) == 1
+
+    assert [r[0] for r in conn.execute("SELECT id FROM submissions")] == [new]
+    assert [r[0] for r in conn.execute("SELECT submission_id FROM notes")] == [new]
+    assert [r[0] for r in conn.execute("SELECT submission_id FROM outbox")] == [new]
+    assert old != new
+
+
+def test_purge_with_zero_days_deletes_everything_stored_so_far(conn):
+    store(conn, "A")
+    store(conn, "B")
+    assert retention.purge(conn, 0) == 2
+    assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 0
+
+
+def test_purge_refuses_a_negative_number_of_days(conn):
+    store(conn, "A")
+    with pytest.raises(ValueError):
+        retention.purge(conn, -1)
+    assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
+
+
+def test_purge_is_audited_with_a_count_and_no_personal_data(conn):
+    store(conn, "SECRET-7", days_old=100)
+    staff = {"id": 3, "email": "admin@example.org"}
+
+    retention.purge(conn, 90, staff=staff)
+
+    rows = [dict(r) for r in conn["audit_log"].rows]
+    assert len(rows) == 1
+    assert rows[0]["action"] == "purge"
+    assert rows[0]["detail"] == "1 submissions older than 90 days"
+    assert rows[0]["staff_email"] == "admin@example.org"
+    assert "SECRET-7" not in repr(rows)
+
+
+def test_erasure_is_audited_by_reference_only_and_deletes_notes_and_notices(conn):
+    gone = store(conn, "SECRET-9", notify=True)
+    kept = store(conn, "OTHER", notify=True)
+    reference = conn.execute("SELECT reference FROM submissions WHERE id = ?", [gone]).fetchone()[0]
+
+    assert retention.erase_submission(conn, gone, staff={"id": 1, "email": "a@example.org"}) == reference
+
+    assert [r[0] for r in conn.execute("SELECT submission_id FROM notes")] == [kept]
+    assert [r[0] for r in conn.execute("SELECT submission_id FROM outbox")] == [kept]
+    rows = [dict(r) for r in conn["audit_log"].rows]
+    assert [(r["action"], r["reference"], r["submission_id"]) for r in rows] == [("erase", reference, gone)]
+    assert "SECRET-9" not in repr(rows)
+
+
+def test_erasing_an_unknown_submission_returns_none_and_audits_nothing(conn):
+    assert retention.erase_submission(conn, 12345, staff=None) is None
+    assert conn["audit_log"].count == 0
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+def backdate(app, days):
+    """Make every stored submission `days` days old."""
+    conn = dbmod.connect(app.config["DATABASE"])
+    created = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="microseconds")
+    with dbmod.immediate(conn):
+        conn.execute("UPDATE submissions SET created_at = ?", [created])
+    conn.close()
+
+
+def test_purge_command_deletes_old_submissions_and_says_how_many(app, runner, make_submission):
+    make_submission()
+    make_submission()
+    backdate(app, 40)
+    make_submission()
+
+    result = runner.invoke(args=["purge", "--older-than", "30"])
+
+    assert result.exit_code == 0, result.output
+    assert "Deleted 2 submissions older than 30 days." in result.output
+    conn = dbmod.connect(app.config["DATABASE"])
+    assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
+    conn.close()
+
+
+@pytest.mark.parametrize("days", ["-1", "ten", "1.5", ""])
+def test_purge_command_refuses_days_that_are_not_a_non_negative_integer(app, runner, make_submission, days):
+    make_submission()
+    backdate(app, 400)
+
+    result = runner.invoke(args=["purge", "--older-than", days])
+
+    assert result.exit_code == 2
+    assert "--older-than" in result.output
+    conn = dbmod.connect(app.config["DATABASE"])
+    assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
+    conn.close()
+
+
+def test_purge_command_needs_the_number_of_days(runner):
+    result = runner.invoke(args=["purge"])
+    assert result.exit_code == 2
+    assert "--older-than" in result.output
