@@ -42,5 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)      # the JSON API takes no cookies, so it needs no CSRF token
     cli.init_app(app)
+    from . import auth
+    auth.init_app(app)          # staff login, sessions, g.staff, `screening staff`
     return app
 

@@ -26,6 +26,7 @@ def defaults(instance_path: str) -> dict:
         "STAFF_SESSION_HOURS": 10,
         "LOGIN_MAX_FAILURES": 5,
         "LOGIN_LOCK_MINUTES": 15,
+        "LOGIN_SLOWDOWN_SECONDS": 0.25,           # pause per recent failed login, before the lock
         "SMTP_HOST": None,
         "SMTP_PORT": 25,
         "SMTP_USERNAME": None,

@@ -79,3 +79,72 @@ def make_submission(db):
         reference, _ = dbmod.store_submission(db, nonce=nonce, record=record)
         return dbmod.find_by_reference(db, reference)
     return build
+
+
+# --- staff accounts and logged-in clients (screening/accounts.py, screening/auth.py) ---------------
+
+import re  # noqa: E402
+
+from argon2 import PasswordHasher  # noqa: E402
+
+from screening import accounts  # noqa: E402
+
+STAFF_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _fast_logins(monkeypatch):
+    """Cheap argon2 parameters and no slow-down after failed logins, so the suite stays fast.
+    Production keeps the library's defaults (tests/test_accounts.py checks the rehash on login)."""
+    monkeypatch.setattr(accounts, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    monkeypatch.setenv("SCREENING_LOGIN_SLOWDOWN_SECONDS", "0")
+
+
+@pytest.fixture
+def make_staff(db):
+    """Create a staff account: make_staff(role="admin", email=..., password=..., name=...).
+    Returns the account (id, email, name, role, active...) plus the "password" used."""
+    counter = iter(range(10**9))
+
+    def build(role="staff", email=None, password=STAFF_PASSWORD, name=None):
+        email = email or f"{role}{next(counter)}@centre.example"
+        staff = accounts.create_staff(db, email=email, password=password, name=name or f"Sam {role.title()}",
+                                      role=role)
+        return {**staff, "password": password}
+    return build
+
+
+def csrf_token_from(html: str) -> str | None:
+    """The csrf_token hidden field's value in a page, if any."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    return match.group(1) if match else None
+
+
+def login(client, email, password, next=None):
+    """Log in through the real login form (fetching its CSRF token first); returns the POST's response."""
+    page = client.get("/staff/login")
+    data = {"email": email, "password": password}
+    token = csrf_token_from(page.get_data(as_text=True))
+    if token:
+        data["csrf_token"] = token
+    if next is not None:
+        data["next"] = next
+    return client.post("/staff/login", data=data)
+
+
+@pytest.fixture
+def staff_client(app, make_staff):
+    """A test client logged in as a staff member (not admin); the account is in .staff."""
+    c = app.test_client()
+    c.staff = make_staff(role="staff")
+    assert login(c, c.staff["email"], c.staff["password"]).status_code == 302
+    return c
+
+
+@pytest.fixture
+def admin_client(app, make_staff):
+    """A test client logged in as an admin; the account is in .staff."""
+    c = app.test_client()
+    c.staff = make_staff(role="admin")
+    assert login(c, c.staff["email"], c.staff["password"]).status_code == 302
+    return c
