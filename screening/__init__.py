@@ -44,5 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     cli.init_app(app)
     from . import auth
     auth.init_app(app)          # staff login, sessions, g.staff, `screening staff`
+    from . import staff
+    app.register_blueprint(staff.bp)   # the review pages (dashboard, detail, export, audit, rules)
     return app
 

@@ -1,0 +1,457 @@
+"""Storage for the staff review pages: the dashboard list, counts, detail, notes, status and
+decision, the CSV export and the audit trail listing.
+
+No Flask here (views stay short and hold no SQL). Lists use keyset pagination on
+(created_at, id), newest first, so that a page costs the same however deep it is and a row stored
+while someone pages is neither skipped nor shown twice. Every WHERE below has an index in
+db.m001_initial: (created_at, id), and (outcome | status | service, created_at, id).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlite_utils
+
+from . import db as dbmod
+from .engine import AnswerErrors, Decision, asked_questions, question_text, screen
+from .rules import OUTCOMES, RuleSet
+
+PAGE_SIZE = 50
+EXPORT_PAGE_SIZE = 500
+AUDIT_PAGE_SIZE = 50
+Q_MAX = 100
+NOTE_MAX = 5000
+DECISIONS = ("booking_fine", "adapt_session", "postpone", "consult_professional")
+# error codes; their wording lives in templates/staff/_review.html
+INVALID, TOO_LONG, FROM_AFTER_TO, BOTH_DIRECTIONS = "invalid", "too_long", "from_after_to", "both_directions"
+# a spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CURSOR_RE = re.compile(r"^(\d{4}-\d\d-\d\dT[0-9:.+-]+)_(\d{1,18})$")
+
+
+# --- filters and cursors ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Filters:
+    """What the dashboard (and the export) is narrowed to; empty strings mean "any"."""
+
+    outcome: str = ""
+    status: str = ""
+    service: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    q: str = ""
+
+    def params(self) -> dict[str, str]:
+        """The filter as URL parameters (only those set), for links that keep it."""
+        names = {"date_from": "from", "date_to": "to"}
+        return {names.get(k, k): v for k, v in asdict(self).items() if v}
+
+    def active(self) -> bool:
+        return any(asdict(self).values())
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the newest-first order: the (created_at, id) of a row."""
+
+    created_at: str
+    id: int
+
+    def token(self) -> str:
+        return f"{self.created_at}_{self.id}"
+
+
+def parse_cursor(text: str) -> Cursor | None:
+    """A cursor from its URL form, or None when it is not one."""
+    m = CURSOR_RE.match(text or "")
+    if not m:
+        return None
+    try:
+        datetime.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+    return Cursor(m.group(1), int(m.group(2)))
+
+
+def _parse_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None
+
+
+def parse_filters(args: dict[str, str], services: set[str]) -> tuple[Filters, dict[str, str]]:
+    """Read and check the dashboard's filter parameters; return (filters, {field: error code}).
+
+    Fields with an error are left out of the returned filters.
+    """
+    errors: dict[str, str] = {}
+    values: dict[str, str] = {}
+    for field, allowed in (("outcome", OUTCOMES), ("status", dbmod.STATUSES), ("service", services)):
+        value = (args.get(field) or "").strip()
+        if value and value not in allowed:
+            errors[field] = INVALID
+        elif value:
+            values[field] = value
+    for field, key in (("from", "date_from"), ("to", "date_to")):
+        value = (args.get(field) or "").strip()
+        if value and _parse_date(value) is None:
+            errors[field] = INVALID
+        elif value:
+            values[key] = value
+    if "date_from" in values and "date_to" in values and values["date_from"] > values["date_to"]:
+        errors["to"] = FROM_AFTER_TO
+        del values["date_to"]
+    q = " ".join((args.get("q") or "").split())
+    if len(q) > Q_MAX:
+        errors["q"] = TOO_LONG
+    elif q:
+        values["q"] = q
+    return Filters(**values), errors
+
+
+def parse_page(args: dict[str, str]) -> tuple[Cursor | None, Cursor | None, dict[str, str]]:
+    """The `before` / `after` cursors of a page link; return (before, after, {field: error code})."""
+    errors: dict[str, str] = {}
+    found = {}
+    for field in ("before", "after"):
+        text = args.get(field) or ""
+        if text:
+            found[field] = parse_cursor(text)
+            if found[field] is None:
+                errors[field] = INVALID
+    if "before" in found and "after" in found:
+        errors["after"] = BOTH_DIRECTIONS
+    return found.get("before"), found.get("after"), errors
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(filters: Filters) -> tuple[list[str], list[Any]]:
+    """SQL conditions and parameters for a filter."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column in ("outcome", "status", "service"):
+        value = getattr(filters, column)
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if filters.date_from:
+        where.append("created_at >= ?")
+        params.append(filters.date_from)
+    if filters.date_to:
+        # created_at is ISO text in UTC: everything before the next day's midnight
+        where.append("created_at < ?")
+        params.append((date.fromisoformat(filters.date_to) + timedelta(days=1)).isoformat())
+    if filters.q:
+        # a name starting with the words, or a word of the name starting with them (LIKE is
+        # case-insensitive for ASCII); or the exact reference, however it was typed
+        like = _like_escape(filters.q)
+        alternatives = ["name LIKE ? ESCAPE '\\'", "name LIKE ? ESCAPE '\\'"]
+        params += [like + "%", "% " + like + "%"]
+        reference = dbmod.normalize_reference(filters.q)
+        if reference:
+            alternatives.append("reference = ?")
+            params.append(reference)
+        where.append("(" + " OR ".join(alternatives) + ")")
+    return where, params
+
+
+LIST_COLUMNS = "id, reference, name, service, outcome, status, decision, created_at"
+
+
+def _select(db: sqlite_utils.Database, columns: str, filters: Filters, *, before: Cursor | None = None,
+            after: Cursor | None = None, limit: int) -> list[dict[str, Any]]:
+    """Rows matching the filter, strictly older than `before` (newest first) or strictly newer
+    than `after` (oldest first)."""
+    where, params = _where(filters)
+    order = "DESC"
+    if before is not None:
+        where.append("(created_at, id) < (?, ?)")
+        params += [before.created_at, before.id]
+    if after is not None:
+        where.append("(created_at, id) > (?, ?)")
+        params += [after.created_at, after.id]
+        order = "ASC"
+    sql = f"SELECT {columns} FROM submissions"   # noqa: S608 - columns and conditions are ours; values are bound
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY created_at {order}, id {order} LIMIT ?"
+    cursor = db.execute(sql, [*params, limit])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+@dataclass
+class Page:
+    """One page of the dashboard, newest first, with the cursors of the neighbouring pages."""
+
+    rows: list[dict[str, Any]]
+    older: Cursor | None
+    newer: Cursor | None
+
+
+def list_page(db: sqlite_utils.Database, filters: Filters, *, before: Cursor | None = None,
+              after: Cursor | None = None, size: int = PAGE_SIZE) -> Page:
+    """A page of submissions: the newest ones, those just older than `before`, or those just
+    newer than `after`."""
+    rows = _select(db, LIST_COLUMNS, filters, before=before, after=after, limit=size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    if after is not None:
+        rows.reverse()
+    if not rows:
+        return Page([], None, None)
+    first = Cursor(rows[0]["created_at"], rows[0]["id"])
+    last = Cursor(rows[-1]["created_at"], rows[-1]["id"])
+    if after is not None:
+        has_newer, has_older = more, bool(_select(db, "id", filters, before=last, limit=1))
+    else:
+        has_older = more
+        has_newer = before is not None and bool(_select(db, "id", filters, after=first, limit=1))
+    return Page(rows, last if has_older else None, first if has_newer else None)
+
+
+def attention_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """How many submissions still need attention (new or reviewed, not 'proceed'), per outcome."""
+    counts = {code: 0 for code in OUTCOMES if code != "proceed"}
+    for outcome, n in db.execute(
+            "SELECT outcome, count(*) FROM submissions WHERE status IN ('new', 'reviewed')"
+            " AND outcome != 'proceed' GROUP BY outcome").fetchall():
+        counts[outcome] = n
+    return counts
+
+
+# --- one submission ----------------------------------------------------------------------------------
+
+def get_submission(db: sqlite_utils.Database, submission_id: int) -> dict[str, Any] | None:
+    """The submission with its JSON columns parsed, or None."""
+    return dbmod.get_submission(db, submission_id)
+
+
+def fired_rule_ids(fired: list) -> list[str]:
+    """Rule ids from a stored fired_rules list (ids, or {"rule": id, ...} as the public side stores)."""
+    return [f["rule"] if isinstance(f, dict) else str(f) for f in fired or []]
+
+
+@dataclass
+class Rejudgement:
+    """What the current rules say about stored answers, and whether that differs."""
+
+    decision: Decision | None
+    errors: dict[str, str]         # answers the current rules refuse ({question id: error code})
+    unknown_service: bool
+    differs: bool
+
+
+def rejudge(ruleset: RuleSet, submission: dict[str, Any]) -> Rejudgement:
+    """Run the current rules on the stored answers and compare outcome and fired rules."""
+    try:
+        decision = screen(ruleset, submission["service"], submission["answers"] or {})
+    except KeyError:
+        return Rejudgement(None, {}, True, True)
+    except AnswerErrors as e:
+        return Rejudgement(None, e.errors, False, True)
+    differs = (decision.outcome.code != submission["outcome"]
+               or set(decision.fired_rules) != set(fired_rule_ids(submission["fired_rules"])))
+    return Rejudgement(decision, {}, False, differs)
+
+
+def answered_questions(ruleset: RuleSet, submission: dict[str, Any]) -> tuple[list, list[str]]:
+    """(questions of the current rules the client was asked, ids of stored answers to questions the
+    current rules no longer have)."""
+    answers = submission["answers"] or {}
+    service = ruleset.service(submission["service"])
+    if service is not None:
+        questions = asked_questions(ruleset, service, answers)
+    else:
+        questions = [q for q in ruleset.questions if q.id in answers]
+    gone = [qid for qid in answers if qid not in ruleset.questions_by_id]
+    return questions, gone
+
+
+def fired_rows(ruleset: RuleSet, submission: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each rule that fired when the submission was judged, with its message from the current
+    rules in the client's language (None when the rule no longer exists)."""
+    locale = submission.get("locale")
+    rules = {r.id: r for r in ruleset.rules}
+    rows = []
+    for entry in submission["fired_rules"] or []:
+        info = entry if isinstance(entry, dict) else {"rule": str(entry)}
+        rule = rules.get(info["rule"])
+        message = None
+        if rule is not None:
+            text = rule.cleared_message if info.get("cleared") and rule.cleared_message else rule.message
+            message = text.get(locale)
+            if info.get("not_sure"):
+                message += " " + ruleset.text("not_sure_note", locale)
+        rows.append({"rule": info["rule"], "outcome": info.get("outcome"), "message": message,
+                     "cleared": bool(info.get("cleared")), "not_sure": bool(info.get("not_sure"))})
+    return rows
+
+
+def answer_label(ruleset: RuleSet, question, value: Any, locale: str | None) -> str:
+    """A stored answer in the words the client chose it by (texts answer_yes/no/not_sure, option labels)."""
+    if question.type in ("yes_no_unsure", "yes_no") and f"answer_{value}" in ruleset.texts:
+        return ruleset.text(f"answer_{value}", locale)
+    labels = {o.id: o.label.get(locale) for o in question.options}
+    return labels.get(value, str(value))
+
+
+def answer_rows(ruleset: RuleSet, submission: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each question the client was asked, as they saw it, with the answer they gave (None when
+    they left an optional one empty) in their language."""
+    locale = submission.get("locale")
+    answers = submission["answers"] or {}
+    service = ruleset.service(submission["service"])
+    questions, _gone = answered_questions(ruleset, submission)
+    rows = []
+    for q in questions:
+        text = question_text(ruleset, q, service, locale) if service is not None else q.text.get(locale)
+        value = answers.get(q.id)
+        if value is None:
+            shown = None
+        elif q.type == "text":
+            shown = [str(value)]
+        else:
+            shown = [answer_label(ruleset, q, v, locale) for v in (value if isinstance(value, list) else [value])]
+        rows.append({"id": q.id, "text": text, "answers": shown, "red_flag": q.red_flag, "type": q.type})
+    return rows
+
+
+def list_notes(db: sqlite_utils.Database, submission_id: int) -> list[dict[str, Any]]:
+    """The notes on a submission, oldest first, with their author's name and e-mail."""
+    cursor = db.execute(
+        "SELECT notes.id, notes.body, notes.created_at, staff.name AS author_name,"
+        " staff.email AS author_email FROM notes LEFT JOIN staff ON staff.id = notes.staff_id"
+        " WHERE notes.submission_id = ? ORDER BY notes.created_at, notes.id", [submission_id])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def record_view(db: sqlite_utils.Database, submission: dict[str, Any], staff: dict) -> None:
+    """Note in the audit trail that a staff member opened a submission."""
+    with dbmod.immediate(db):
+        dbmod.audit(db, action="view", staff=staff, submission_id=submission["id"],
+                    reference=submission["reference"])
+
+
+def add_note(db: sqlite_utils.Database, submission_id: int, body: str, staff: dict) -> bool:
+    """Add a note and audit it (not its text: a note may hold health details). False when the
+    submission is gone."""
+    with dbmod.immediate(db):
+        row = db.execute("SELECT reference FROM submissions WHERE id = ?", [submission_id]).fetchone()
+        if row is None:
+            return False
+        db.execute("INSERT INTO notes (submission_id, staff_id, body, created_at) VALUES (?, ?, ?, ?)",
+                   [submission_id, staff["id"], body, dbmod.now()])
+        dbmod.audit(db, action="note", staff=staff, submission_id=submission_id, reference=row[0])
+    return True
+
+
+def set_status(db: sqlite_utils.Database, submission_id: int, status: str, decision: str | None,
+               staff: dict) -> bool | None:
+    """Set status and decision; audit the change as 'field: old -> new'. Return None when the
+    submission is gone, else whether anything changed."""
+    if status not in dbmod.STATUSES or (decision is not None and decision not in DECISIONS):
+        raise ValueError("unknown status or decision")
+    with dbmod.immediate(db):
+        row = db.execute("SELECT reference, status, decision FROM submissions WHERE id = ?",
+                         [submission_id]).fetchone()
+        if row is None:
+            return None
+        reference, old_status, old_decision = row
+        pairs = (("status", old_status, status), ("decision", old_decision, decision))
+        changes = [f"{name}: {old or '-'} -> {new or '-'}" for name, old, new in pairs if old != new]
+        if not changes:
+            return False
+        db.execute("UPDATE submissions SET status = ?, decision = ?, updated_at = ? WHERE id = ?",
+                   [status, decision, dbmod.now(), submission_id])
+        dbmod.audit(db, action="status", staff=staff, submission_id=submission_id, reference=reference,
+                    detail="; ".join(changes))
+    return True
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = ("reference", "created_at", "service", "outcome", "status", "decision", "name", "contact",
+                  "fired_rules", "rules_version")
+
+
+def record_export(db: sqlite_utils.Database, filters: Filters, staff: dict) -> None:
+    """One audit row per export; the detail is the filter (never answers)."""
+    with dbmod.immediate(db):
+        dbmod.audit(db, action="export", staff=staff, detail=json.dumps(filters.params(), sort_keys=True))
+
+
+def neutralise(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _answer_cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ";".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+def export_header(question_ids: list[str]) -> list[str]:
+    return [*EXPORT_COLUMNS, *question_ids]
+
+
+def export_rows(connect, filters: Filters, question_ids: list[str],
+                page_size: int = EXPORT_PAGE_SIZE) -> Iterator[list[str]]:
+    """Every submission matching the filter, newest first, as neutralised CSV cells.
+
+    `connect()` opens a connection, closed when done. Each page is its own short read, so no read
+    transaction stays open (holding back WAL checkpoints) for the whole download.
+    """
+    db = connect()
+    try:
+        before = None
+        while True:
+            rows = _select(db, "*", filters, before=before, limit=page_size)
+            for row in rows:
+                row = dbmod.decode(row)
+                answers = row["answers"] or {}
+                cells = [row["reference"], row["created_at"], row["service"], row["outcome"], row["status"],
+                         row["decision"], row["name"], row["contact"],
+                         ";".join(fired_rule_ids(row["fired_rules"])), row["rules_version"]]
+                cells += [_answer_cell(answers.get(qid)) for qid in question_ids]
+                yield [neutralise(c) for c in cells]
+            if len(rows) < page_size:
+                return
+            before = Cursor(rows[-1]["created_at"], rows[-1]["id"])
+    finally:
+        db.close()
+
+
+# --- audit trail -----------------------------------------------------------------------------------
+
+def list_audit(db: sqlite_utils.Database, *, reference: str = "", before_id: int | None = None,
+               size: int = AUDIT_PAGE_SIZE) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the audit trail, newest first; return (rows, id to pass as before_id for older)."""
+    where, params = [], []
+    if reference:
+        where.append("reference = ?")
+        params.append(reference)
+    if before_id is not None:
+        where.append("id < ?")
+        params.append(before_id)
+    sql = "SELECT id, at, staff_id, staff_email, action, submission_id, reference, detail FROM audit_log"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    cursor = db.execute(sql + " ORDER BY id DESC LIMIT ?", [*params, size + 1])
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    older = rows[size - 1]["id"] if len(rows) > size else None
+    return rows[:size], older

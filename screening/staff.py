@@ -1,0 +1,238 @@
+"""The staff review pages: the dashboard of shared submissions, one submission with its notes,
+status and decision, the CSV export, the audit trail and the rules pages.
+
+Deny by default: `require_staff` runs before every view of this blueprint, so a view added later
+without a decorator still needs a login. Views validate, call review.py (which holds the SQL) and
+render; every successful POST redirects (post/redirect/get).
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, SelectField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from . import db as dbmod
+from . import review
+from .auth import admin_required, require_staff
+from .engine import AnswerErrors, question_text, screen
+from .rules import RuleSet
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+bp.before_request(require_staff)
+
+
+def ruleset() -> RuleSet:
+    return current_app.extensions["screening.rules"]
+
+
+@bp.context_processor
+def staff_helpers():
+    """Staff templates read the rules and the logged-in staff member."""
+    return {"rs": ruleset(), "staff": g.get("staff")}
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class StatusForm(FlaskForm):
+    """Status and decision of a submission. Labels live in the template."""
+
+    status = SelectField(choices=list(dbmod.STATUSES), validators=[DataRequired()])
+    decision = SelectField(choices=["", *review.DECISIONS])
+
+
+class NoteForm(FlaskForm):
+    body = TextAreaField(filters=[_strip], validators=[DataRequired(), Length(max=review.NOTE_MAX)])
+
+
+class EraseForm(FlaskForm):
+    confirm = BooleanField(validators=[DataRequired()])
+
+
+# --- dashboard and export --------------------------------------------------------------------------
+
+def _services() -> set[str]:
+    return set(ruleset().services_by_slug)
+
+
+def _dashboard(filters, errors, page=None, status=200):
+    counts = review.attention_counts(dbmod.get_db())
+    return render_template("staff/dashboard.html", filters=filters, errors=errors, page=page, counts=counts,
+                           args=request.args, statuses=dbmod.STATUSES, notice=request.args.get("notice")), status
+
+
+@bp.get("/")
+def dashboard():
+    """Shared submissions, newest first, filtered, 50 a page."""
+    filters, errors = review.parse_filters(request.args, _services())
+    before, after, page_errors = review.parse_page(request.args)
+    errors.update(page_errors)
+    if errors:
+        return _dashboard(filters, errors, status=400)
+    page = review.list_page(dbmod.get_db(), filters, before=before, after=after)
+    return _dashboard(filters, errors, page)
+
+
+@bp.get("/export.csv")
+def export():
+    """The dashboard's current filter as CSV, streamed a page of rows at a time."""
+    filters, errors = review.parse_filters(request.args, _services())
+    if errors:
+        return _dashboard(filters, errors, status=400)
+    review.record_export(dbmod.get_db(), filters, g.staff)
+    question_ids = [q.id for q in ruleset().questions]
+    path = current_app.config["DATABASE"]
+
+    def generate():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(review.export_header(question_ids))
+        # a fresh connection: each page is its own short read, none stays open for the download
+        for row in review.export_rows(lambda: dbmod.connect(path), filters, question_ids):
+            writer.writerow(row)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(stream_with_context(generate()), content_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="submissions.csv"'})
+
+
+# --- one submission ---------------------------------------------------------------------------------
+
+def _submission_or_404(submission_id: int) -> dict:
+    submission = review.get_submission(dbmod.get_db(), submission_id)
+    if submission is None:
+        abort(404)
+    return submission
+
+
+def _detail(submission, *, status_form=None, note_form=None, erase_form=None, status=200):
+    """Render one submission; forms not given are fresh (not filled from another form's POST)."""
+    rs = ruleset()
+    status_form = status_form or StatusForm(formdata=None, data={
+        "status": submission["status"], "decision": submission["decision"] or ""})
+    return render_template(
+        "staff/submission.html", sub=submission, service=rs.service(submission["service"]),
+        answers=review.answer_rows(rs, submission), gone=review.answered_questions(rs, submission)[1],
+        fired=review.fired_rows(rs, submission), rejudged=review.rejudge(rs, submission),
+        notes=review.list_notes(dbmod.get_db(), submission["id"]), status_form=status_form,
+        note_form=note_form or NoteForm(formdata=None), erase_form=erase_form or EraseForm(formdata=None),
+        statuses=dbmod.STATUSES, decisions=("", *review.DECISIONS), saved=request.args.get("saved")), status
+
+
+@bp.get("/submissions/<int:submission_id>")
+def submission(submission_id: int):
+    """Everything about one submission; the view is audited."""
+    sub = _submission_or_404(submission_id)
+    review.record_view(dbmod.get_db(), sub, g.staff)
+    return _detail(sub)
+
+
+@bp.post("/submissions/<int:submission_id>/status")
+def set_status(submission_id: int):
+    sub = _submission_or_404(submission_id)
+    form = StatusForm()
+    if not form.validate():
+        return _detail(sub, status_form=form, status=422)
+    if review.set_status(dbmod.get_db(), submission_id, form.status.data, form.decision.data or None,
+                         g.staff) is None:
+        abort(404)
+    return redirect(url_for(".submission", submission_id=submission_id, saved="status"))
+
+
+@bp.post("/submissions/<int:submission_id>/notes")
+def add_note(submission_id: int):
+    sub = _submission_or_404(submission_id)
+    form = NoteForm()
+    if not form.validate():
+        return _detail(sub, note_form=form, status=422)
+    if not review.add_note(dbmod.get_db(), submission_id, form.body.data, g.staff):
+        abort(404)
+    return redirect(url_for(".submission", submission_id=submission_id, saved="note", _anchor="notes"))
+
+
+@bp.post("/submissions/<int:submission_id>/erase")
+@admin_required
+def erase(submission_id: int):
+    """Erase a submission and its notes for good (the right to erasure); admins only."""
+    from . import retention
+
+    sub = _submission_or_404(submission_id)
+    form = EraseForm()
+    if not form.validate():
+        return _detail(sub, erase_form=form, status=422)
+    if retention.erase_submission(dbmod.get_db(), submission_id, staff=g.staff) is None:
+        abort(404)
+    return redirect(url_for(".dashboard", notice="erased"))
+
+
+# --- audit trail -----------------------------------------------------------------------------------
+
+@bp.get("/audit")
+@admin_required
+def audit():
+    """The audit trail, newest first, optionally for one reference."""
+    errors = {}
+    typed = (request.args.get("reference") or "").strip()
+    reference = dbmod.normalize_reference(typed) if typed else ""
+    if typed and not reference:
+        errors["reference"] = review.INVALID
+    before_text = request.args.get("before") or ""
+    before_id = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
+    if before_text and before_id is None:
+        errors["before"] = review.INVALID
+    if errors:
+        return render_template("staff/audit.html", rows=[], older=None, errors=errors, typed=typed,
+                               reference=reference), 400
+    rows, older = review.list_audit(dbmod.get_db(), reference=reference, before_id=before_id)
+    return render_template("staff/audit.html", rows=rows, older=older, errors=errors, typed=typed,
+                           reference=reference, paged=before_id is not None)
+
+
+# --- rules -----------------------------------------------------------------------------------------
+
+@bp.get("/rules")
+def rules():
+    """The active questions, rules and suggestions, with the rules_version they make."""
+    return render_template("staff/rules.html", rs=ruleset())
+
+
+@bp.route("/rules/simulate", methods=["GET", "POST"])
+def simulate():
+    """Try answers on the current rules; stores nothing, audits nothing (no client data)."""
+    rs = ruleset()
+    slug = request.values.get("service") or rs.services[0].slug
+    service = rs.service(slug)
+    decision, errors, status = None, {}, 200
+    if service is None:
+        errors["service"] = review.INVALID
+        service, status = rs.services[0], 422
+    raw = {q.id: (request.form.getlist(q.id) if q.type == "multi" else request.form.get(q.id))
+           for q in rs.questions}
+    if request.method == "POST" and not errors:
+        try:
+            decision = screen(rs, slug, raw)
+        except AnswerErrors as e:
+            errors, status = e.errors, 422
+    questions = [(q, question_text(rs, q, service)) for q in rs.questions]
+    return render_template("staff/simulate.html", rs=rs, service=service, questions=questions,
+                           raw=raw if request.method == "POST" else {}, errors=errors,
+                           decision=decision), status
