@@ -1,0 +1,516 @@
+"""Proves the safety properties of a rule set over the whole answer space (`screening check-rules`).
+
+`check(ruleset) -> Report` shows, for every service:
+
+(a) every valid combination of answers gets exactly one outcome (and the engine agrees);
+(b) changing any yes/no/not-sure answer from "no" to "not sure" or "yes" never lowers the
+    outcome (the clearance question is held fixed: it lowers the outcome by design);
+(c) an asked required question left unanswered is refused, never read as "no", and every
+    yes/no/not-sure question a rule reads is required;
+(d) every outcome, every rule and every suggestion can happen;
+(e) every example in examples.toml gives its outcome (and exactly its rules, when listed);
+(f) no rule, clearance or suggestion message promises a medical result.
+
+How the whole space stays small and the proof stays sound
+---------------------------------------------------------
+A condition can only tell values apart through the literals it compares them with, so:
+
+* Services are grouped by what conditions can see of them: two services whose `service.*`
+  values fall in the same classes (below) give every condition the same truth value, so one
+  representative per group is enough. (Suggestions pointing at the client's own service are
+  hidden by the engine; reachability accounts for that with every slug of the group.)
+* Yes/no/not-sure and yes/no questions are enumerated fully: every value, plus "unanswered"
+  where that is allowed (an optional question, or a follow-up that is not asked).
+* A single-choice or text question takes one value per equivalence class: each literal that
+  conditions compare it with, one value that is none of them, and "unanswered". A multi-choice
+  question takes one value per subset of its literals (`contains` only asks about those), plus
+  "unanswered". A question no condition reads takes a single value. Every atomic test is
+  evaluated by the engine's own condition objects on each representative, so the classes
+  cannot drift from the engine's semantics.
+
+The space is laid out in mixed radix: the follow-up questions (those with `asked_when`) take
+each combination of their values in an outer loop, and all other questions form an inner
+index. For one outer combination, each condition becomes a Python integer used as a bit set
+over the inner index (bit i = the condition holds for combination i), built from periodic bit
+patterns and combined with `&`, `|` and `^`. Outcomes, validity (a follow-up is answered exactly
+when it is asked, a required one is never blank) and monotonicity (compare with the bit set
+shifted by the stride of the changed question) are then whole-set integer operations that run
+in C. A sample of combinations per group is replayed through `engine.screen` with every slug of
+the group to prove that the bit sets and the engine agree.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import engine
+from .conditions import All, Any_, Condition, Not, Test
+from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RuleSet, Text
+
+RULES_FILE, QUESTIONS_FILE, EXAMPLES_FILE = "rules.toml", "questions.toml", "examples.toml"
+
+# Words that promise a medical result. Whole words only: "treated" (as in "you are being treated
+# for a condition") describes the client, while "this massage treats ..." would be a promise.
+FORBIDDEN_WORDS = {
+    "en": r"cure|cures|cured|curing|heal|heals|healing|guarantee|guarantees|guaranteed|treat|treats|"
+          r"treatment|treatments|remedy|remedies",
+    "es": r"cura|curar|curará|curación|sana|sanar|sanará|garantiza|garantizado|garantizada|garantía|"
+          r"tratamiento",
+    "ca": r"curar|curació|guarir|guareix|guarirà|garanteix|garantit|garantida|garantia|tractament",
+}
+FORBIDDEN = {loc: re.compile(rf"\b({words})\b", re.IGNORECASE) for loc, words in FORBIDDEN_WORDS.items()}
+SAMPLES_PER_BLOCK = 8   # combinations per outer block replayed through the engine
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that does not hold; str() reads 'file: entry: problem'."""
+
+    file: str
+    entry: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.entry}: {self.problem}"
+
+
+@dataclass
+class Report:
+    """What `check` found: the problems, and how much it checked in how long."""
+
+    problems: list[Problem] = field(default_factory=list)
+    combinations: int = 0        # valid answer combinations checked, over all service groups
+    service_groups: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, file: str, entry: str, problem: str) -> None:
+        """Record a problem once (the same one may show up in several service groups)."""
+        p = Problem(file, entry, problem)
+        if p not in self.problems:
+            self.problems.append(p)
+
+
+# --- the answer space --------------------------------------------------------------------------
+
+UNANSWERED = None
+OTHER_TEXT = "(any other text)"
+
+
+def _literals(ruleset: RuleSet) -> dict[str, set]:
+    """Every literal each variable is compared with, in any condition of the rule set."""
+    merged: dict[str, set] = {}
+    conditions = [q.asked_when for q in ruleset.questions if q.asked_when] + \
+        [r.when for r in ruleset.rules] + [s.when for s in ruleset.suggestions]
+    for cond in conditions:
+        for var, values in cond.literals().items():
+            merged.setdefault(var, set()).update(values)
+    return merged
+
+
+def _domain(q: Question, literals: set | None) -> list[Any]:
+    """One representative answer per class of answers that conditions cannot tell apart."""
+    blank_ok = not q.required or q.follow_up      # a follow-up that is not asked is blank
+    if q.type in ("yes_no_unsure", "yes_no"):
+        # "no" first, so that the lowest index (the counterexample shown) is the plainest one
+        values: list[Any] = sorted(q.option_ids, key=("no", "not_sure", "yes").index)
+    elif literals is None:
+        values = [] if blank_ok else [q.option_ids[0] if q.options else "x"]
+    elif q.type == "single":
+        values = [o for o in q.option_ids if o in literals]
+        values += [o for o in q.option_ids if o not in literals][:1]
+    elif q.type == "multi":
+        used = [o for o in q.option_ids if o in literals]
+        others = [o for o in q.option_ids if o not in literals]
+        values = []
+        for n in range(len(used) + 1):
+            for subset in itertools.combinations(used, n):
+                value = subset or tuple(others[:1])     # "none of the literals" needs another option
+                if value:
+                    values.append(value)
+    else:   # text: each literal that fits, and one text that is none of them
+        values = [v for v in sorted(literals, key=str) if isinstance(v, str) and v.strip() == v
+                  and 0 < len(v) <= q.max_length]
+        values.append(OTHER_TEXT if OTHER_TEXT not in literals else OTHER_TEXT + "!")
+    return [UNANSWERED, *values] if blank_ok else values
+
+
+def _service_class(var: str, value: Any, literals: set) -> Any:
+    """What conditions can see of a service attribute."""
+    if isinstance(value, tuple):
+        return frozenset(value) & literals
+    return value if value in literals else "(other)"
+
+
+def _service_groups(ruleset: RuleSet, literals: dict[str, set]) -> list[list]:
+    """Services that every condition treats alike, grouped; the first of each is the representative."""
+    groups: dict[tuple, list] = {}
+    for s in ruleset.services:
+        facts = s.facts()
+        key = tuple(_service_class(v, facts[v], literals[v]) for v in SERVICE_VARS if v in literals)
+        groups.setdefault(key, []).append(s)
+    return list(groups.values())
+
+
+def _repeat(block: int, width: int, times: int) -> int:
+    """`block` (a `width`-bit pattern) repeated `times` times, by doubling."""
+    result, filled, piece, piece_times = 0, 0, block, 1
+    while times:
+        if times & 1:
+            result |= piece << (filled * width)
+            filled += piece_times
+        times >>= 1
+        if times:
+            piece |= piece << (piece_times * width)
+            piece_times *= 2
+    return result
+
+
+class Space:
+    """The answer space of one service group: inner (mixed radix) and outer (follow-up) questions."""
+
+    def __init__(self, ruleset: RuleSet, service, literals: dict[str, set]):
+        self.ruleset, self.service, self.facts = ruleset, service, service.facts()
+        self.inner = [q for q in ruleset.questions if not q.follow_up]
+        self.outer = [q for q in ruleset.questions if q.follow_up]
+        self.domains = {q.id: _domain(q, literals.get(q.id)) for q in ruleset.questions}
+        self.strides, stride = {}, 1
+        for q in reversed(self.inner):
+            self.strides[q.id] = stride
+            stride *= len(self.domains[q.id])
+        self.size = stride
+        self.full = (1 << self.size) - 1
+        self._patterns: dict[tuple, int] = {}
+        self.blocks = [dict(zip([q.id for q in self.outer], values, strict=True))
+                       for values in itertools.product(*(self.domains[q.id] for q in self.outer))]
+
+    def test_mask(self, test: Test, outer_values: dict[str, Any]) -> int:
+        """The bit set of inner combinations where an atomic test holds."""
+        if test.var in outer_values:
+            return self.full if test({test.var: outer_values[test.var]}) else 0
+        if test.var in self.facts:
+            return self.full if test(self.facts) else 0
+        truth = tuple(test({test.var: v}) for v in self.domains[test.var])
+        key = (test.var, truth)
+        if key not in self._patterns:
+            stride, radix = self.strides[test.var], len(truth)
+            run = (1 << stride) - 1
+            block = sum(run << (j * stride) for j, holds in enumerate(truth) if holds)
+            self._patterns[key] = _repeat(block, stride * radix, self.size // (stride * radix))
+        return self._patterns[key]
+
+    def mask(self, cond: Condition, outer_values: dict[str, Any]) -> int:
+        """The bit set of inner combinations where a condition holds (for these follow-up values)."""
+        if isinstance(cond, Test):
+            return self.test_mask(cond, outer_values)
+        if isinstance(cond, All):
+            result = self.full
+            for part in cond.parts:
+                result &= self.mask(part, outer_values)
+            return result
+        if isinstance(cond, Any_):
+            result = 0
+            for part in cond.parts:
+                result |= self.mask(part, outer_values)
+            return result
+        if isinstance(cond, Not):
+            return self.full ^ self.mask(cond.inner, outer_values)
+        raise TypeError(f"the checker does not know condition type {type(cond).__name__}")
+
+    def answers(self, index: int, outer_values: dict[str, Any]) -> dict[str, Any]:
+        """The answers of inner combination `index` with these follow-up values (blanks left out)."""
+        answers = {}
+        for q in self.inner:
+            domain = self.domains[q.id]
+            answers[q.id] = domain[(index // self.strides[q.id]) % len(domain)]
+        answers.update(outer_values)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in answers.items() if v is not None}
+
+
+@dataclass
+class Block:
+    """The bit sets of one combination of follow-up answers."""
+
+    values: dict[str, Any]
+    valid: int
+    asked: dict[str, int]
+    fired: dict[str, int]
+    cleared: int                     # the clearance question is answered "yes"
+    at_least: tuple[int, int]        # outcome >= tell_centre, outcome >= consult_professional
+
+
+def _compile_block(space: Space, values: dict[str, Any]) -> Block:
+    """Validity, asked follow-ups, fired rules and outcome levels for one follow-up combination."""
+    ruleset = space.ruleset
+    valid, asked = space.full, {}
+    for q in space.outer:
+        asked[q.id] = space.mask(q.asked_when, values)
+        if values[q.id] is None:
+            # blank is right when not asked, or when asked but optional
+            valid &= space.full if not q.required else space.full ^ asked[q.id]
+        else:
+            valid &= asked[q.id]
+    cleared = 0
+    if ruleset.clearance is not None:
+        cleared = space.mask(Test(ruleset.clearance.question, "equals", "yes"), values)
+    levels = [0, 0, 0]
+    fired = {}
+    for rule in ruleset.rules:
+        fired[rule.id] = fires = space.mask(rule.when, values) & valid
+        outcome = OUTCOMES.index(rule.outcome)
+        if rule.clearable:
+            lowered = min(outcome, OUTCOMES.index(ruleset.clearance.outcome))
+            levels[outcome] |= fires & (space.full ^ cleared)
+            levels[lowered] |= fires & cleared
+        else:
+            levels[outcome] |= fires
+    at_least = (levels[1] | levels[2], levels[2])
+    return Block(values, valid, asked, fired, cleared, at_least)
+
+
+def _outcome_at(block: Block, index: int) -> int:
+    """The outcome (0, 1, 2) the bit sets give at one inner combination."""
+    return sum((level >> index) & 1 for level in block.at_least)
+
+
+def _align(mask: int, shift: int) -> int:
+    """Move bit i + shift of `mask` to bit i (shift may be negative)."""
+    return mask >> shift if shift >= 0 else mask << -shift
+
+
+# --- the checks --------------------------------------------------------------------------------
+
+def _check_group(ruleset: RuleSet, group: list, literals, report: Report, seen: dict) -> None:
+    """Run checks (a) to (d) for one group of services that conditions cannot tell apart."""
+    space = Space(ruleset, group[0], literals)
+    blocks = [_compile_block(space, values) for values in space.blocks]
+    slugs = {s.slug for s in group}
+    for block in blocks:
+        report.combinations += block.valid.bit_count()
+        not_proceed, consult = block.at_least
+        for code, mask in zip(OUTCOMES, (block.valid ^ not_proceed, not_proceed ^ consult, consult), strict=True):
+            seen["outcomes"][code] |= bool(mask)
+        for rule_id, fires in block.fired.items():
+            seen["rules"][rule_id] |= bool(fires)
+        for s in ruleset.suggestions:
+            if slugs - {s.service} and space.mask(s.when, block.values) & block.valid:
+                seen["suggestions"][s.id] = True
+        for rule in ruleset.rules:
+            if rule.clearable and block.fired[rule.id] & block.cleared:
+                seen["cleared"][rule.id] = True
+    _check_agrees_with_engine(space, blocks, group, report)
+    _check_required_refused(space, blocks, report)
+    _check_monotone(space, blocks, report, seen["lowering"])
+
+
+def _check_agrees_with_engine(space: Space, blocks: list[Block], group: list, report: Report) -> None:
+    """(a) Replay a deterministic sample through engine.screen with each slug of the group."""
+    rng = random.Random(0)   # noqa: S311 - a reproducible sample, not a secret
+    slugs = itertools.cycle(s.slug for s in group)
+    for block in blocks:
+        if not block.valid:
+            continue
+        picks = {(block.valid & -block.valid).bit_length() - 1, block.valid.bit_length() - 1}
+        for _ in range(SAMPLES_PER_BLOCK):
+            start = rng.randrange(space.size)
+            rest = block.valid >> start
+            if rest:
+                picks.add(start + (rest & -rest).bit_length() - 1)
+        for index in sorted(picks):
+            answers = space.answers(index, block.values)
+            slug = next(slugs)
+            try:
+                decision = engine.screen(space.ruleset, slug, answers)
+            except engine.AnswerErrors as e:
+                report.add("(checker)", slug, f"the engine refuses answers the checker counts as valid "
+                                              f"({e}): {_show(answers)}")
+                continue
+            expected = _outcome_at(block, index)
+            fired = {r for r, m in block.fired.items() if (m >> index) & 1}
+            if decision.outcome != expected or set(decision.fired_rules) != fired:
+                report.add("(checker)", slug, f"the engine gives {decision.outcome.code} "
+                                              f"{sorted(decision.fired_rules)}, the checker "
+                                              f"{OUTCOMES[expected]} {sorted(fired)}: {_show(answers)}")
+
+
+def _check_required_refused(space: Space, blocks: list[Block], report: Report) -> None:
+    """(c) For one combination of each shape of asked questions, leave out each required answer."""
+    for block in blocks:
+        if not block.valid:
+            continue
+        index = (block.valid & -block.valid).bit_length() - 1
+        answers = space.answers(index, block.values)
+        for q in space.ruleset.questions:
+            if not q.required or q.id not in answers:
+                continue
+            without = {k: v for k, v in answers.items() if k != q.id}
+            _, errors = engine.normalize(space.ruleset, space.service, without)
+            if errors.get(q.id) != engine.REQUIRED:
+                report.add(QUESTIONS_FILE, f"question {q.id!r}", "left unanswered, it is not refused")
+
+
+def _check_monotone(space: Space, blocks: list[Block], report: Report, reported: set) -> None:
+    """(b) "no" -> "not sure"/"yes" on any yes/no/not-sure question never lowers the outcome."""
+    clearance = space.ruleset.clearance.question if space.ruleset.clearance else None
+    for q in space.ruleset.questions:
+        if q.type != "yes_no_unsure" or q.id == clearance:
+            continue
+        for new in ("not_sure", "yes"):
+            if (q.id, new) in reported:
+                continue        # one counterexample per change is enough
+            for a, b in itertools.product(blocks, repeat=2):
+                if q.follow_up:
+                    if a.values[q.id] != "no" or b.values[q.id] != new:
+                        continue
+                    shift, selected = 0, space.full
+                else:
+                    domain = space.domains[q.id]
+                    shift = (domain.index(new) - domain.index("no")) * space.strides[q.id]
+                    selected = space.test_mask(Test(q.id, "equals", "no"), {})
+                pairs = selected & a.valid & _align(b.valid, shift)
+                if not pairs:
+                    continue
+                pairs &= _compatible(space, a, b, shift, q.id, clearance)
+                if not pairs:
+                    continue
+                lowered = 0
+                for level_a, level_b in zip(a.at_least, b.at_least, strict=True):
+                    lowered |= level_a & ~_align(level_b, shift)
+                lowered &= pairs
+                if lowered:
+                    index = (lowered & -lowered).bit_length() - 1
+                    _report_lowering(space, q.id, new, space.answers(index, a.values),
+                                     space.answers(index + shift, b.values), report)
+                    reported.add((q.id, new))
+                    break
+
+
+def _compatible(space: Space, a: Block, b: Block, shift: int, changed: str, clearance: str | None) -> int:
+    """Where block b's follow-up answers are what a's become once `changed` is raised.
+
+    A follow-up asked on both sides keeps its answer; one that stops being asked goes blank; one
+    that starts being asked may take any answer, except the clearance question, which may only
+    stay "not cleared" (a clearance lowers the outcome by design).
+    """
+    mask = space.full
+    for q in space.outer:
+        if q.id == changed:
+            continue
+        va, vb = a.values[q.id], b.values[q.id]
+        if va == vb:
+            continue
+        if q.id == clearance and {va, vb} == {None, "no"}:
+            continue                                   # blank and "no" both mean not cleared
+        if va is None and vb is not None and q.id != clearance:
+            mask &= space.full ^ a.asked[q.id]         # newly asked
+        elif va is not None and vb is None:
+            mask &= ~_align(b.asked[q.id], shift)   # no longer asked
+        else:
+            return 0
+    return mask
+
+
+def _report_lowering(space: Space, question: str, new: str, before: dict, after: dict, report: Report) -> None:
+    """Name the rules that made the outcome higher before the change, with a counterexample."""
+    ruleset = space.ruleset
+    a = engine.evaluate(ruleset, space.service, engine.normalize(ruleset, space.service, before)[0])
+    b = engine.evaluate(ruleset, space.service, engine.normalize(ruleset, space.service, after)[0])
+    after_rules = {r.rule for r in b.reasons}
+    culprits = [r.rule for r in a.reasons if r.outcome > b.outcome and r.rule not in after_rules] or \
+               [r.rule for r in a.reasons if r.outcome > b.outcome]
+    entry = f"rule {culprits[0]!r}" if culprits else f"question {question!r}"
+    report.add(RULES_FILE, entry, f"changing {question} from no to {new} lowers the outcome from "
+                                  f"{a.outcome.code} to {b.outcome.code}, e.g. for {space.service.slug} "
+                                  f"with {_show(before)}")
+
+
+def _show(answers: dict) -> str:
+    """Answers in one short line, for a counterexample."""
+    return ", ".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}" for k, v in answers.items())
+
+
+def _check_required_questions(ruleset: RuleSet, report: Report) -> None:
+    """(c) A yes/no/not-sure question a rule reads must be required: blank would act as "no"."""
+    read = set().union(*(r.when.variables() for r in ruleset.rules)) if ruleset.rules else set()
+    clearance = ruleset.clearance.question if ruleset.clearance else None
+    for q in ruleset.questions:
+        if q.type == "yes_no_unsure" and q.id in read and q.id != clearance and not q.required:
+            report.add(QUESTIONS_FILE, f"question {q.id!r}",
+                       "rules read it but it is not required, so leaving it blank would count as no")
+
+
+def _check_examples(ruleset: RuleSet, report: Report) -> None:
+    """(e) Every example gives its outcome, and exactly its rules when they are listed."""
+    known = {r.id for r in ruleset.rules}
+    for ex in ruleset.examples:
+        entry = f"example {ex.name!r}"
+        if ex.rules is not None and set(ex.rules) - known:
+            report.add(EXAMPLES_FILE, entry, f"lists unknown rule(s) {sorted(set(ex.rules) - known)}")
+            continue
+        try:
+            decision = engine.screen(ruleset, ex.service, ex.answers)
+        except engine.AnswerErrors as e:
+            report.add(EXAMPLES_FILE, entry, f"the answers are refused: {e}")
+            continue
+        if decision.outcome.code != ex.outcome:
+            report.add(EXAMPLES_FILE, entry, f"expected {ex.outcome}, got {decision.outcome.code} "
+                                             f"(rules fired: {', '.join(decision.fired_rules) or 'none'})")
+        elif ex.rules is not None and set(decision.fired_rules) != set(ex.rules):
+            report.add(EXAMPLES_FILE, entry, f"expected rules {sorted(ex.rules)}, "
+                                             f"got {sorted(decision.fired_rules)}")
+
+
+def _check_wording(ruleset: RuleSet, report: Report) -> None:
+    """(f) No rule, clearance or suggestion message promises a medical result."""
+    def scan(entry: str, key: str, text: Text | None):
+        if text is None:
+            return
+        for locale in LOCALES:
+            found = FORBIDDEN[locale].search(text.get(locale))
+            if found and (locale == "en" or text.get(locale) != text.get("en")):
+                report.add(RULES_FILE, entry, f"{key} ({locale}) promises a medical result: "
+                                              f"{found.group(0)!r}")
+    for rule in ruleset.rules:
+        scan(f"rule {rule.id!r}", "message", rule.message)
+        scan(f"rule {rule.id!r}", "cleared_message", rule.cleared_message)
+    for s in ruleset.suggestions:
+        scan(f"suggestion {s.id!r}", "message", s.message)
+
+
+def check(ruleset: RuleSet) -> Report:
+    """Check every property above for a loaded rule set; the report lists what does not hold."""
+    started = time.perf_counter()
+    report = Report()
+    literals = _literals(ruleset)
+    seen = {"outcomes": dict.fromkeys(OUTCOMES, False), "rules": {r.id: False for r in ruleset.rules},
+            "suggestions": {s.id: False for s in ruleset.suggestions},
+            "cleared": {r.id: False for r in ruleset.rules if r.clearable}, "lowering": set()}
+    groups = _service_groups(ruleset, literals)
+    report.service_groups = len(groups)
+    for group in groups:
+        _check_group(ruleset, group, literals, report, seen)
+    for code, reached in seen["outcomes"].items():
+        if not reached:
+            report.add(RULES_FILE, f"outcome {code!r}", "no combination of answers leads to it")
+    for rule_id, reached in seen["rules"].items():
+        if not reached:
+            report.add(RULES_FILE, f"rule {rule_id!r}", "never fires, whatever the answers")
+    for rule_id, reached in seen["cleared"].items():
+        if not reached and seen["rules"][rule_id]:
+            report.add(RULES_FILE, f"rule {rule_id!r}", "clearable, but the clearance can never apply when it "
+                                                        "fires (is the clearance question asked then?)")
+    for s_id, reached in seen["suggestions"].items():
+        if not reached:
+            report.add(RULES_FILE, f"suggestion {s_id!r}", "never shown, whatever the service and answers")
+    _check_required_questions(ruleset, report)
+    _check_examples(ruleset, report)
+    _check_wording(ruleset, report)
+    report.seconds = time.perf_counter() - started
+    return report
