@@ -24,7 +24,7 @@ NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 class _BaseScreeningForm(FlaskForm):
     """What every questionnaire has besides its questions: sharing, contact, consent, the nonce."""
 
-    share = RadioField(choices=[("no", "no"), ("yes", "yes")], default="no", validate_choice=False)
+    share = RadioField(choices=["no", "yes"], default="no", validate_choice=False)
     name = StringField()
     contact = StringField()
     consent = BooleanField(false_values=("", "no", "false", "0"))
@@ -37,11 +37,11 @@ def questionnaire_form_class(ruleset: RuleSet) -> type[FlaskForm]:
     for q in ruleset.questions:
         if q.type in ("yes_no_unsure", "yes_no"):
             values = YES_NO_UNSURE if q.type == "yes_no_unsure" else YES_NO
-            fields[q.id] = RadioField(choices=[(v, v) for v in values], validate_choice=False)
+            fields[q.id] = RadioField(choices=list(values), validate_choice=False)
         elif q.type == "single":
-            fields[q.id] = RadioField(choices=[(o, o) for o in q.option_ids], validate_choice=False)
+            fields[q.id] = RadioField(choices=list(q.option_ids), validate_choice=False)
         elif q.type == "multi":
-            fields[q.id] = SelectMultipleField(choices=[(o, o) for o in q.option_ids], validate_choice=False)
+            fields[q.id] = SelectMultipleField(choices=list(q.option_ids), validate_choice=False)
         else:
             fields[q.id] = TextAreaField()
     return type("QuestionnaireForm", (_BaseScreeningForm,), fields)

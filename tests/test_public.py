@@ -1,0 +1,252 @@
+"""The client's pages: services, questionnaire, result, sharing, and every refusal."""
+import re
+
+import pytest
+from conftest import RED_FLAGS, SLUGS, all_no
+
+
+def outcomes(html):
+    return re.findall(r'data-outcome="([a-z_]+)"', html)
+
+
+def reasons(html):
+    return re.findall(r'data-reason="([a-z_]+)"', html)
+
+
+def reference(html):
+    found = re.findall(r"data-reference>([^<]+)<", html)
+    return found[0] if found else None
+
+
+def count(db, table="submissions"):
+    return db.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def shared(**overrides):
+    return all_no(**{"share": "yes", "name": "Ana Client", "contact": "ana@example.org", "consent": "yes",
+                     "nonce": "n" * 24, **overrides})
+
+
+def test_home_lists_every_service_with_its_description_and_screening(client):
+    html = client.get("/").text
+    for slug in SLUGS:
+        assert f'href="/services/{slug}"' in html
+        assert f'href="/screening/{slug}"' in html
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_each_service_page_describes_it_and_says_it_is_not_medical(client, rules, slug):
+    response = client.get(f"/services/{slug}")
+    assert response.status_code == 200
+    assert rules.service(slug).name.get() in response.text
+    assert "not a medical" in response.text
+
+
+def test_unknown_service_is_a_404_page_for_description_and_screening(client):
+    for path in ("/services/no-such", "/screening/no-such"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert "Page not found" in response.text
+    assert client.post("/screening/no-such", data=all_no()).status_code == 404
+
+
+def test_questionnaire_has_a_field_per_question_and_no_preselected_red_flag(client, rules):
+    html = client.get("/screening/decontracting-back-massage").text
+    for q in rules.questions:
+        assert f'name="{q.id}"' in html
+    for flag in RED_FLAGS + ["pregnant"]:
+        for value in ("yes", "no", "not_sure"):
+            tag = re.search(rf'<input[^>]*id="{flag}-{value}"[^>]*>', html).group(0)
+            assert "checked" not in tag, f"{flag} {value} is preselected"
+
+
+def test_each_question_is_a_fieldset_with_legend_and_hint(client):
+    html = client.get("/screening/decontracting-back-massage").text
+    block = re.search(r'id="q-fever".*?</fieldset>', html, re.S).group(0)
+    assert "<legend" in block and "Do you have a fever?" in block
+    assert 'aria-describedby="fever-hint"' in block
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_skin_question_names_the_areas_of_the_chosen_service(client, rules, slug):
+    html = client.get(f"/screening/{slug}").text
+    legend = re.search(r'id="q-skin_problem_in_area".*?<legend[^>]*>(.*?)</legend>', html, re.S).group(1)
+    for area in rules.service(slug).areas:
+        assert area.name.get() in legend.replace("&#39;", "'")
+
+
+def test_all_no_gives_proceed_with_the_service_alongside_and_the_disclaimer(client, rules):
+    response = client.post("/screening/decontracting-back-massage", data=all_no(share="no"))
+    assert response.status_code == 200
+    assert outcomes(response.text) == ["proceed"]
+    assert reasons(response.text) == []
+    assert rules.service("decontracting-back-massage").summary.get() in response.text
+    assert "not a medical assessment" in response.text
+    assert "answer the questions again" in response.text.lower()
+
+
+@pytest.mark.parametrize("flag", RED_FLAGS)
+@pytest.mark.parametrize("answer", ["yes", "not_sure"])
+def test_each_red_flag_yes_or_not_sure_means_consult(client, flag, answer):
+    response = client.post("/screening/back-massage", data=all_no(**{flag: answer}))
+    assert outcomes(response.text) == ["consult_professional"]
+    assert reasons(response.text) == [flag]
+    if answer == "not_sure":
+        assert "a health professional can tell" in response.text
+
+
+def test_fever_message_says_to_wait_until_well_even_when_cleared(client):
+    response = client.post("/screening/back-massage", data=all_no(fever="yes", professional_cleared="yes"))
+    assert outcomes(response.text) == ["consult_professional"]
+    assert "until you are well" in response.text
+
+
+def test_clearance_turns_a_red_flag_into_tell_the_centre(client):
+    response = client.post("/screening/back-massage", data=all_no(recent_injury="yes", professional_cleared="yes"))
+    assert outcomes(response.text) == ["tell_centre"]
+    assert reasons(response.text) == ["recent_injury"]
+
+
+def test_pregnancy_without_complications_is_tell_the_centre(client):
+    response = client.post("/screening/back-massage", data=all_no(pregnant="yes", pregnancy_complicated="no"))
+    assert outcomes(response.text) == ["tell_centre"]
+
+
+def test_pregnant_without_the_follow_up_answer_is_refused_at_that_question(client):
+    response = client.post("/screening/back-massage", data=all_no(pregnant="yes"))
+    assert response.status_code == 422
+    assert "data-outcome" not in response.text
+    block = re.search(r'id="q-pregnancy_complicated".*?</fieldset>', response.text, re.S).group(0)
+    assert "Choose an answer to this question." in block
+
+
+def test_follow_up_answered_without_being_asked_is_ignored(client):
+    response = client.post("/screening/back-massage", data=all_no(pregnancy_complicated="yes"))
+    assert outcomes(response.text) == ["proceed"]
+
+
+def test_light_pressure_on_firm_service_suggests_the_back_massage(client):
+    response = client.post("/screening/decontracting-back-massage", data=all_no(preferred_intensity="light"))
+    assert outcomes(response.text) == ["tell_centre"]
+    assert 'href="/services/back-massage"' in response.text
+
+
+def test_neck_tension_suggests_the_back_and_neck_combination_without_raising(client):
+    data = all_no()
+    data["tension_areas"] = ["lumbar", "neck"]
+    response = client.post("/screening/decontracting-back-massage", data=data)
+    assert outcomes(response.text) == ["proceed"]
+    assert 'href="/services/back-and-neck-massage"' in response.text
+
+
+@pytest.mark.parametrize("flag", RED_FLAGS + ["pregnant"])
+def test_unanswered_red_flag_is_refused_never_read_as_no(client, db, flag):
+    data = all_no(share="yes", name="Ana", contact="ana@example.org", consent="yes", nonce="m" * 24)
+    del data[flag]
+    response = client.post("/screening/decontracting-back-massage", data=data)
+    assert response.status_code == 422
+    assert "data-outcome" not in response.text
+    assert f'href="#{flag}-yes"' in response.text                  # error summary links to the question
+    assert re.search(rf'id="q-{flag}"[^>]*>.*?Choose an answer', response.text, re.S)
+    assert count(db) == 0
+
+
+@pytest.mark.parametrize("field,value", [
+    ("fever", "maybe"), ("pregnant", "yes please"), ("preferred_intensity", "extreme"),
+    ("tension_areas", "knees"), ("professional_cleared", "not_sure"), ("notes", "x" * 1001),
+])
+def test_invalid_answers_are_refused_at_the_field_and_what_was_typed_is_kept(client, field, value):
+    data = all_no(recent_injury="yes", notes="my shoulders")
+    data[field] = value
+    response = client.post("/screening/back-massage", data=data)
+    assert response.status_code == 422
+    assert re.search(rf'id="q-{field}"[^>]*>.*?class="error-message"', response.text, re.S)
+    if field != "notes":
+        assert "my shoulders" in response.text
+    assert re.search(r'<input[^>]*id="recent_injury-yes"[^>]*checked', response.text)
+
+
+def test_check_only_stores_nothing(client, db):
+    client.post("/screening/back-massage", data=all_no(fever="yes", share="no"))
+    assert count(db) == 0
+
+
+def test_sharing_stores_the_screening_and_shows_a_reference_after_commit(client, db, rules):
+    response = client.post("/screening/back-massage", data=shared(fever="yes", notes="left side"))
+    assert response.status_code == 200
+    ref = reference(response.text)
+    assert re.fullmatch(r"[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{4}", ref)
+    row = db.execute("select * from submissions where reference = ?", [ref]).fetchone()
+    columns = [d[0] for d in db.execute("select * from submissions").description]
+    stored = dict(zip(columns, row))
+    assert stored["service"] == "back-massage"
+    assert stored["outcome"] == "consult_professional"
+    assert '"fever": "yes"' in stored["answers"] and "left side" in stored["answers"]
+    assert '"fever"' in stored["fired_rules"]
+    assert stored["rules_version"] == rules.version
+    assert stored["name"] == "Ana Client" and stored["contact"] == "ana@example.org"
+    assert stored["consent_at"] and stored["created_at"] and stored["locale"] == "en"
+
+
+def test_a_refreshed_share_stores_nothing_twice(client, db):
+    first = client.post("/screening/back-massage", data=shared())
+    second = client.post("/screening/back-massage", data=shared())
+    assert reference(first.text) == reference(second.text)
+    assert "already sent" in second.text
+    assert count(db) == 1
+
+
+def test_two_forms_give_two_references(client, db):
+    a = client.post("/screening/back-massage", data=shared(nonce="a" * 24))
+    b = client.post("/screening/back-massage", data=shared(nonce="b" * 24))
+    assert reference(a.text) != reference(b.text)
+    assert count(db) == 2
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("name", "", "Enter your name"),
+    ("name", "x" * 101, "100 characters or fewer"),
+    ("contact", "", "Enter an e-mail address or a phone number"),
+    ("contact", "not an address", "Enter an e-mail address like"),
+    ("contact", "12", "Enter an e-mail address like"),
+    ("consent", "", "Tick the box to agree"),
+    ("nonce", "<script>", "Reload the page"),
+])
+def test_sharing_needs_name_contact_consent_and_a_valid_nonce(client, db, field, value, message):
+    data = shared(notes="keep me")
+    data[field] = value
+    response = client.post("/screening/back-massage", data=data)
+    assert response.status_code == 422
+    assert message in response.text
+    assert "keep me" in response.text
+    assert count(db) == 0
+
+
+def test_phone_numbers_are_accepted_as_contact(client, db):
+    response = client.post("/screening/back-massage", data=shared(contact="+34 600 123 456"))
+    assert reference(response.text)
+    assert count(db) == 1
+
+
+def test_the_result_has_no_url_of_its_own(client, app):
+    response = client.post("/screening/back-massage", data=shared())
+    assert response.status_code == 200 and "Location" not in response.headers
+    rules_paths = [r.rule for r in app.url_map.iter_rules()]
+    assert not any("result" in p for p in rules_paths)
+
+
+def test_healthz_says_ok_while_the_database_works(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.text == "ok"
+
+
+def test_the_form_page_is_not_cached_and_loads_no_third_party_assets(client):
+    response = client.get("/screening/back-massage")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert not re.search(r'(src|href)="https?://', response.text)
+
+
+def test_follow_ups_carry_their_condition_for_progressive_reveal(client):
+    html = client.get("/screening/back-massage").text
+    block = re.search(r'id="q-pregnancy_complicated"[^>]*>', html).group(0)
+    assert "data-asked-when" in block and "pregnant" in block
