@@ -122,6 +122,7 @@ def login():
         return render_template("staff/login.html", form=form, next_url=next_url, failed=True), (
             429 if result.locked else 200)
 
+    accounts.purge_expired_sessions(get_db(), **_settings())     # sessions nobody came back to
     response = redirect(next_url or DASHBOARD)
     response.set_cookie(COOKIE, result.token, path=COOKIE_PATH, httponly=True, samesite="Lax",
                         secure=bool(config["SESSION_COOKIE_SECURE"]))
