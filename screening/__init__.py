@@ -46,5 +46,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)          # staff login, sessions, g.staff, `screening staff`
     from . import staff
     app.register_blueprint(staff.bp)   # the review pages (dashboard, detail, export, audit, rules)
+    from . import notify, retention
+    retention.init_app(app)     # screening purge
+    notify.init_app(app)        # screening send-notices
     return app
 

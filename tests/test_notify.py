@@ -1,0 +1,323 @@
+"""E-mail notices: one per shared screening that needs the centre's attention, never its content,
+sent once from the outbox even with two senders, retried when the server was down, and never
+holding up the client's page. A real SMTP server (aiosmtpd) listens on loopback."""
+import asyncio
+import email
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+from email import policy
+
+import pytest
+from aiosmtpd.controller import Controller
+from conftest import all_no
+
+from screening import db as dbmod
+from screening import notify
+
+WAIT = 30   # seconds: only a guard against a hang, never a measure of speed
+
+
+class Inbox:
+    """An SMTP handler that keeps every message it accepts. While `gate` is closed it holds each
+    message in DATA before accepting it, like a slow server."""
+
+    def __init__(self):
+        self.messages = []
+        self.entered = 0
+        self.changed = threading.Condition()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.changed:
+            self.entered += 1
+            self.changed.notify_all()
+        await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, WAIT)
+        with self.changed:
+            self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+            self.changed.notify_all()
+        return "250 Message accepted"
+
+    def wait_until(self, predicate):
+        with self.changed:
+            assert self.changed.wait_for(lambda: predicate(self), WAIT)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """An SMTP server on a free loopback port, started when the test says so."""
+
+    def __init__(self):
+        self.inbox = Inbox()
+        self.port = free_port()
+        self.controller = None
+
+    def start(self):
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self):
+        self.inbox.gate.set()
+        if self.controller:
+            self.controller.stop()
+
+
+def settle():
+    """Wait for the background senders of this process to finish."""
+    for thread in threading.enumerate():
+        if thread.name == notify.THREAD_NAME:
+            thread.join(WAIT)
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    s.start()
+    yield s
+    settle()
+    s.stop()
+
+
+@pytest.fixture
+def down_server():
+    """A port where no SMTP server listens yet."""
+    s = Server()
+    yield s
+    settle()
+    s.stop()
+
+
+def settings(port):
+    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": port, "NOTIFY_TO": "centre@example.org",
+            "NOTIFY_FROM": "screening@example.org", "BASE_URL": "https://centre.example.org/"}
+
+
+@pytest.fixture
+def notify_app(make_app, server):
+    return make_app(**settings(server.port))
+
+
+def shared(**overrides):
+    """Form data that shares the screening with the centre."""
+    data = {"share": "yes", "name": "Ana Client", "contact": "ana@example.org", "consent": "yes",
+            "nonce": "n" * 24}
+    data.update(overrides)
+    return all_no(**data)
+
+
+def queue(app, outcome="tell_centre", **overrides):
+    """Store a shared submission with a queued notice, without waking a sender; return its reference."""
+    conn = dbmod.connect(app.config["DATABASE"])
+    record = {"service": "back-massage", "outcome": outcome, "answers": {"fever": "no"},
+              "fired_rules": [], "suggestions": [], "rules_version": "test", "locale": "en",
+              "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}
+    record.update(overrides)
+    reference, _ = dbmod.store_submission(conn, nonce=dbmod.new_reference(), record=record, notify=True)
+    conn.close()
+    return reference
+
+
+def outbox(app):
+    conn = dbmod.connect(app.config["DATABASE"])
+    rows = [dict(r) for r in conn["outbox"].rows_where(order_by="id")]
+    conn.close()
+    return rows
+
+
+def submission_id(app, reference):
+    conn = dbmod.connect(app.config["DATABASE"])
+    found = conn.execute("SELECT id FROM submissions WHERE reference = ?", [reference]).fetchone()[0]
+    conn.close()
+    return found
+
+
+# --- through the client's form ------------------------------------------------------------------
+
+def test_a_shared_screening_that_needs_attention_mails_the_centre_once(notify_app, server):
+    response = notify_app.test_client().post("/screening/back-massage", data=shared(fever="yes"))
+    assert response.status_code == 200
+
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) == 1)
+    settle()
+    [row] = outbox(notify_app)
+    message = server.inbox.messages[0]
+    body = message.get_content()
+    assert row["sent_at"] is not None
+    assert row["reference"] in message["Subject"]
+    assert "Consult a health professional" in message["Subject"]
+    assert message["To"] == "centre@example.org"
+    assert message["From"] == "screening@example.org"
+    assert row["reference"] in body
+    assert "Back massage" in body
+    assert f"https://centre.example.org/staff/submissions/{row['submission_id']}" in body
+    assert row["reference"] in response.get_data(as_text=True)
+
+
+def test_a_screening_that_can_proceed_sends_no_mail(notify_app, server):
+    client = notify_app.test_client()
+    client.post("/screening/back-massage", data=shared(nonce="p" * 24))
+    # a notice after it: had the first one been queued, it would have been sent before this one
+    client.post("/screening/back-massage", data=shared(nonce="t" * 24, pregnant="yes",
+                                                       pregnancy_complicated="no"))
+
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) >= 1)
+    settle()
+    assert len(server.inbox.messages) == 1
+    assert "Tell the centre" in server.inbox.messages[0]["Subject"]
+    assert len(outbox(notify_app)) == 1
+
+
+def test_a_screening_that_is_only_checked_sends_no_mail(notify_app, server):
+    notify_app.test_client().post("/screening/back-massage", data=all_no(fever="yes", share="no"))
+    settle()
+    assert outbox(notify_app) == []
+    assert server.inbox.messages == []
+
+
+@pytest.mark.parametrize("missing", ["SMTP_HOST", "NOTIFY_TO"])
+def test_no_notice_is_queued_or_sent_when_notices_are_off(make_app, server, missing):
+    app = make_app(**(settings(server.port) | {missing: None}))
+
+    app.test_client().post("/screening/back-massage", data=shared(fever="yes"))
+    result = app.test_cli_runner().invoke(args=["send-notices"])
+
+    settle()
+    assert not notify.enabled(app.config)
+    assert outbox(app) == []
+    assert server.inbox.messages == []
+    assert result.exit_code == 0
+    assert "Notices are off" in result.output
+
+
+def test_the_notice_never_holds_the_answers_name_contact_or_notes(notify_app, server):
+    notify_app.test_client().post("/screening/back-massage", data=shared(
+        fever="yes", name="Canaryname Zq7", contact="canary.zq7@example.org",
+        notes="CANARY-NOTES-ZQ7 my left knee"))
+
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) == 1)
+    raw = server.inbox.messages[0].as_bytes().lower()
+    for canary in (b"canaryname", b"canary.zq7", b"canary-notes", b"knee", b"fever"):
+        assert canary not in raw
+    assert b"consult a health professional" in raw     # the check above reads the right message
+
+
+def test_wake_returns_before_a_slow_server_has_accepted_the_notice(notify_app, server):
+    server.inbox.gate.clear()       # the server holds every message until the test opens the gate
+
+    response = notify_app.test_client().post("/screening/back-massage", data=shared(fever="yes"))
+
+    # the page came back while the server was still holding the message: not sent, not failed
+    assert response.status_code == 200
+    [row] = outbox(notify_app)
+    assert (row["sent_at"], row["attempts"]) == (None, 0)
+    assert server.inbox.messages == []
+    server.inbox.wait_until(lambda inbox: inbox.entered == 1)   # ...and it was being sent meanwhile
+    server.inbox.gate.set()
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) == 1)
+    settle()
+    assert outbox(notify_app)[0]["sent_at"] is not None
+
+
+# --- the outbox -------------------------------------------------------------------------------
+
+def test_send_notices_twice_sends_each_notice_once(notify_app, server):
+    references = {queue(notify_app) for _ in range(3)}
+    runner = notify_app.test_cli_runner()
+
+    first = runner.invoke(args=["send-notices"])
+    second = runner.invoke(args=["send-notices"])
+
+    assert first.exit_code == 0, first.output
+    assert "Sent 3 notices" in first.output
+    assert "Sent 0 notices" in second.output
+    assert sorted(m["Subject"].split()[2].rstrip(":") for m in server.inbox.messages) == sorted(references)
+
+
+def test_two_senders_at_once_send_each_notice_once(notify_app, server):
+    references = {queue(notify_app) for _ in range(12)}
+    server.inbox.gate.clear()
+    results = []
+    senders = [threading.Thread(target=lambda: results.append(notify.drain(notify_app))) for _ in range(2)]
+    for sender in senders:
+        sender.start()
+
+    # both senders are inside a send at the same moment: they really overlap
+    server.inbox.wait_until(lambda inbox: inbox.entered == 2)
+    server.inbox.gate.set()
+    for sender in senders:
+        sender.join(WAIT)
+
+    subjects = [m["Subject"] for m in server.inbox.messages]
+    assert len(subjects) == 12
+    assert {s.split()[2].rstrip(":") for s in subjects} == references
+    assert sum(r.sent for r in results) == 12
+    assert all(r["sent_at"] for r in outbox(notify_app))
+
+
+def test_a_notice_is_sent_after_the_server_comes_back(make_app, down_server):
+    app = make_app(**settings(down_server.port))
+    reference = queue(app, name="CANARY-NAME-4KD")
+
+    notify.wake(app)
+    settle()
+    [row] = outbox(app)
+    assert (row["sent_at"], row["attempts"]) == (None, 1)
+    assert row["next_attempt_at"] > row["created_at"]
+    assert row["last_error"] and "CANARY" not in row["last_error"]
+
+    down_server.start()
+    assert notify.drain(app) == (0, 0)                 # not due yet: the backoff holds
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    assert notify.drain(app, now=later) == (1, 0)
+
+    [row] = outbox(app)
+    assert row["sent_at"] is not None
+    assert [reference in m["Subject"] for m in down_server.inbox.messages] == [True]
+
+
+def test_a_notice_that_keeps_failing_is_given_up_but_kept(make_app, down_server):
+    app = make_app(**settings(down_server.port))
+    queue(app)
+    moment = datetime.now(UTC)
+
+    for _ in range(notify.MAX_ATTEMPTS + 2):
+        notify.drain(app, now=moment)
+        moment += timedelta(days=1)
+
+    [row] = outbox(app)
+    assert (row["sent_at"], row["attempts"]) == (None, notify.MAX_ATTEMPTS)
+    result = app.test_cli_runner().invoke(args=["send-notices"])
+    assert result.exit_code == 0
+    assert f"1 notices were given up after {notify.MAX_ATTEMPTS} attempts" in result.output
+
+
+def test_send_notices_exits_1_when_a_notice_could_not_be_sent(make_app, down_server):
+    app = make_app(**settings(down_server.port))
+    queue(app)
+
+    result = app.test_cli_runner().invoke(args=["send-notices"])
+
+    assert result.exit_code == 1
+    assert "1 failed and stay queued" in result.output
+    assert outbox(app)[0]["attempts"] == 1
+
+
+def test_a_notice_queued_for_a_screening_that_can_proceed_is_dropped_unsent(notify_app, server):
+    queue(notify_app, outcome="proceed")
+    kept = queue(notify_app, outcome="tell_centre")
+
+    assert notify.drain(notify_app) == (1, 0)
+
+    assert [r["reference"] for r in outbox(notify_app)] == [kept]
+    assert [kept in m["Subject"] for m in server.inbox.messages] == [True]
+
+
+def test_backoff_doubles_from_a_minute_up_to_six_hours():
+    assert [notify.backoff(n) for n in (1, 2, 3)] == [timedelta(minutes=m) for m in (1, 2, 4)]
+    assert notify.backoff(20) == timedelta(hours=6)
