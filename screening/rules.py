@@ -295,9 +295,11 @@ def load_rules(directory: str | Path) -> RuleSet:
     clearance = _load_clearance(rules_data, q_by_id)
     rules = _load_rules(rules_data, known_vars, q_by_id, clearance)
     suggestions = _load_suggestions(rules_data, known_vars, {s.slug for s in services})
-    for cond_owner, cond in [(q.id, q.asked_when) for q in questions if q.asked_when] + \
-            [(r.id, r.when) for r in rules] + [(s.id, s.when) for s in suggestions]:
-        _check_literals(cond_owner, cond, q_by_id, services)
+    conditions = [("questions.toml", f"question {q.id!r}", q.asked_when) for q in questions if q.asked_when]
+    conditions += [("rules.toml", f"rule {r.id!r}", r.when) for r in rules]
+    conditions += [("rules.toml", f"suggestion {s.id!r}", s.when) for s in suggestions]
+    for file, entry, cond in conditions:
+        _check_literals(file, entry, cond, q_by_id, services)
     texts, outcomes = _load_texts(_read_file(directory, "texts.toml"))
     examples = _load_examples(_read_file(directory, "examples.toml"), q_by_id, {s.slug for s in services})
     return RuleSet(
@@ -416,7 +418,7 @@ def _load_suggestions(data, known_vars, slugs) -> tuple[Suggestion, ...]:
     return tuple(out)
 
 
-def _check_literals(owner, cond, q_by_id, services):
+def _check_literals(file, entry, cond, q_by_id, services):
     """A condition comparing an answer with a value the question cannot take is a typo: refuse it."""
     for var, values in cond.literals().items():
         if var in q_by_id:
@@ -430,8 +432,7 @@ def _check_literals(owner, cond, q_by_id, services):
             allowed = {s.pressure for s in services}
         bad = {v for v in values if allowed is not None and v not in allowed}
         if bad:
-            file = "questions.toml" if owner in q_by_id else "rules.toml"
-            raise RulesError(file, repr(owner), f"condition compares {var} with impossible value(s) "
+            raise RulesError(file, entry, f"condition compares {var} with impossible value(s) "
                                                 f"{sorted(map(str, bad))} (possible: {sorted(allowed)})")
 
 
