@@ -7,11 +7,13 @@ before_request, so a view that forgets a decorator still shows nothing to a stra
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from urllib.parse import urlsplit
 
 import click
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask.cli import AppGroup
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import InputRequired
@@ -161,9 +163,8 @@ def _fail(code: str):
 
 def _read_password() -> str:
     """The first line of standard input when it is not a terminal (scripts), else a hidden prompt, twice."""
-    stdin = click.get_text_stream("stdin")
-    if not stdin.isatty():
-        line = stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\r\n")
         if not line:
             _fail("no_password")
         return line
@@ -179,9 +180,7 @@ def _db():
     return dbmod.connect(current_app.config["DATABASE"])
 
 
-@click.group("staff")
-def staff_cli():
-    """Manage staff accounts (there is no default account)."""
+staff_cli = AppGroup("staff", help="Manage staff accounts (there is no default account).")
 
 
 @staff_cli.command("add")
@@ -191,6 +190,7 @@ def staff_cli():
 def add_command(email, name, role):
     """Create a staff account; the password is read from standard input.
 
+    \b
     Example: echo 'a long passphrase' | screening staff add ana@centre.example --name Ana --role admin
     """
     if role not in accounts.ROLES:
@@ -212,6 +212,7 @@ def add_command(email, name, role):
 def list_command():
     """List the staff accounts.
 
+    \b
     Example: screening staff list
     """
     db = _db()
@@ -231,6 +232,7 @@ def list_command():
 def deactivate_command(email):
     """Stop an account from logging in and end its sessions now.
 
+    \b
     Example: screening staff deactivate ana@centre.example
     """
     db = _db()
@@ -248,6 +250,7 @@ def deactivate_command(email):
 def reset_password_command(email):
     """Set a new password (read like `add` does), end the account's sessions and clear its lock.
 
+    \b
     Example: echo 'a new long passphrase' | screening staff reset-password ana@centre.example
     """
     db = _db()
