@@ -409,12 +409,13 @@ def export_header(question_ids: list[str]) -> list[str]:
 
 
 def export_rows(connect, filters: Filters, question_ids: list[str],
-                page_size: int = EXPORT_PAGE_SIZE) -> Iterator[list[str]]:
+                page_size: int | None = None) -> Iterator[list[str]]:
     """Every submission matching the filter, newest first, as neutralised CSV cells.
 
     `connect()` opens a connection, closed when done. Each page is its own short read, so no read
     transaction stays open (holding back WAL checkpoints) for the whole download.
     """
+    page_size = page_size or EXPORT_PAGE_SIZE
     db = connect()
     try:
         before = None
