@@ -178,6 +178,16 @@ def hidden_value(page: str, name: str) -> str | None:
     return None
 
 
+def checked_inputs(page: str) -> set[tuple[str, str]]:
+    """(name, value) of every radio or checkbox the page shows as checked."""
+    found = set()
+    for tag in _INPUT.findall(page):
+        attrs = dict(_ATTR.findall(tag))
+        if re.search(r"\schecked\b", tag) and "name" in attrs:
+            found.add((attrs["name"], html.unescape(attrs.get("value", ""))))
+    return found
+
+
 def references(page: str) -> list[str]:
     """Every reference shown in the page (elements carrying data-reference)."""
     return re.findall(r"<[^>]*\bdata-reference\b[^>]*>\s*([^<\s]+)\s*<", page)
