@@ -331,13 +331,14 @@ def _check_agrees_with_engine(space: Space, blocks: list[Block], group: list, re
             except engine.AnswerErrors as e:
                 report.add("(checker)", slug, f"the engine refuses answers the checker counts as valid "
                                               f"({e}): {_show(answers)}")
-                continue
+                return          # one counterexample per group is enough
             expected = _outcome_at(block, index)
             fired = {r for r, m in block.fired.items() if (m >> index) & 1}
             if decision.outcome != expected or set(decision.fired_rules) != fired:
                 report.add("(checker)", slug, f"the engine gives {decision.outcome.code} "
                                               f"{sorted(decision.fired_rules)}, the checker "
                                               f"{OUTCOMES[expected]} {sorted(fired)}: {_show(answers)}")
+                return
 
 
 def _check_required_refused(space: Space, blocks: list[Block], report: Report) -> None:
