@@ -1,0 +1,103 @@
+"""The rules pages: what the active rules are, and a simulator that stores nothing."""
+import re
+
+import pytest
+from conftest import RED_FLAGS, csrf_token_from, login
+from markupsafe import escape
+
+
+def answers(**overrides):
+    data = {f: "no" for f in RED_FLAGS} | {"pregnant": "no", "service": "decontracting-back-massage"}
+    return data | overrides
+
+
+def counts(db):
+    return [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("submissions", "audit_log", "notes")]
+
+
+def test_the_rules_page_shows_questions_rules_suggestions_and_the_version(staff_client, rules):
+    response = staff_client.get("/staff/rules")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert f"<code data-rules-version>{rules.version}</code>" in page
+    for q in rules.questions:
+        row = re.search(rf'<tr data-question="{q.id}">(.*?)</tr>', page, re.S).group(1)
+        assert q.type in row
+        if q.asked_when:
+            assert str(escape(q.asked_when.describe())) in row
+        else:
+            assert "always" in row
+    for rule in rules.rules:
+        row = re.search(rf'<tr data-rule="{rule.id}">(.*?)</tr>', page, re.S).group(1)
+        assert rule.when.describe() in row
+        assert f'data-staff-outcome="{rule.outcome}"' in row
+        assert str(escape(rule.message.get("en"))) in row
+        if rule.cleared_message:
+            assert "When cleared:" in row
+    for s in rules.suggestions:
+        assert f'data-suggestion="{s.id}"' in page
+    assert "Intensity is always adapted to the individual." in page          # a source sentence
+
+
+def test_the_simulator_offers_every_question_and_service(staff_client, rules):
+    page = staff_client.get("/staff/rules/simulate").get_data(as_text=True)
+    for q in rules.questions:
+        assert f'name="{q.id}"' in page
+    for s in rules.services:
+        assert f'<option value="{s.slug}"' in page
+
+
+def test_the_simulator_shows_outcome_and_fired_rules_and_stores_nothing(staff_client, db):
+    before = counts(db)
+    response = staff_client.post("/staff/rules/simulate",
+                                 data=answers(fever="yes", preferred_intensity="light", tension_areas=["neck"]))
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'data-simulated-outcome="consult_professional"' in page
+    assert 'data-simulated-rule="fever"' in page
+    assert 'data-simulated-rule="light_pressure_on_firm_service"' in page
+    assert 'data-simulated-suggestion="neck_tension"' in page
+    assert "data-outcome=" not in page
+    assert counts(db) == before
+
+
+def test_the_simulator_keeps_the_answers_it_was_given(staff_client):
+    page = staff_client.post("/staff/rules/simulate", data=answers(fever="not_sure")).get_data(as_text=True)
+    assert 'id="fever-not_sure" name="fever"\n                 value="not_sure" checked' in page
+
+
+def test_the_simulator_applies_clearance(staff_client):
+    page = staff_client.post("/staff/rules/simulate",
+                             data=answers(intense_pain="yes", professional_cleared="yes")).get_data(as_text=True)
+    assert 'data-simulated-outcome="tell_centre"' in page
+
+
+def test_a_missing_red_flag_is_refused_at_the_question(staff_client, db):
+    data = answers()
+    del data["fever"]
+    response = staff_client.post("/staff/rules/simulate", data=data)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert '<p class="error-message" id="fever-error">' in page
+    assert "data-simulated-outcome" not in page
+
+
+def test_an_unknown_service_is_refused_at_the_field(staff_client):
+    response = staff_client.post("/staff/rules/simulate", data=answers(service="hot-stones"))
+    assert response.status_code == 422
+    assert '<p class="error-message" id="service-error">' in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("url", ["/staff/rules", "/staff/rules/simulate"])
+def test_strangers_are_sent_to_log_in(client, url):
+    response = client.get(url)
+    assert response.status_code == 302 and response.headers["Location"].startswith("/staff/login")
+
+
+def test_the_simulator_post_needs_a_csrf_token(csrf_app, make_staff):
+    c = csrf_app.test_client()
+    staff = make_staff()
+    login(c, staff["email"], staff["password"])
+    assert c.post("/staff/rules/simulate", data=answers()).status_code == 400
+    token = csrf_token_from(c.get("/staff/rules/simulate").get_data(as_text=True))
+    assert c.post("/staff/rules/simulate", data=answers(csrf_token=token)).status_code == 200
