@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, request
 
 from . import engine, openapi
 from .rules import DEFAULT_LOCALE, LOCALES, Question, RuleSet, Service
@@ -51,17 +51,14 @@ def _ruleset() -> RuleSet:
 
 
 def _locale() -> str:
-    """`?locale=` when given (it must be a known one), else the best Accept-Language match, else en."""
-    asked = request.args.get("locale")
-    if asked is not None:
-        if asked not in LOCALES:
-            raise RequestProblem(400, "invalid_request", {"locale": "error_unknown_locale"})
-        return asked
-    return request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+    """The request's locale; an unknown `?locale=` is refused rather than silently ignored."""
+    if request.args.get("locale", DEFAULT_LOCALE) not in LOCALES:
+        raise RequestProblem(400, "invalid_request", {"locale": "error_unknown_locale"})
+    return _locale_or_default()
 
 
 def _locale_or_default() -> str:
-    """The locale for wording an error, never failing itself."""
+    """`?locale=` when it is a known one, else the best Accept-Language match, else en; never fails."""
     asked = request.args.get("locale")
     if asked in LOCALES:
         return asked
@@ -139,6 +136,11 @@ def _read_json_object() -> dict[str, Any]:
     if not request.is_json:
         raise RequestProblem(415, "unsupported_media_type")
     raw = request.get_data(cache=False)   # over MAX_CONTENT_LENGTH this raises 413 (JSON via security.py)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # a streamed (chunked) body is cut at the limit, not refused, by Werkzeug: refuse it here
+        # rather than report the truncated JSON as invalid (a body of exactly the limit goes too)
+        abort(413)
     try:
         # strict JSON (RFC 8259): no NaN or Infinity, UTF-8 only
         body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)

@@ -1,4 +1,5 @@
 """The JSON API (/api/v1): what a program talking to it sees, its errors, and its OpenAPI document."""
+import io
 import json
 import shutil
 
@@ -448,6 +449,16 @@ def test_a_body_over_the_size_limit_is_refused_with_json_413(app, client, db):
     assert response.status_code == 413
     assert response.get_json() == {"error": "too_large", "fields": {}}
     assert db["submissions"].count == 0
+
+
+@pytest.mark.parametrize(("size", "status"), [(100, 422), (70_000, 413)])
+def test_a_streamed_body_is_refused_with_413_once_it_passes_the_limit(client, size, status):
+    # gunicorn and the development server hand chunked bodies over as a stream with no length
+    body = json.dumps({"service": SLUGS[0], "answers": {"notes": "x" * size}}).encode()
+    response = client.post(EVALUATE, input_stream=io.BytesIO(body), content_type=JSON,
+                           headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == status
+    assert response.get_json()["error"] == {413: "too_large", 422: "invalid_answers"}[status]
 
 
 # --- every route: methods, unknown paths, cookies ------------------------------------------------
