@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -70,6 +71,8 @@ def init_app(app) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(e):
-        # log the type and where, not the request body: it may hold health answers
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        # log the type and where, never the message or the body: built-in exceptions quote the value
+        # they choke on (KeyError('...'), int('...')), and that value may be a health answer
+        log.error("unexpected error on %s %s: %s\n%s", request.method, request.path, type(e).__name__,
+                  "".join(traceback.format_tb(e.__traceback__)).rstrip())
         return error_response(500, "internal")
