@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import traceback
 
-from flask import jsonify, render_template, request
+from flask import jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -64,9 +64,10 @@ def init_app(app) -> None:
     def http_error(e):
         codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 429: "too_many"}
-        response = error_response(e.code, codes.get(e.code, "http_error"))
-        if e.code == 405 and hasattr(e, "valid_methods") and e.valid_methods:
-            response[0].headers["Allow"] = ", ".join(e.valid_methods)
+        # make_response: the HTML branch of error_response gives (text, status), which has no headers
+        response = make_response(error_response(e.code, codes.get(e.code, "http_error")))
+        if e.code == 405 and getattr(e, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(e.valid_methods)
         return response
 
     @app.errorhandler(Exception)
