@@ -197,6 +197,8 @@ class Space:
             return self.full if test({test.var: outer_values[test.var]}) else 0
         if test.var in self.facts:
             return self.full if test(self.facts) else 0
+        if test in self._patterns:
+            return self._patterns[test]
         truth = tuple(test({test.var: v}) for v in self.domains[test.var])
         key = (test.var, truth)
         if key not in self._patterns:
@@ -204,6 +206,7 @@ class Space:
             run = (1 << stride) - 1
             block = sum(run << (j * stride) for j, holds in enumerate(truth) if holds)
             self._patterns[key] = _repeat(block, stride * radix, self.size // (stride * radix))
+        self._patterns[test] = self._patterns[key]
         return self._patterns[key]
 
     def mask(self, cond: Condition, outer_values: dict[str, Any]) -> int:
@@ -366,24 +369,28 @@ def _check_monotone(space: Space, blocks: list[Block], report: Report, reported:
         for new in ("not_sure", "yes"):
             if (q.id, new) in reported:
                 continue        # one counterexample per change is enough
+            if q.follow_up:
+                shift, selected = 0, space.full
+            else:
+                domain = space.domains[q.id]
+                shift = (domain.index(new) - domain.index("no")) * space.strides[q.id]
+                selected = space.test_mask(Test(q.id, "equals", "no"), {})
+            # block b's bit sets moved onto a's indices, once per block rather than once per pair
+            moved = {id(b): (_align(b.valid, shift), [_align(level, shift) for level in b.at_least])
+                     for b in blocks if b.valid}
             for a, b in itertools.product(blocks, repeat=2):
-                if q.follow_up:
-                    if a.values[q.id] != "no" or b.values[q.id] != new:
-                        continue
-                    shift, selected = 0, space.full
-                else:
-                    domain = space.domains[q.id]
-                    shift = (domain.index(new) - domain.index("no")) * space.strides[q.id]
-                    selected = space.test_mask(Test(q.id, "equals", "no"), {})
-                pairs = selected & a.valid & _align(b.valid, shift)
-                if not pairs:
+                if not (a.valid and b.valid) or (q.follow_up and (a.values[q.id], b.values[q.id]) != ("no", new)):
                     continue
-                pairs &= _compatible(space, a, b, shift, q.id, clearance)
+                compatible = _compatible(space, a, b, shift, q.id, clearance)
+                if compatible is None:
+                    continue
+                b_valid, b_levels = moved[id(b)]
+                pairs = selected & a.valid & b_valid & compatible
                 if not pairs:
                     continue
                 lowered = 0
-                for level_a, level_b in zip(a.at_least, b.at_least, strict=True):
-                    lowered |= level_a & ~_align(level_b, shift)
+                for level_a, level_b in zip(a.at_least, b_levels, strict=True):
+                    lowered |= level_a & ~level_b
                 lowered &= pairs
                 if lowered:
                     index = (lowered & -lowered).bit_length() - 1
@@ -393,28 +400,29 @@ def _check_monotone(space: Space, blocks: list[Block], report: Report, reported:
                     break
 
 
-def _compatible(space: Space, a: Block, b: Block, shift: int, changed: str, clearance: str | None) -> int:
-    """Where block b's follow-up answers are what a's become once `changed` is raised.
+def _compatible(space: Space, a: Block, b: Block, shift: int, changed: str, clearance: str | None) -> int | None:
+    """Where block b's follow-up answers are what a's become once `changed` is raised (None: nowhere).
 
     A follow-up asked on both sides keeps its answer; one that stops being asked goes blank; one
     that starts being asked may take any answer, except the clearance question, which may only
     stay "not cleared" (a clearance lowers the outcome by design).
     """
-    mask = space.full
+    newly_asked, no_longer_asked = [], []
     for q in space.outer:
-        if q.id == changed:
-            continue
         va, vb = a.values[q.id], b.values[q.id]
-        if va == vb:
-            continue
-        if q.id == clearance and {va, vb} == {None, "no"}:
-            continue                                   # blank and "no" both mean not cleared
+        if q.id == changed or va == vb or (q.id == clearance and {va, vb} == {None, "no"}):
+            continue                                   # (blank and "no" both mean not cleared)
         if va is None and vb is not None and q.id != clearance:
-            mask &= space.full ^ a.asked[q.id]         # newly asked
+            newly_asked.append(q.id)
         elif va is not None and vb is None:
-            mask &= ~_align(b.asked[q.id], shift)   # no longer asked
+            no_longer_asked.append(q.id)
         else:
-            return 0
+            return None
+    mask = space.full
+    for qid in newly_asked:
+        mask &= space.full ^ a.asked[qid]
+    for qid in no_longer_asked:
+        mask &= ~_align(b.asked[qid], shift)
     return mask
 
 

@@ -1,0 +1,216 @@
+"""The exhaustive checker behind `screening check-rules`: the shipped rules pass, and each kind of
+unsafe or broken rule set is caught with the file and entry to fix."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from screening import engine
+from screening.checker import check
+from screening.rules import default_rules_dir, load_rules
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    """A copy of the shipped rules/ folder, to change one thing in."""
+    target = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), target)
+    return target
+
+
+def edit(folder: Path, file: str, old: str, new: str) -> None:
+    """Replace one exact piece of a rule file (the test fails if the piece is not there)."""
+    path = folder / file
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {file}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def add_rule(folder: Path, rule_id: str, when: str, outcome: str = "consult_professional", extra: str = "") -> None:
+    """Append one rule to rules.toml."""
+    with open(folder / "rules.toml", "a") as f:
+        f.write(f'\n[[rules]]\nid = "{rule_id}"\nwhen = {when}\noutcome = "{outcome}"\n'
+                f'message = "A test rule."\nsource = "a test"\n{extra}')
+
+
+def edit_entry(folder: Path, file: str, entry_id: str, old: str, new: str) -> None:
+    """Replace the first `old` after the line `id = "entry_id"` (so message wording can change freely)."""
+    path = folder / file
+    text = path.read_text()
+    at = text.index(old, text.index(f'\nid = "{entry_id}"\n'))
+    path.write_text(text[:at] + new + text[at + len(old):])
+
+
+def problems(folder: Path) -> list[str]:
+    """The problems check() finds in a rules folder, as the CLI prints them."""
+    return [str(p) for p in check(load_rules(folder)).problems]
+
+
+def test_the_shipped_rules_pass_over_millions_of_combinations(rules):
+    report = check(rules)
+    assert report.problems == []
+    assert report.ok
+    # 3^9 red-flag answers alone, for each of the service groups conditions can tell apart
+    assert report.combinations > 3 ** 9 * report.service_groups
+    assert 1 <= report.service_groups <= len(rules.services)
+
+
+def test_the_disclaimer_may_say_no_outcome_is_guaranteed(rules):
+    assert "guaranteed" in rules.text("disclaimer")
+    assert check(rules).ok
+
+
+def test_a_consult_rule_for_an_answer_of_no_is_caught_when_yes_can_give_less(rules_copy):
+    # "no" gives consult; "yes" with a professional's clearance gives tell the centre: lower
+    add_rule(rules_copy, "consult_unless_tingling", '{ var = "tingling_or_weakness", equals = "no" }')
+    found = problems(rules_copy)
+    assert any(p.startswith("rules.toml: rule 'consult_unless_tingling': changing tingling_or_weakness from no to "
+                            "yes lowers the outcome from consult_professional to tell_centre") for p in found)
+    assert any("changing tingling_or_weakness from no to not_sure lowers" in p for p in found)
+
+
+def test_a_consult_rule_for_not_pregnant_is_caught_through_the_follow_up(rules_copy):
+    add_rule(rules_copy, "consult_unless_pregnant", '{ var = "pregnant", equals = "no" }')
+    found = problems(rules_copy)
+    assert any(p.startswith("rules.toml: rule 'consult_unless_pregnant': changing pregnant from no to yes lowers")
+               for p in found)
+
+
+def test_a_rule_that_fires_when_a_follow_up_is_no_is_caught(rules_copy):
+    add_rule(rules_copy, "consult_unless_complicated",
+             '{ not = { var = "pregnancy_complicated", in = ["yes", "not_sure"] } }')
+    found = problems(rules_copy)
+    assert any("rule 'consult_unless_complicated': changing pregnancy_complicated from no to yes lowers" in p
+               for p in found)
+
+
+def test_a_consult_rule_for_no_fever_is_no_lowering_but_leaves_proceed_unreachable(rules_copy):
+    # fever "yes" always gives consult, so nothing is lowered: the checker must not cry wolf
+    add_rule(rules_copy, "consult_unless_fever", '{ var = "fever", equals = "no" }')
+    found = problems(rules_copy)
+    assert not any("lowers" in p for p in found)
+    assert "rules.toml: outcome 'proceed': no combination of answers leads to it" in found
+
+
+def test_a_professionals_clearance_may_lower_the_outcome(rules):
+    # by design: the shipped rules lower intense pain to tell the centre when cleared, and pass
+    decision = engine.screen(rules, "back-massage", {**dict.fromkeys(
+        [q.id for q in rules.questions if q.red_flag and not q.follow_up], "no"),
+        "pregnant": "no", "intense_pain": "yes", "professional_cleared": "yes"})
+    assert decision.outcome.code == "tell_centre"
+    assert check(rules).ok
+
+
+def test_a_rule_that_can_never_fire_is_caught(rules_copy):
+    add_rule(rules_copy, "never", '{ all = [{ var = "fever", equals = "yes" }, { var = "fever", equals = "no" }] }')
+    assert problems(rules_copy) == ["rules.toml: rule 'never': never fires, whatever the answers"]
+
+
+def test_rules_reading_one_option_of_a_choice_or_a_text_are_reachable(rules_copy):
+    # the checker enumerates one value per class of answers; these classes must all be there
+    add_rule(rules_copy, "lumbar_only", '{ all = [{ var = "tension_areas", contains = "lumbar" }, '
+                                        '{ not = { var = "tension_areas", contains = "thoracic" } }] }', "tell_centre")
+    add_rule(rules_copy, "firm", '{ var = "preferred_intensity", equals = "firm" }', "tell_centre")
+    add_rule(rules_copy, "notes_say_hello", '{ var = "notes", equals = "hello" }', "tell_centre")
+    add_rule(rules_copy, "some_notes", '{ var = "notes", not_equals = "hello" }', "tell_centre")
+    (rules_copy / "examples.toml").write_text("")     # the shipped examples do not expect these rules
+    assert problems(rules_copy) == []
+
+
+def test_a_suggestion_that_can_never_show_is_caught(rules_copy):
+    edit(rules_copy, "rules.toml", '{ not = { var = "service.areas", contains = "neck" } },',
+         '{ var = "service.areas", contains = "legs" }, { not = { var = "service.areas", contains = "neck" } },')
+    assert problems(rules_copy) == ["rules.toml: suggestion 'neck_tension': never shown, whatever the service "
+                                    "and answers"]
+
+
+def test_a_suggestion_only_to_the_service_itself_is_caught(rules_copy):
+    edit(rules_copy, "rules.toml", '{ var = "service.pressure", equals = "firm" },\n] }\nmessage = { en = "You prefer',
+         '{ var = "service.slug", equals = "back-massage" },\n] }\nmessage = { en = "You prefer')
+    assert "rules.toml: suggestion 'lighter_service': never shown, whatever the service and answers" in \
+        problems(rules_copy)
+
+
+def test_a_failing_example_is_caught(rules_copy):
+    edit(rules_copy, "examples.toml", 'outcome = "tell_centre"\nrules = ["pregnancy"]',
+         'outcome = "proceed"\nrules = ["pregnancy"]')
+    assert problems(rules_copy) == ["examples.toml: example 'uncomplicated pregnancy: tell the centre': expected "
+                                    "proceed, got tell_centre (rules fired: pregnancy)"]
+
+
+def test_an_example_with_the_wrong_rules_is_caught(rules_copy):
+    edit(rules_copy, "examples.toml", 'rules = ["spinal_condition"]', 'rules = ["spinal_condition", "fever"]')
+    found = problems(rules_copy)
+    assert len(found) == 1
+    assert found[0].startswith("examples.toml: example \"a professional's clearance turns a red flag into tell the "
+                               "centre\": expected rules ['fever', 'spinal_condition']")
+
+
+def test_an_example_with_unanswered_red_flags_is_caught(rules_copy):
+    edit(rules_copy, "examples.toml", 'answers = { intense_pain = "no", persistent_pain = "no", recent_injury = "no",'
+                                      ' radiating_pain = "not_sure"', 'answers = { radiating_pain = "not_sure"')
+    found = problems(rules_copy)
+    assert len(found) == 1
+    assert found[0].startswith("examples.toml: example 'not sure counts as yes': the answers are refused: "
+                               "intense_pain: required")
+
+
+def test_an_optional_pregnancy_question_is_caught(rules_copy):
+    edit(rules_copy, "questions.toml", 'id = "pregnant"\ntype = "yes_no_unsure"\nrequired = true',
+         'id = "pregnant"\ntype = "yes_no_unsure"\nrequired = false')
+    assert problems(rules_copy) == ["questions.toml: question 'pregnant': rules read it but it is not required, "
+                                    "so leaving it blank would count as no"]
+
+
+def test_a_clearable_rule_that_is_never_cleared_is_caught(rules_copy):
+    # ask for the clearance only when intense pain is "no": its own clearance can then never apply
+    path = rules_copy / "questions.toml"
+    text = path.read_text()
+    start = text.index("asked_when = { any = [", text.index('id = "professional_cleared"'))
+    end = text.index("] }\n", start) + len("] }\n")
+    path.write_text(text[:start] + 'asked_when = { var = "intense_pain", equals = "no" }\n' + text[end:])
+    assert "rules.toml: rule 'intense_pain': clearable, but the clearance can never apply when it fires " \
+           "(is the clearance question asked then?)" in problems(rules_copy)
+
+
+@pytest.mark.parametrize(("key", "words", "word"), [("message", "This massage will cure your back.", "cure"),
+                                                    ("message", "Guaranteed relief.", "Guaranteed"),
+                                                    ("cleared_message", "It will heal the injury.", "heal")])
+def test_a_message_promising_a_medical_result_is_caught(rules_copy, key, words, word):
+    edit_entry(rules_copy, "rules.toml", "recent_injury", f'{key} = {{ en = "', f'{key} = {{ en = "{words} ')
+    assert problems(rules_copy) == [f"rules.toml: rule 'recent_injury': {key} (en) promises a medical result: "
+                                    f"{word!r}"]
+
+
+def test_a_promise_in_another_language_is_caught(rules_copy):
+    edit_entry(rules_copy, "rules.toml", "recent_injury", 'message = { en = "',
+               'message = { es = "Este masaje cura la lesión.", en = "')
+    assert problems(rules_copy) == ["rules.toml: rule 'recent_injury': message (es) promises a medical result: 'cura'"]
+
+
+def test_a_suggestion_promising_a_medical_result_is_caught(rules_copy):
+    edit_entry(rules_copy, "rules.toml", "neck_tension", 'message = { en = "',
+               'message = { en = "This treatment helps. ')
+    assert problems(rules_copy) == ["rules.toml: suggestion 'neck_tension': message (en) promises a medical "
+                                    "result: 'treatment'"]
+
+
+def test_describing_a_clients_treatment_is_not_a_promise(rules_copy):
+    edit_entry(rules_copy, "rules.toml", "ongoing_diagnosis", 'message = { en = "',
+               'message = { en = "You are being treated for a health condition. ')
+    assert problems(rules_copy) == []
+
+
+def test_the_checker_notices_when_the_engine_disagrees_with_it(rules, monkeypatch):
+    real_screen = engine.screen
+
+    def lenient_screen(ruleset, slug, raw, **kwargs):
+        decision = real_screen(ruleset, slug, raw, **kwargs)
+        if raw.get("fever") == "yes":      # a broken engine that lets fever through
+            return engine.Decision(slug, engine.Outcome.PROCEED, (), (), decision.rules_version)
+        return decision
+
+    monkeypatch.setattr(engine, "screen", lenient_screen)
+    found = [str(p) for p in check(rules).problems]
+    assert any(p.startswith("(checker): ") and "the engine gives proceed [], the checker consult_professional" in p
+               for p in found)
