@@ -34,8 +34,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
     db.init_app(app)
+    security.init_app(app)   # first: its body-size check must run before CSRFProtect reads the form
     csrf.init_app(app)
-    security.init_app(app)
 
     from . import api, cli, public
     app.register_blueprint(public.bp)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from . import engine, openapi
 from .rules import DEFAULT_LOCALE, LOCALES, Question, RuleSet, Service
@@ -135,12 +135,8 @@ def _read_json_object() -> dict[str, Any]:
     """The body as a JSON object, or a RequestProblem saying what is wrong with it."""
     if not request.is_json:
         raise RequestProblem(415, "unsupported_media_type")
-    raw = request.get_data(cache=False)   # over MAX_CONTENT_LENGTH this raises 413 (JSON via security.py)
-    limit = request.max_content_length
-    if request.content_length is None and limit is not None and len(raw) >= limit:
-        # a streamed (chunked) body is cut at the limit, not refused, by Werkzeug: refuse it here
-        # rather than report the truncated JSON as invalid (a body of exactly the limit goes too)
-        abort(413)
+    # over MAX_CONTENT_LENGTH, streamed or not, security.py has already answered 413
+    raw = request.get_data(cache=False)
     try:
         # strict JSON (RFC 8259): no NaN or Infinity, UTF-8 only
         body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import traceback
 
-from flask import jsonify, make_response, render_template, request
+from flask import abort, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -47,7 +47,19 @@ def error_response(status: int, code: str, *, fields=None):
     return render_template("error.html", status=status, code=code), status
 
 
+def refuse_streamed_body_over_limit():
+    """Werkzeug cuts a streamed (chunked) body at MAX_CONTENT_LENGTH instead of refusing it, so a
+    truncated form could be read as the client's answers. Read it first and refuse it whole; the
+    form parser then reads the cached bytes. A body of exactly the limit goes too."""
+    limit = request.max_content_length
+    if request.content_length is None and limit and request.environ.get("wsgi.input_terminated"):
+        if len(request.get_data(cache=True)) >= limit:
+            abort(413)
+
+
 def init_app(app) -> None:
+    """Register before CSRFProtect: its check parses the form, which must be whole by then."""
+    app.before_request(refuse_streamed_body_over_limit)
     app.after_request(set_headers)
 
     @app.errorhandler(CSRFError)

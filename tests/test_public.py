@@ -1,4 +1,5 @@
 """The client's pages: services, questionnaire, result, sharing, and every refusal."""
+import io
 import re
 
 import pytest
@@ -250,3 +251,16 @@ def test_follow_ups_carry_their_condition_for_progressive_reveal(client):
     html = client.get("/screening/back-massage").text
     block = re.search(r'id="q-pregnancy_complicated"[^>]*>', html).group(0)
     assert "data-asked-when" in block and "pregnant" in block
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_body_over_the_size_limit_is_refused_with_413_and_nothing_is_stored(client, db, streamed):
+    # gunicorn hands a chunked body over as a stream with no length; Werkzeug would cut it, not refuse it
+    from urllib.parse import urlencode
+    body = urlencode(shared(notes="x" * 70_000)).encode()
+    extra = ({"input_stream": io.BytesIO(body), "headers": {"Transfer-Encoding": "chunked"},
+              "environ_overrides": {"wsgi.input_terminated": True}} if streamed else {"data": body})
+    response = client.post("/screening/back-massage", content_type="application/x-www-form-urlencoded", **extra)
+    assert response.status_code == 413
+    assert "too large" in response.text
+    assert count(db) == 0
