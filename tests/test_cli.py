@@ -1,0 +1,119 @@
+"""`screening check-rules`: exit codes and the `file: entry: problem` lines an admin reads."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from screening.cli import group
+from screening.rules import default_rules_dir
+
+FEVER_RULE = 'when = { var = "fever", in = ["yes", "not_sure"] }'
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    """A copy of the shipped rules/ folder, to break one thing in."""
+    target = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), target)
+    return target
+
+
+def edit(folder: Path, file: str, old: str, new: str) -> None:
+    """Replace one exact piece of a rule file (the test fails if the piece is not there)."""
+    path = folder / file
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {file}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_check_rules_passes_on_the_shipped_rules_and_says_how_much_it_checked(runner):
+    result = runner.invoke(args=["check-rules"])
+    assert result.exit_code == 0, result.output
+    assert "All rules hold." in result.output
+    assert "answer combinations" in result.output
+    assert str(default_rules_dir()) in result.output
+
+
+def test_check_rules_can_check_another_folder(runner, rules_copy):
+    result = runner.invoke(args=["check-rules", "--rules-dir", str(rules_copy)])
+    assert result.exit_code == 0, result.output
+    assert str(rules_copy) in result.output
+
+
+def test_a_folder_that_fails_to_load_gives_one_clean_line(runner, rules_copy):
+    edit(rules_copy, "rules.toml", FEVER_RULE, 'when = { var = "fevre", in = ["yes"] }')
+    result = runner.invoke(args=["check-rules", "--rules-dir", str(rules_copy)])
+    assert result.exit_code == 1
+    assert result.output.startswith("rules.toml: rule 'fever': bad condition: when: unknown var 'fevre'")
+    assert "Traceback" not in result.output
+    assert "All rules hold" not in result.output
+
+
+def test_a_missing_folder_is_named(runner, tmp_path):
+    result = runner.invoke(args=["check-rules", "--rules-dir", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert result.output.startswith("services.toml: (file): missing from ")
+
+
+def test_a_failing_example_is_printed_and_exits_1(runner, rules_copy):
+    edit(rules_copy, "examples.toml", 'outcome = "tell_centre"\nrules = ["pregnancy"]',
+         'outcome = "proceed"\nrules = ["pregnancy"]')
+    result = runner.invoke(args=["check-rules", "--rules-dir", str(rules_copy)])
+    assert result.exit_code == 1
+    assert "examples.toml: example 'uncomplicated pregnancy: tell the centre': expected proceed, got tell_centre" \
+        in result.output.splitlines()[0]
+    assert "1 problem(s) found." in result.output
+    assert "All rules hold" not in result.output
+
+
+def test_a_rule_that_lowers_the_outcome_is_printed_and_exits_1(runner, rules_copy):
+    with open(rules_copy / "rules.toml", "a") as f:
+        f.write('\n[[rules]]\nid = "consult_unless_pregnant"\nwhen = { var = "pregnant", equals = "no" }\n'
+                'outcome = "consult_professional"\nmessage = "A test rule."\nsource = "a test"\n')
+    result = runner.invoke(args=["check-rules", "--rules-dir", str(rules_copy)])
+    assert result.exit_code == 1
+    assert "rules.toml: rule 'consult_unless_pregnant': changing pregnant from no to yes lowers the outcome" \
+        in result.output
+
+
+def test_check_rules_help_ends_with_an_example(runner):
+    result = runner.invoke(args=["check-rules", "--help"])
+    assert result.exit_code == 0
+    assert "Example: screening check-rules" in result.output
+    assert "--rules-dir" in result.output
+
+
+@pytest.fixture
+def script_env(tmp_path, monkeypatch):
+    """Environment for the console script, as an admin would set it."""
+    # FlaskGroup sets FLASK_RUN_FROM_CLI for good (it turns app.run() off); undo it after the test
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "false")
+    return {"SCREENING_DATABASE": str(tmp_path / "cli.db"), "SCREENING_SECRET_KEY": "k" * 40}
+
+
+def test_the_console_script_runs_check_rules(script_env):
+    result = CliRunner().invoke(group, ["check-rules"], env=script_env)
+    assert result.exit_code == 0, result.output
+    assert "All rules hold." in result.output
+
+
+def test_the_console_script_reports_a_broken_rules_dir_without_a_traceback(script_env, rules_copy):
+    edit(rules_copy, "rules.toml", FEVER_RULE, 'when = { var = "fever", in = ["yes", "maybe"] }')
+    result = CliRunner().invoke(group, ["check-rules"], env={**script_env, "SCREENING_RULES_DIR": str(rules_copy)})
+    assert result.exit_code == 1
+    assert result.output.startswith("The rules fail to load: rules.toml: rule 'fever': condition compares fever "
+                                    "with impossible value(s) ['maybe']")
+    assert "Traceback" not in result.output
+
+
+def test_the_installed_screening_command_checks_the_rules(script_env):
+    script = Path(sys.executable).parent / "screening"
+    if not script.exists():
+        pytest.skip("the console script is not installed next to this Python")
+    result = subprocess.run([str(script), "check-rules"], capture_output=True, text=True, timeout=120,
+                            env={"PATH": str(script.parent), **script_env})
+    assert result.returncode == 0, result.stderr
+    assert "All rules hold." in result.stdout
