@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config, db, security
 from .rules import load_rules
@@ -30,6 +31,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
+    if app.config["PROXY_COUNT"]:
+        # behind a proxy, remote_addr is the proxy's: the per-address login lock would then lock
+        # out everyone at once. Trust exactly as many X-Forwarded-* hops as there are proxies.
+        n = int(app.config["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
