@@ -26,6 +26,7 @@ EXPORT_PAGE_SIZE = 500
 AUDIT_PAGE_SIZE = 50
 Q_MAX = 100
 NOTE_MAX = 5000
+MAX_ID = 2**63 - 1
 DECISIONS = ("booking_fine", "adapt_session", "postpone", "consult_professional")
 # error codes; their wording lives in templates/staff/_review.html
 INVALID, TOO_LONG, FROM_AFTER_TO, BOTH_DIRECTIONS = "invalid", "too_long", "from_after_to", "both_directions"
@@ -234,6 +235,8 @@ def attention_counts(db: sqlite_utils.Database) -> dict[str, int]:
 
 def get_submission(db: sqlite_utils.Database, submission_id: int) -> dict[str, Any] | None:
     """The submission with its JSON columns parsed, or None."""
+    if not 0 < submission_id <= MAX_ID:     # SQLite cannot even bind a larger int: no such row
+        return None
     return dbmod.get_submission(db, submission_id)
 
 

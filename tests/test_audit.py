@@ -31,8 +31,10 @@ def test_admins_see_who_did_what_newest_first(admin_client, staff_client, make_s
     assert "private words" not in response.get_data(as_text=True)
 
 
-def test_staff_who_are_not_admins_get_403(staff_client):
+def test_staff_who_are_not_admins_get_403_and_no_link(staff_client, admin_client):
     assert staff_client.get("/staff/audit").status_code == 403
+    assert 'href="/staff/audit"' not in staff_client.get("/staff/").get_data(as_text=True)
+    assert 'href="/staff/audit"' in admin_client.get("/staff/").get_data(as_text=True)
 
 
 def test_strangers_are_sent_to_log_in(client):

@@ -110,7 +110,8 @@ def test_a_service_no_longer_in_the_rules_is_flagged(staff_client, make_submissi
     assert "The service “hot-stones” is no longer in the rules" in page
 
 
-@pytest.mark.parametrize("url", ["/staff/submissions/999", "/staff/submissions/abc", "/staff/submissions/-1"])
+@pytest.mark.parametrize("url", ["/staff/submissions/999", "/staff/submissions/abc", "/staff/submissions/-1",
+                                 "/staff/submissions/0", "/staff/submissions/99999999999999999999999"])
 def test_an_unknown_submission_is_404(staff_client, url):
     assert staff_client.get(url).status_code == 404
 
@@ -120,6 +121,7 @@ def test_an_unknown_submission_is_404(staff_client, url):
                                          ("erase", {"confirm": "y"})])
 def test_posts_to_an_unknown_submission_are_404(admin_client, action, data):
     assert admin_client.post(f"/staff/submissions/999/{action}", data=data).status_code == 404
+    assert admin_client.post(f"/staff/submissions/{10**30}/{action}", data=data).status_code == 404
 
 
 def test_viewing_a_submission_is_audited(staff_client, make_submission, db):
