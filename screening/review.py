@@ -54,6 +54,7 @@ class Filters:
         return {names.get(k, k): v for k, v in asdict(self).items() if v}
 
     def active(self) -> bool:
+        """Whether any filter is set."""
         return any(asdict(self).values())
 
 
@@ -65,6 +66,7 @@ class Cursor:
     id: int
 
     def token(self) -> str:
+        """The cursor as it travels in a page link."""
         return f"{self.created_at}_{self.id}"
 
 
@@ -81,6 +83,7 @@ def parse_cursor(text: str) -> Cursor | None:
 
 
 def _parse_date(text: str) -> date | None:
+    """A YYYY-MM-DD date, or None."""
     try:
         return date.fromisoformat(text) if len(text) == 10 else None
     except ValueError:
@@ -133,6 +136,7 @@ def parse_page(args: dict[str, str]) -> tuple[Cursor | None, Cursor | None, dict
 
 
 def _like_escape(text: str) -> str:
+    """Searched text taken literally by LIKE ... ESCAPE '\\' (no % or _ wildcards)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -402,12 +406,14 @@ def neutralise(value: Any) -> str:
 
 
 def _answer_cell(value: Any) -> str:
+    """An answer as one cell: several choices joined by ';'."""
     if isinstance(value, list):
         return ";".join(map(str, value))
     return "" if value is None else str(value)
 
 
 def export_header(question_ids: list[str]) -> list[str]:
+    """The CSV header: the stable column codes, then one column per question id."""
     return [*EXPORT_COLUMNS, *question_ids]
 
 

@@ -37,6 +37,7 @@ bp.before_request(require_staff)
 
 
 def ruleset() -> RuleSet:
+    """The rules loaded (and validated) at start-up."""
     return current_app.extensions["screening.rules"]
 
 
@@ -47,6 +48,7 @@ def staff_helpers():
 
 
 def _strip(value):
+    """Form filter: surrounding spaces are not part of a note."""
     return value.strip() if isinstance(value, str) else value
 
 
@@ -68,10 +70,12 @@ class EraseForm(FlaskForm):
 # --- dashboard and export --------------------------------------------------------------------------
 
 def _services() -> set[str]:
+    """The service slugs a filter may name."""
     return set(ruleset().services_by_slug)
 
 
 def _dashboard(filters, errors, page=None, status=200):
+    """Render the dashboard; without a page (bad filter) only the form with its errors."""
     counts = review.attention_counts(dbmod.get_db())
     return render_template("staff/dashboard.html", filters=filters, errors=errors, page=page, counts=counts,
                            args=request.args, statuses=dbmod.STATUSES, notice=request.args.get("notice")), status
@@ -100,6 +104,7 @@ def export():
     path = current_app.config["DATABASE"]
 
     def generate():
+        """CSV text, a row at a time."""
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(review.export_header(question_ids))
@@ -118,6 +123,7 @@ def export():
 # --- one submission ---------------------------------------------------------------------------------
 
 def _submission_or_404(submission_id: int) -> dict:
+    """The submission, or a 404 page."""
     submission = review.get_submission(dbmod.get_db(), submission_id)
     if submission is None:
         abort(404)
@@ -148,6 +154,7 @@ def submission(submission_id: int):
 
 @bp.post("/submissions/<int:submission_id>/status")
 def set_status(submission_id: int):
+    """Save status and decision (audited), then back to the submission."""
     sub = _submission_or_404(submission_id)
     form = StatusForm()
     if not form.validate():
@@ -160,6 +167,7 @@ def set_status(submission_id: int):
 
 @bp.post("/submissions/<int:submission_id>/notes")
 def add_note(submission_id: int):
+    """Add a note (audited, not its text), then back to the notes."""
     sub = _submission_or_404(submission_id)
     form = NoteForm()
     if not form.validate():
