@@ -1,0 +1,310 @@
+"""Benchmark of the staff side on a large database: dashboard pages and the CSV export.
+
+Run by hand (pytest does not collect it):
+
+    python tests/benchmarks/bench_staff.py                 # 1,000,000 submissions in a temp folder
+    python tests/benchmarks/bench_staff.py --rows 100000 --db /tmp/bench.db --keep
+
+It fills a database with a realistic spread of services, outcomes, statuses, dates and names,
+then times the real queries of screening/review.py (median of several runs, and the ratio to a
+`SELECT 1` round trip timed in the same run), the real dashboard requests through a logged-in
+test client, shows SQLite's query plan for each query, and measures the export's peak memory by
+streaming the whole CSV through /staff/export.csv in a fresh process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from screening import accounts, create_app, review
+from screening import db as dbmod
+
+SERVICES = {"decontracting-back-massage": 40, "back-massage": 25, "decontracting-massage": 15,
+            "back-and-neck-massage": 12, "deep-tissue-massage": 8}
+OUTCOMES = {"proceed": 60, "tell_centre": 25, "consult_professional": 15}
+FIRST = ("Maria Anna Laura Marta Julia Carla Sara Paula Nuria Elena Montserrat Cristina Lucia Claudia "
+         "Jordi Marc David Pau Joan Josep Albert Xavier Carlos Javier Daniel Sergi Oriol Pere Miquel Alex").split()
+LAST = ("Garcia Martinez Lopez Sanchez Perez Gonzalez Rodriguez Fernandez Puig Vidal Ferrer Soler Serra "
+        "Roca Font Pujol Valls Mas Coll Riera Sala Vila Costa Castells Torres Ruiz Moreno Navarro Romero "
+        "Gil Molina Ortiz Ramos Blanco Prat Bosch Camps Marti Rovira").split()
+RED_FLAGS = ("intense_pain", "persistent_pain", "recent_injury", "radiating_pain", "tingling_or_weakness",
+             "spinal_condition", "fever", "skin_problem_in_area", "ongoing_diagnosis")
+PASSWORD = "a long benchmark password"
+DAYS = 730          # two years of submissions
+
+
+def weighted(rng, table):
+    return rng.choices(list(table), weights=list(table.values()))[0]
+
+
+def answer_pool(rng, size=400):
+    """A few hundred distinct answer sets (JSON), enough variety for realistic row sizes."""
+    pool = []
+    for _ in range(size):
+        answers = {f: rng.choices(("no", "yes", "not_sure"), weights=(90, 7, 3))[0] for f in RED_FLAGS}
+        answers |= {"pregnant": "no", "tension_areas": rng.sample(["thoracic", "shoulder_blades", "lumbar", "neck"],
+                                                                  rng.randint(1, 3)),
+                    "preferred_intensity": rng.choice(["light", "medium", "firm"]),
+                    "notes": rng.choice(["", "", "Left shoulder is stiff after work.",
+                                         "I sit at a desk all day and my lower back aches by evening."])}
+        pool.append(json.dumps(answers, ensure_ascii=False))
+    return pool
+
+
+def status_for(rng, age_days):
+    """Recent submissions are mostly new or being handled; older ones mostly closed."""
+    if age_days < 30:
+        return rng.choices(dbmod.STATUSES, weights=(40, 30, 20, 10))[0]
+    return rng.choices(dbmod.STATUSES, weights=(1, 1, 18, 80))[0]
+
+
+def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
+    """Insert `rows` submissions, oldest first, in big executemany transactions; return seconds."""
+    rng = random.Random(seed)
+    pool = answer_pool(rng)
+    conn = dbmod.connect(path)
+    end = datetime.now(UTC)
+    start = end - timedelta(days=DAYS)
+    step = (end - start) / rows
+    references: set[str] = set()
+    sql = ("INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules, suggestions,"
+           " rules_version, locale, name, contact, consent_at, created_at, status, decision, updated_at)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    t0 = time.perf_counter()
+    for first in range(0, rows, batch):
+        chunk = []
+        for i in range(first, min(first + batch, rows)):
+            while True:
+                code = "".join(rng.choices(dbmod.REFERENCE_ALPHABET, k=dbmod.REFERENCE_LENGTH))
+                reference = f"{code[:4]}-{code[4:]}"
+                if reference not in references:
+                    references.add(reference)
+                    break
+            created = (start + step * i).isoformat(timespec="microseconds")
+            outcome = weighted(rng, OUTCOMES)
+            fired = "[]" if outcome == "proceed" else json.dumps(
+                [{"rule": "fever" if outcome == "consult_professional" else "pregnancy",
+                  "outcome": outcome, "not_sure": False, "cleared": False}])
+            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+            status = status_for(rng, (end - (start + step * i)).days)
+            chunk.append((reference, f"bench-{i:09d}", weighted(rng, SERVICES), outcome, rng.choice(pool), fired,
+                          "[]", "bench", "en", name, f"{name.lower().replace(' ', '.')}{i % 97}@example.org",
+                          created, created, status,
+                          None if status == "new" else rng.choice(review.DECISIONS), None))
+        with dbmod.immediate(conn):
+            conn.conn.executemany(sql, chunk)
+        print(f"  {min(first + batch, rows):>9,} rows", end="\r", flush=True)
+    seconds = time.perf_counter() - t0
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    print()
+    return seconds
+
+
+def median_seconds(fn, runs):
+    """Median wall time of `runs` calls of fn()."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def captured_sql(conn, fn) -> list[str]:
+    """The statements fn() ran on conn, with their parameters filled in (for EXPLAIN QUERY PLAN)."""
+    statements: list[str] = []
+    conn.conn.set_trace_callback(statements.append)
+    try:
+        fn()
+    finally:
+        conn.conn.set_trace_callback(None)
+    return statements
+
+
+def query_plan(conn, sql: str) -> list[str]:
+    return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()]
+
+
+def make_app(path: Path):
+    return create_app({"TESTING": True, "DATABASE": str(path), "SECRET_KEY": "bench-" + "k" * 40,
+                       "WTF_CSRF_ENABLED": False})
+
+
+def logged_in_client(app):
+    """A test client logged in through the real login form as a new staff member."""
+    conn = dbmod.connect(app.config["DATABASE"])
+    email = f"bench{time.time_ns()}@centre.example"
+    accounts.create_staff(conn, email=email, password=PASSWORD, name="Bench")
+    conn.close()
+    client = app.test_client()
+    response = client.post("/staff/login", data={"email": email, "password": PASSWORD})
+    assert response.status_code == 302, response.status_code
+    return client
+
+
+def bench_queries(path: Path, runs: int) -> None:
+    """Time the real review.py queries and dashboard requests; print a table and the query plans."""
+    conn = dbmod.connect(path)
+    total = conn.execute("SELECT count(*) FROM submissions").fetchone()[0]
+    middle = conn.execute("SELECT created_at, id FROM submissions ORDER BY created_at DESC, id DESC"
+                          " LIMIT 1 OFFSET ?", [total // 2]).fetchone()
+    deep = review.Cursor(*middle)
+    last_month = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
+    cases = [
+        ("first page, no filter", review.Filters(), None),
+        ("outcome=consult_professional", review.Filters(outcome="consult_professional"), None),
+        ("status=new", review.Filters(status="new"), None),
+        ("service=deep-tissue-massage", review.Filters(service="deep-tissue-massage"), None),
+        ("outcome + status=new", review.Filters(outcome="tell_centre", status="new"), None),
+        ("date range (last 30 days)", review.Filters(date_from=last_month), None),
+        (f"deep page (row {total // 2:,})", review.Filters(), deep),
+        ("search name 'garcia'", review.Filters(q="garcia"), None),
+        ("search reference", review.Filters(q=conn.execute(
+            "SELECT reference FROM submissions WHERE id = 1234").fetchone()[0]), None),
+        ("search name, no match", review.Filters(q="Zzyzx"), None),
+    ]
+    baseline = median_seconds(lambda: conn.execute("SELECT 1").fetchone(), max(runs, 200))
+    print(f"\nBaseline SELECT 1 round trip: {baseline * 1e6:.1f} µs (median)\n")
+    print(f"{'query (review.py)':<34} {'median ms':>10} {'× SELECT 1':>11}  rows")
+    plans = {}
+    for label, filters, before in cases:
+        page = review.list_page(conn, filters, before=before)
+        seconds = median_seconds(lambda f=filters, b=before: review.list_page(conn, f, before=b), runs)
+        print(f"{label:<34} {seconds * 1e3:>10.2f} {seconds / baseline:>11.0f}  {len(page.rows)}")
+        plans[label] = captured_sql(conn, lambda f=filters, b=before: review.list_page(conn, f, before=b))
+    seconds = median_seconds(lambda: review.attention_counts(conn), runs)
+    print(f"{'attention_counts (dashboard head)':<34} {seconds * 1e3:>10.2f} {seconds / baseline:>11.0f}")
+    plans["attention_counts"] = captured_sql(conn, lambda: review.attention_counts(conn))
+
+    app = make_app(path)
+    client = logged_in_client(app)
+    # baseline: a page that renders a template without touching the submissions
+    http = [("GET / (public index, baseline)", "/"), ("GET /staff/", "/staff/"),
+            ("GET /staff/?outcome=consult_professional", "/staff/?outcome=consult_professional"),
+            ("GET /staff/?status=new&service=back-massage", "/staff/?status=new&service=back-massage"),
+            ("GET /staff/?q=garcia", "/staff/?q=garcia")]
+    print(f"\n{'request (test client, logged in)':<44} {'median ms':>10} {'× GET /':>10}")
+    health = None
+    for label, url in http:
+        assert client.get(url).status_code == 200, url
+        seconds = median_seconds(lambda u=url: client.get(u).close(), runs)
+        health = health or seconds
+        print(f"{label:<44} {seconds * 1e3:>10.2f} {seconds / health:>10.1f}")
+
+    print("\nEXPLAIN QUERY PLAN (the statements list_page / attention_counts ran):")
+    for label, statements in plans.items():
+        print(f"- {label}")
+        for sql in statements:
+            if sql.lstrip().upper().startswith("SELECT"):
+                print("    " + " | ".join(query_plan(conn, sql)))
+    conn.close()
+
+
+def rss_kib() -> int:
+    """The process's resident memory now (Linux), in KiB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def export_child(path: str, mode: str) -> None:
+    """In a fresh process: stream the whole CSV (through the endpoint, or straight from
+    review.export_rows with mode "rows"), sampling resident memory; print JSON figures."""
+    app = make_app(Path(path))
+    client = logged_in_client(app)      # argon2 takes ~64 MiB at login: measure RSS after it
+    rss_start = peak = rss_kib()
+    if mode == "traced":
+        tracemalloc.start()
+    t0 = time.perf_counter()
+    size = lines = 0
+    if mode == "rows":
+        questions = [q.id for q in app.extensions["screening.rules"].questions]
+        for row in review.export_rows(lambda: dbmod.connect(path), review.Filters(), questions):
+            lines += 1
+            size += sum(map(len, row))
+            if lines % 10_000 == 0:
+                peak = max(peak, rss_kib())
+        lines += 1      # the header, to count like the CSV
+        status = 200
+    else:
+        response = client.get("/staff/export.csv")
+        status = response.status_code
+        for chunk in response.response:
+            data = chunk if isinstance(chunk, bytes) else chunk.encode()
+            size += len(data)
+            lines += data.count(b"\n")
+            if lines % 10_000 == 0:
+                peak = max(peak, rss_kib())
+        response.close()
+    seconds = time.perf_counter() - t0
+    traced_peak = tracemalloc.get_traced_memory()[1] if mode == "traced" else None
+    print(json.dumps({"status": status, "bytes": size, "lines": lines, "seconds": seconds,
+                      "rss_start_kib": rss_start, "rss_peak_kib": max(peak, rss_kib()),
+                      "traced_peak": traced_peak}))
+
+
+def bench_export(path: Path) -> None:
+    """Run the export in fresh processes: through the endpoint (time and resident memory), again
+    under tracemalloc (Python heap peak), and review.export_rows alone (the cost without HTTP)."""
+    print("\nExport of the whole table (fresh process each):")
+    labels = {"plain": "GET /staff/export.csv", "traced": "same, under tracemalloc",
+              "rows": "review.export_rows alone"}
+    for mode, label in labels.items():
+        out = subprocess.run([sys.executable, __file__, "--export-child", str(path), "--mode", mode],
+                             capture_output=True, text=True, check=True).stdout
+        f = json.loads(out.strip().splitlines()[-1])
+        line = (f"  {label:<24} {f['lines'] - 1:>9,} rows {f['bytes'] / 2**20:>6,.0f} MiB {f['seconds']:>7.1f} s"
+                f"   RSS {f['rss_start_kib'] / 1024:.0f} MiB at start, peak {f['rss_peak_kib'] / 1024:.0f} MiB")
+        if f["traced_peak"] is not None:
+            line += f"; Python heap peak {f['traced_peak'] / 2**20:.1f} MiB"
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=9, help="runs per timing (the median is shown)")
+    parser.add_argument("--db", help="database file (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the database file afterwards")
+    parser.add_argument("--reuse", action="store_true", help="use the --db file as it is, do not fill it")
+    parser.add_argument("--export-child", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="plain", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.export_child:
+        export_child(args.export_child, args.mode)
+        return
+
+    folder = tempfile.TemporaryDirectory(prefix="screening-bench-")
+    path = Path(args.db) if args.db else Path(folder.name) / "bench.db"
+    try:
+        make_app(path)      # creates the schema
+        if not args.reuse:
+            print(f"Filling {path} with {args.rows:,} submissions...")
+            seconds = fill(path, args.rows)
+            print(f"Inserted {args.rows:,} rows in {seconds:.1f} s ({args.rows / seconds:,.0f} rows/s); "
+                  f"file {os.path.getsize(path) / 2**20:,.0f} MiB")
+        conn = dbmod.connect(path)
+        print(f"SQLite {'.'.join(map(str, conn.sqlite_version))},"
+              f" {conn.execute('SELECT count(*) FROM submissions').fetchone()[0]:,} submissions, no ANALYZE")
+        conn.close()
+        bench_queries(path, args.runs)
+        bench_export(path)
+    finally:
+        if args.db and not args.keep and not args.reuse:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        folder.cleanup()
+
+
+if __name__ == "__main__":
+    main()
