@@ -4,12 +4,15 @@
 
 (a) every valid combination of answers gets exactly one outcome (and the engine agrees);
 (b) changing any yes/no/not-sure answer from "no" to "not sure" or "yes" never lowers the
-    outcome (the clearance question is held fixed: it lowers the outcome by design);
+    outcome, and "not sure" is never lower than "yes" (the clearance question is held fixed: it
+    lowers the outcome by design);
 (c) an asked required question left unanswered is refused, never read as "no", and every
     yes/no/not-sure question a rule reads is required;
 (d) every outcome, every rule and every suggestion can happen;
 (e) every example in examples.toml gives its outcome (and exactly its rules, when listed);
-(f) no rule, clearance or suggestion message promises a medical result.
+(f) no rule, clearance or suggestion message promises a medical result;
+(g) a red flag answered "yes" or "not sure" gives consult_professional unless a professional
+    has cleared it (the screening policy in SPEC.md).
 
 How the whole space stays small and the proof stays sound
 ---------------------------------------------------------
@@ -308,9 +311,26 @@ def _check_group(ruleset: RuleSet, group: list, literals, report: Report, seen: 
         for rule in ruleset.rules:
             if rule.clearable and block.fired[rule.id] & block.cleared:
                 seen["cleared"][rule.id] = True
+        _check_red_flags(space, block, report, seen["red_flags"])
     _check_agrees_with_engine(space, blocks, group, report)
     _check_required_refused(space, blocks, report)
     _check_monotone(space, blocks, report, seen["lowering"])
+
+
+def _check_red_flags(space: Space, block: Block, report: Report, reported: set) -> None:
+    """(g) A raised red flag without a professional's clearance always gives consult_professional."""
+    for q in space.ruleset.questions:
+        if not q.red_flag or q.id in reported:
+            continue
+        raised = space.mask(Test(q.id, "in", frozenset({"yes", "not_sure"})), block.values)
+        missed = block.valid & raised & ~block.cleared & ~block.at_least[1]
+        if missed:
+            index = (missed & -missed).bit_length() - 1
+            reported.add(q.id)
+            report.add(RULES_FILE, f"red flag {q.id!r}", f"answered yes or not sure without a professional's "
+                                                         f"clearance, it does not give consult_professional, e.g. "
+                                                         f"for {space.service.slug} with "
+                                                         f"{_show(space.answers(index, block.values))}")
 
 
 def _check_agrees_with_engine(space: Space, blocks: list[Block], group: list, report: Report) -> None:
@@ -361,25 +381,25 @@ def _check_required_refused(space: Space, blocks: list[Block], report: Report) -
 
 
 def _check_monotone(space: Space, blocks: list[Block], report: Report, reported: set) -> None:
-    """(b) "no" -> "not sure"/"yes" on any yes/no/not-sure question never lowers the outcome."""
+    """(b) "no" -> "not sure"/"yes", or "yes" -> "not sure", never lowers the outcome."""
     clearance = space.ruleset.clearance.question if space.ruleset.clearance else None
     for q in space.ruleset.questions:
         if q.type != "yes_no_unsure" or q.id == clearance:
             continue
-        for new in ("not_sure", "yes"):
-            if (q.id, new) in reported:
+        for old, new in (("no", "not_sure"), ("no", "yes"), ("yes", "not_sure")):
+            if (q.id, old, new) in reported:
                 continue        # one counterexample per change is enough
             if q.follow_up:
                 shift, selected = 0, space.full
             else:
                 domain = space.domains[q.id]
-                shift = (domain.index(new) - domain.index("no")) * space.strides[q.id]
-                selected = space.test_mask(Test(q.id, "equals", "no"), {})
+                shift = (domain.index(new) - domain.index(old)) * space.strides[q.id]
+                selected = space.test_mask(Test(q.id, "equals", old), {})
             # block b's bit sets moved onto a's indices, once per block rather than once per pair
             moved = {id(b): (_align(b.valid, shift), [_align(level, shift) for level in b.at_least])
                      for b in blocks if b.valid}
             for a, b in itertools.product(blocks, repeat=2):
-                if not (a.valid and b.valid) or (q.follow_up and (a.values[q.id], b.values[q.id]) != ("no", new)):
+                if not (a.valid and b.valid) or (q.follow_up and (a.values[q.id], b.values[q.id]) != (old, new)):
                     continue
                 compatible = _compatible(space, a, b, shift, q.id, clearance)
                 if compatible is None:
@@ -394,9 +414,9 @@ def _check_monotone(space: Space, blocks: list[Block], report: Report, reported:
                 lowered &= pairs
                 if lowered:
                     index = (lowered & -lowered).bit_length() - 1
-                    _report_lowering(space, q.id, new, space.answers(index, a.values),
+                    _report_lowering(space, q.id, old, new, space.answers(index, a.values),
                                      space.answers(index + shift, b.values), report)
-                    reported.add((q.id, new))
+                    reported.add((q.id, old, new))
                     break
 
 
@@ -426,7 +446,8 @@ def _compatible(space: Space, a: Block, b: Block, shift: int, changed: str, clea
     return mask
 
 
-def _report_lowering(space: Space, question: str, new: str, before: dict, after: dict, report: Report) -> None:
+def _report_lowering(space: Space, question: str, old: str, new: str, before: dict, after: dict,
+                     report: Report) -> None:
     """Name the rules that made the outcome higher before the change, with a counterexample."""
     ruleset = space.ruleset
     a = engine.evaluate(ruleset, space.service, engine.normalize(ruleset, space.service, before)[0])
@@ -435,7 +456,7 @@ def _report_lowering(space: Space, question: str, new: str, before: dict, after:
     culprits = [r.rule for r in a.reasons if r.outcome > b.outcome and r.rule not in after_rules] or \
                [r.rule for r in a.reasons if r.outcome > b.outcome]
     entry = f"rule {culprits[0]!r}" if culprits else f"question {question!r}"
-    report.add(RULES_FILE, entry, f"changing {question} from no to {new} lowers the outcome from "
+    report.add(RULES_FILE, entry, f"changing {question} from {old} to {new} lowers the outcome from "
                                   f"{a.outcome.code} to {b.outcome.code}, e.g. for {space.service.slug} "
                                   f"with {_show(before)}")
 
@@ -500,7 +521,7 @@ def check(ruleset: RuleSet) -> Report:
     literals = _literals(ruleset)
     seen = {"outcomes": dict.fromkeys(OUTCOMES, False), "rules": {r.id: False for r in ruleset.rules},
             "suggestions": {s.id: False for s in ruleset.suggestions},
-            "cleared": {r.id: False for r in ruleset.rules if r.clearable}, "lowering": set()}
+            "cleared": {r.id: False for r in ruleset.rules if r.clearable}, "lowering": set(), "red_flags": set()}
     groups = _service_groups(ruleset, literals)
     report.service_groups = len(groups)
     for group in groups:

@@ -214,3 +214,18 @@ def test_the_checker_notices_when_the_engine_disagrees_with_it(rules, monkeypatc
     found = [str(p) for p in check(rules).problems]
     assert any(p.startswith("(checker): ") and "the engine gives proceed [], the checker consult_professional" in p
                for p in found)
+
+
+def test_a_red_flag_that_only_tells_the_centre_is_caught(rules_copy):
+    edit_entry(rules_copy, "rules.toml", "tingling_or_weakness", 'outcome = "consult_professional"',
+               'outcome = "tell_centre"')
+    found = problems(rules_copy)
+    assert any(p.startswith("rules.toml: red flag 'tingling_or_weakness': answered yes or not sure without a "
+                            "professional's clearance, it does not give consult_professional") for p in found)
+
+
+def test_a_rule_that_forgets_not_sure_is_caught(rules_copy):
+    edit_entry(rules_copy, "rules.toml", "radiating_pain", 'in = ["yes", "not_sure"]', 'in = ["yes"]')
+    found = problems(rules_copy)
+    assert any(p.startswith("rules.toml: rule 'radiating_pain': changing radiating_pain from yes to not_sure lowers "
+                            "the outcome from consult_professional to proceed") for p in found)
