@@ -107,6 +107,7 @@ def test_an_unexpected_error_logs_where_it_happened_but_not_the_answers(client, 
     assert CANARY not in text
 
 
+@pytest.mark.slow
 def test_the_request_log_of_a_real_server_holds_no_answers(app, all_logs, capfd):
     """The embedded server (werkzeug, what `flask run` uses) logs one line per request."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
