@@ -106,6 +106,19 @@ def test_purge_deletes_notes_and_queued_notices_of_the_purged_submissions_only(c
     assert old != new
 
 
+def test_a_purge_in_several_batches_deletes_every_old_submission_and_audits_once(conn):
+    for i in range(5):
+        store(conn, f"OLD{i}", days_old=10, notify=True)
+    kept = store(conn, "NEW", days_old=1)
+
+    assert retention.purge(conn, 5, batch=2) == 5
+
+    assert [r[0] for r in conn.execute("SELECT id FROM submissions")] == [kept]
+    assert [r[0] for r in conn.execute("SELECT submission_id FROM notes")] == [kept]
+    assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    assert [r["detail"] for r in conn["audit_log"].rows] == ["5 submissions older than 5 days"]
+
+
 def test_purge_with_zero_days_deletes_everything_stored_so_far(conn):
     store(conn, "A")
     store(conn, "B")

@@ -3,7 +3,7 @@
 Run by hand (pytest does not collect it):
 
     python tests/benchmarks/bench_staff.py                 # 1,000,000 submissions in a temp folder
-    python tests/benchmarks/bench_staff.py --rows 100000 --db /tmp/bench.db --keep
+    python tests/benchmarks/bench_staff.py --rows 100000 --db /tmp/bench.db --keep --purge
 
 It fills a database with a realistic spread of services, outcomes, statuses, dates and names,
 then times the real queries of screening/review.py (median of several runs, and the ratio to a
@@ -270,6 +270,23 @@ def bench_export(path: Path) -> None:
         print(line)
 
 
+def bench_purge(path: Path) -> None:
+    """Time retention.purge for a day's worth of old rows (a daily cron) and then for a whole year
+    (the first run on an old database). Destructive: it deletes those rows."""
+    from screening import retention
+
+    conn = dbmod.connect(path)
+    print("\nPurge (one transaction each, secure_delete on, then wal_checkpoint(TRUNCATE)):")
+    for days in (DAYS - 1, 365):
+        t0 = time.perf_counter()
+        deleted = retention.purge(conn, days)
+        seconds = time.perf_counter() - t0
+        wal = Path(f"{path}-wal")
+        print(f"  older than {days:>3} days: {deleted:>9,} rows deleted in {seconds:6.1f} s; "
+              f"WAL afterwards {wal.stat().st_size if wal.exists() else 0:,} bytes")
+    conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -277,6 +294,8 @@ def main() -> None:
     parser.add_argument("--db", help="database file (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the database file afterwards")
     parser.add_argument("--reuse", action="store_true", help="use the --db file as it is, do not fill it")
+    parser.add_argument("--purge", action="store_true", help="time retention.purge at the end (deletes rows)")
+    parser.add_argument("--skip-export", action="store_true", help="do not run the export")
     parser.add_argument("--export-child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="plain", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -298,7 +317,10 @@ def main() -> None:
               f" {conn.execute('SELECT count(*) FROM submissions').fetchone()[0]:,} submissions, no ANALYZE")
         conn.close()
         bench_queries(path, args.runs)
-        bench_export(path)
+        if not args.skip_export:
+            bench_export(path)
+        if args.purge:
+            bench_purge(path)
     finally:
         if args.db and not args.keep and not args.reuse:
             for suffix in ("", "-wal", "-shm"):
