@@ -140,12 +140,20 @@ def compose(app, submission: dict) -> EmailMessage:
 
 def deliver(config, message: EmailMessage) -> None:
     """Hand one message to the SMTP server; raise unless it accepted it."""
-    with smtplib.SMTP(config["SMTP_HOST"], int(config.get("SMTP_PORT") or 25), timeout=SMTP_TIMEOUT) as smtp:
+    smtp = smtplib.SMTP(config["SMTP_HOST"], int(config.get("SMTP_PORT") or 25), timeout=SMTP_TIMEOUT)
+    try:
         if config.get("SMTP_STARTTLS"):
             smtp.starttls(context=ssl.create_default_context())
         if config.get("SMTP_USERNAME"):
             smtp.login(config["SMTP_USERNAME"], config.get("SMTP_PASSWORD") or "")
         refused = smtp.send_message(message)
+    finally:
+        # not `with SMTP(...)`: its exit raises when QUIT fails, which after an accepted message
+        # would count as a failure and send the notice twice
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
     if refused:
         log.warning("notice %s refused for %d of its recipients", message["Subject"], len(refused))
 

@@ -10,6 +10,7 @@ from email import policy
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import all_no
 
 from screening import db as dbmod
@@ -53,13 +54,14 @@ def free_port():
 class Server:
     """An SMTP server on a free loopback port, started when the test says so."""
 
-    def __init__(self):
+    def __init__(self, **options):
         self.inbox = Inbox()
         self.port = free_port()
+        self.options = options
         self.controller = None
 
     def start(self):
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **self.options)
         self.controller.start()
 
     def stop(self):
@@ -316,6 +318,33 @@ def test_a_notice_queued_for_a_screening_that_can_proceed_is_dropped_unsent(noti
 
     assert [r["reference"] for r in outbox(notify_app)] == [kept]
     assert [kept in m["Subject"] for m in server.inbox.messages] == [True]
+
+
+def centre_login(server, session, envelope, mechanism, auth_data):
+    """The mail server's one account: centre / s3cret-pw."""
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"centre", b"s3cret-pw")
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.mark.parametrize("password, sent", [("s3cret-pw", True), ("wrong-pw", False)])
+def test_the_sender_logs_in_to_a_server_that_requires_it(make_app, password, sent):
+    server = Server(authenticator=centre_login, auth_required=True, auth_require_tls=False)
+    server.start()
+    try:
+        app = make_app(**settings(server.port), SMTP_USERNAME="centre", SMTP_PASSWORD=password)
+        queue(app)
+
+        result = notify.drain(app)
+
+        [row] = outbox(app)
+        assert result == ((1, 0) if sent else (0, 1))
+        assert len(server.inbox.messages) == (1 if sent else 0)
+        assert (row["sent_at"] is not None) == sent
+        if not sent:
+            assert "SMTPAuthenticationError" in row["last_error"]
+            assert "wrong-pw" not in row["last_error"]
+    finally:
+        server.stop()
 
 
 def test_backoff_doubles_from_a_minute_up_to_six_hours():
