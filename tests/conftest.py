@@ -1,4 +1,7 @@
 """Shared fixtures: an app on a fresh database per test, its clients, and answer builders."""
+import shutil
+from pathlib import Path
+
 import pytest
 
 from screening import create_app
@@ -17,6 +20,22 @@ def all_no(**overrides):
     answers.update(pregnant="no", tension_areas="thoracic", preferred_intensity="medium", notes="")
     answers.update(overrides)
     return answers
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    """A copy of the shipped rules/ folder, to change one thing in."""
+    target = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), target)
+    return target
+
+
+def edit(folder: Path, file: str, old: str, new: str) -> None:
+    """Replace one exact piece of a rule file (the test fails if the piece is not there)."""
+    path = folder / file
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {file}"
+    path.write_text(text.replace(old, new, 1))
 
 
 @pytest.fixture(scope="session")

@@ -1,29 +1,13 @@
 """The exhaustive checker behind `screening check-rules`: the shipped rules pass, and each kind of
 unsafe or broken rule set is caught with the file and entry to fix."""
-import shutil
 from pathlib import Path
 
 import pytest
+from conftest import edit
 
 from screening import engine
 from screening.checker import check
-from screening.rules import default_rules_dir, load_rules
-
-
-@pytest.fixture
-def rules_copy(tmp_path):
-    """A copy of the shipped rules/ folder, to change one thing in."""
-    target = tmp_path / "rules"
-    shutil.copytree(default_rules_dir(), target)
-    return target
-
-
-def edit(folder: Path, file: str, old: str, new: str) -> None:
-    """Replace one exact piece of a rule file (the test fails if the piece is not there)."""
-    path = folder / file
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {file}"
-    path.write_text(text.replace(old, new, 1))
+from screening.rules import load_rules
 
 
 def add_rule(folder: Path, rule_id: str, when: str, outcome: str = "consult_professional", extra: str = "") -> None:

@@ -1,32 +1,16 @@
 """`screening check-rules`: exit codes and the `file: entry: problem` lines an admin reads."""
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import edit
 
 from screening.cli import group
 from screening.rules import default_rules_dir
 
 FEVER_RULE = 'when = { var = "fever", in = ["yes", "not_sure"] }'
-
-
-@pytest.fixture
-def rules_copy(tmp_path):
-    """A copy of the shipped rules/ folder, to break one thing in."""
-    target = tmp_path / "rules"
-    shutil.copytree(default_rules_dir(), target)
-    return target
-
-
-def edit(folder: Path, file: str, old: str, new: str) -> None:
-    """Replace one exact piece of a rule file (the test fails if the piece is not there)."""
-    path = folder / file
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {file}"
-    path.write_text(text.replace(old, new, 1))
 
 
 def test_check_rules_passes_on_the_shipped_rules_and_says_how_much_it_checked(runner):

@@ -1,31 +1,13 @@
 """The rule files: the shipped ones load, and every kind of mistake stops loading with a message
 that names the file and the entry, never a traceback at request time."""
 import ast
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import RED_FLAGS, SLUGS
+from conftest import RED_FLAGS, SLUGS, edit
 
 import screening
-from screening.rules import OUTCOMES, RulesError, default_rules_dir, load_rules, rules_version
-
-
-@pytest.fixture
-def rules_copy(tmp_path):
-    """A copy of the shipped rules/ folder, to break one thing in."""
-    target = tmp_path / "rules"
-    shutil.copytree(default_rules_dir(), target)
-    return target
-
-
-def edit(folder: Path, file: str, old: str, new: str) -> None:
-    """Replace one exact piece of a rule file (the test fails if the piece is not there)."""
-    path = folder / file
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {file}"
-    path.write_text(text.replace(old, new, 1))
-
+from screening.rules import OUTCOMES, RulesError, load_rules, rules_version
 
 FEVER_RULE = 'when = { var = "fever", in = ["yes", "not_sure"] }'
 FEVER_MESSAGE = 'message = { en = "Please do not book while you have a fever.'
