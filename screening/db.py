@@ -162,6 +162,14 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["health"].create({"id": int, "checked_at": str}, pk="id")
 
 
+@migrations()
+def m002_attention_and_outbox_indexes(db: sqlite_utils.Database) -> None:
+    """Indexes the million-row benchmark asked for: the dashboard's 'needs attention' counts read
+    only (status, outcome), and purge/erase find a submission's notices without a scan."""
+    db["submissions"].create_index(["status", "outcome"])
+    db["outbox"].create_index(["submission_id"])
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     """Apply pending migrations. Safe when several workers start at once: BEGIN IMMEDIATE makes
     them queue, and each one that follows finds the migrations recorded and does nothing."""

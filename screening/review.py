@@ -140,7 +140,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(filters: Filters) -> tuple[list[str], list[Any]]:
+def _where(db: sqlite_utils.Database, filters: Filters) -> tuple[list[str], list[Any]]:
     """SQL conditions and parameters for a filter."""
     where: list[str] = []
     params: list[Any] = []
@@ -157,16 +157,18 @@ def _where(filters: Filters) -> tuple[list[str], list[Any]]:
         where.append("created_at < ?")
         params.append((date.fromisoformat(filters.date_to) + timedelta(days=1)).isoformat())
     if filters.q:
-        # a name starting with the words, or a word of the name starting with them (LIKE is
-        # case-insensitive for ASCII); or the exact reference, however it was typed
-        like = _like_escape(filters.q)
-        alternatives = ["name LIKE ? ESCAPE '\\'", "name LIKE ? ESCAPE '\\'"]
-        params += [like + "%", "% " + like + "%"]
         reference = dbmod.normalize_reference(filters.q)
-        if reference:
-            alternatives.append("reference = ?")
+        if reference and db.execute("SELECT 1 FROM submissions WHERE reference = ?", [reference]).fetchone():
+            # a reference that exists: that submission, through its unique index (an OR with the
+            # name search below would scan the whole table; measured 0.5 s at a million rows)
+            where.append("reference = ?")
             params.append(reference)
-        where.append("(" + " OR ".join(alternatives) + ")")
+        else:
+            # a name starting with the words, or a word of the name starting with them (LIKE is
+            # case-insensitive for ASCII)
+            like = _like_escape(filters.q)
+            where.append("(name LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')")
+            params += [like + "%", "% " + like + "%"]
     return where, params
 
 
@@ -177,7 +179,7 @@ def _select(db: sqlite_utils.Database, columns: str, filters: Filters, *, before
             after: Cursor | None = None, limit: int) -> list[dict[str, Any]]:
     """Rows matching the filter, strictly older than `before` (newest first) or strictly newer
     than `after` (oldest first)."""
-    where, params = _where(filters)
+    where, params = _where(db, filters)
     order = "DESC"
     if before is not None:
         where.append("(created_at, id) < (?, ?)")
