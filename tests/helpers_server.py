@@ -63,10 +63,12 @@ def app_folder(tmp_path: Path) -> Path:
 
 @contextmanager
 def gunicorn_server(tmp_path: Path, *, database: Path, workers: int = 4, secret_key: str | None = "k" * 64,
-                    env: dict[str, str] | None = None, prefix: list[str] | None = None):
+                    env: dict[str, str] | None = None, prefix: list[str] | None = None,
+                    args: list[str] | None = None):
     """Start `gunicorn 'screening:create_app()'` with `workers` workers on `database`; yield a Server
     once every worker has loaded the app. `secret_key=None` leaves SCREENING_SECRET_KEY unset.
-    `prefix` is put before the command (for example `prlimit --fsize=...`). Always killed at the end."""
+    `prefix` is put before the command (for example `prlimit --fsize=...`), `args` after its options
+    (for example `--worker-class gthread`). Always killed at the end."""
     folder = app_folder(tmp_path)
     conf = tmp_path / "gunicorn_test.conf.py"
     conf.write_text(GUNICORN_CONF)
@@ -80,7 +82,7 @@ def gunicorn_server(tmp_path: Path, *, database: Path, workers: int = 4, secret_
                "--bind", "127.0.0.1:0", "--log-level", "info", "--error-logfile", "-", "--timeout", "30",
                "--graceful-timeout", "5",
                # the control socket defaults to one path in $HOME, shared by every gunicorn of the user
-               "--no-control-socket", "screening:create_app()"]
+               "--no-control-socket", *(args or []), "screening:create_app()"]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, cwd=folder, env=child_env, stdout=log_file, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)

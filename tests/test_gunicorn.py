@@ -65,7 +65,9 @@ def test_four_workers_cold_start_on_a_new_database_and_migrate_once(tmp_path, ru
         conn.close()
 
 
-def test_concurrent_shared_screenings_lose_nothing_and_duplicate_nothing(tmp_path):
+# sync is gunicorn's default; gthread is what the README deploys with (a long export survives it)
+@pytest.mark.parametrize("worker_args", [[], ["--worker-class", "gthread", "--threads", "4"]], ids=["sync", "gthread"])
+def test_concurrent_shared_screenings_lose_nothing_and_duplicate_nothing(tmp_path, worker_args):
     path = tmp_path / "load.db"
     threads, per_thread = 8, 25
     attempted, acknowledged, failures = [], [], []
@@ -86,7 +88,7 @@ def test_concurrent_shared_screenings_lose_nothing_and_duplicate_nothing(tmp_pat
                 else:
                     failures.append((response.status, response.text[:200]))
 
-    with gunicorn_server(tmp_path, database=path, workers=4) as server:
+    with gunicorn_server(tmp_path, database=path, workers=4, args=worker_args) as server:
         workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
         for w in workers:
             w.start()
