@@ -1,0 +1,403 @@
+"""The client's and the staff's pages in a real browser (Chromium): accessibility by axe-core, the
+progressive reveal of follow-up questions, a phone-width layout, focus after a refused form, the CSP.
+
+One server (werkzeug in a thread, CSRF on as in production) and one browser serve the whole module;
+each test opens its own browser context, so cookies and viewport never leak between tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from browser_helpers import (
+    BLOCKING_IMPACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LAPTOP,
+    PHONE,
+    RED_FLAGS,
+    ConsoleLog,
+    answer_all_no,
+    axe_violations,
+    choose,
+    describe,
+    live_server,
+    require_chromium,
+    share,
+    submit,
+)
+from playwright.sync_api import expect, sync_playwright
+
+from screening import accounts, create_app
+from screening import db as dbmod
+
+SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", "back-and-neck-massage",
+         "deep-tissue-massage"]
+FORM = "/screening/decontracting-back-massage"
+STAFF_EMAIL = "admin@centre.example"
+STAFF_PASSWORD = "correct horse battery staple"
+SHOTS = Path("/tmp/shots")
+
+
+@dataclass
+class Site:
+    url: str
+    submission_id: int
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The app on a real server, with an admin account and one shared submission already stored."""
+    require_chromium()
+    database = tmp_path_factory.mktemp("browser") / "browser.db"
+    app = create_app({"SECRET_KEY": "browser-test-secret-" + "x" * 32, "DATABASE": str(database),
+                      "WTF_CSRF_ENABLED": True})
+    conn = dbmod.connect(database)
+    try:
+        # an admin sees the longest staff menu, the hardest case for a phone-width header
+        accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin", role="admin")
+        reference, _ = dbmod.store_submission(conn, nonce="browser-nonce-1", record={
+            "service": "decontracting-back-massage", "outcome": "consult_professional",
+            "answers": {f: "no" for f in RED_FLAGS} | {"intense_pain": "yes", "professional_cleared": "no",
+                                                      "pregnant": "no", "tension_areas": ["neck"],
+                                                      "preferred_intensity": "light", "notes": "Left shoulder"},
+            "fired_rules": [{"rule": "intense_pain", "outcome": "consult_professional", "not_sure": False,
+                             "cleared": False}],
+            "suggestions": ["neck_tension"], "rules_version": "test", "locale": "en",
+            "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()})
+        submission_id = dbmod.find_by_reference(conn, reference)["id"]
+    finally:
+        conn.close()
+    with live_server(app) as url:
+        yield Site(url, submission_id)
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    """Debian's Chromium, started once for the module."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def staff_state(browser, site):
+    """The cookies of a staff member who logged in through the login form (a server-side session)."""
+    context = browser.new_context(base_url=site.url)
+    page = context.new_page()
+    page.goto("/staff/login")
+    page.fill("#email", STAFF_EMAIL)
+    page.fill("#password", STAFF_PASSWORD)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
+    assert page.url.rstrip("/").endswith("/staff"), page.url
+    state = context.storage_state()
+    context.close()
+    return state
+
+
+@pytest.fixture
+def open_page(browser, site):
+    """open_page(viewport, staff=None, javascript=True) -> a fresh page (and its console log) in its own
+    context; every context is closed after the test."""
+    contexts = []
+
+    def build(viewport=PHONE, *, staff=None, javascript=True):
+        context = browser.new_context(base_url=site.url, viewport=viewport, storage_state=staff,
+                                      java_script_enabled=javascript)
+        contexts.append(context)
+        context.set_default_timeout(5000)   # a missing element fails in seconds, not after 30
+        page = context.new_page()
+        return page, ConsoleLog(page)
+
+    yield build
+    for context in contexts:
+        context.close()
+
+
+# --- the pages, each reached the way a visitor reaches it ------------------------------------------
+
+def refused_form(page, site):
+    """The questionnaire sent without an answer to intense_pain: the 422 page with the error summary."""
+    page.goto(FORM)
+    answer_all_no(page, skip=("intense_pain",))
+    submit(page)
+
+
+def consult_with_suggestions(page, site):
+    """A result that says to consult a professional, with both suggestions (lighter service, neck)."""
+    page.goto(FORM)
+    answer_all_no(page)
+    choose(page, "intense_pain", "yes")
+    choose(page, "professional_cleared", "no")
+    choose(page, "tension_areas", "neck")
+    choose(page, "preferred_intensity", "light")
+    submit(page)
+
+
+def shared_screening(page, site):
+    """The result of a screening sent to the centre, with its reference."""
+    page.goto(FORM)
+    answer_all_no(page)
+    share(page)
+    submit(page)
+
+
+def visit(path):
+    """A page reached by typing its address."""
+    def go(page, site):
+        page.goto(path.format(site=site))
+    go.__doc__ = f"GET {path}"
+    return go
+
+
+PUBLIC_PAGES = {
+    "index": visit("/"),
+    **{f"service-{slug}": visit(f"/services/{slug}") for slug in SLUGS},
+    "questionnaire": visit(FORM),
+    "questionnaire-refused": refused_form,
+    "result-consult-suggestions": consult_with_suggestions,
+    "result-shared": shared_screening,
+    "staff-login": visit("/staff/login"),
+}
+STAFF_PAGES = {
+    "staff-dashboard": visit("/staff/"),
+    "staff-submission": visit("/staff/submissions/{site.submission_id}"),
+    "staff-rules": visit("/staff/rules"),
+    "staff-rules-simulate": visit("/staff/rules/simulate"),
+    "staff-audit": visit("/staff/audit"),
+}
+ALL_PAGES = PUBLIC_PAGES | STAFF_PAGES
+
+
+def open_named(open_page, staff_state, name, viewport=PHONE, site=None):
+    """Open the page called `name` (logged in for staff pages); return the page and its console log."""
+    page, console = open_page(viewport, staff=staff_state if name in STAFF_PAGES else None)
+    ALL_PAGES[name](page, site)
+    return page, console
+
+
+# --- 1 and 4. every page: accessible by axe, at phone and laptop width, with the CSP respected ---------
+
+# something only the page named would show, so the checks never look at an error page or the login form
+EXPECTED = {
+    "index": "a[href='/services/decontracting-back-massage']",
+    **{f"service-{slug}": f"a[href='/screening/{slug}']" for slug in SLUGS},
+    "questionnaire": "form.questionnaire",
+    "questionnaire-refused": "#error-summary",
+    "result-consult-suggestions": ".suggestions a[href='/services/back-and-neck-massage']",
+    "result-shared": "[data-reference]",
+    "staff-login": "#password",
+    "staff-dashboard": "text=Ana Client",
+    "staff-submission": "text=ana@example.org",
+    "staff-rules": "[data-rule='intense_pain']",
+    "staff-rules-simulate": "select#service",
+    "staff-audit": "[data-audit]",
+}
+OVERFLOW = "() => [document.documentElement.scrollWidth, window.innerWidth]"
+# the label box of every radio and checkbox on screen (follow-ups hidden by the script are skipped)
+SMALL_LABELS = """() => [...document.querySelectorAll('input[type=radio], input[type=checkbox]')]
+  .filter(i => i.offsetParent !== null && i.id)
+  .map(i => [i.id, document.querySelector(`label[for="${i.id}"]`)])
+  .map(([id, label]) => [id, label ? Math.round(label.getBoundingClientRect().height) : 0])
+  .filter(([id, height]) => height < 24)"""
+
+
+@pytest.mark.parametrize("name", list(ALL_PAGES))
+def test_page_is_accessible_on_a_phone_and_a_laptop(open_page, staff_state, site, name):
+    """One visit per page (the result pages are POST responses and cannot be reloaded), then:
+    axe-core at 360 and 1280 px; at 360 px no sideways scrolling and answers big enough to tap;
+    nothing blocked by the Content Security Policy."""
+    page, console = open_named(open_page, staff_state, name, PHONE, site)
+    assert page.locator(EXPECTED[name]).count() >= 1, f"{name}: not the page expected ({page.url})"
+
+    scroll_width, inner_width = page.evaluate(OVERFLOW)
+    assert scroll_width <= inner_width, f"{name} is {scroll_width}px wide on a {inner_width}px screen"
+    assert page.evaluate(SMALL_LABELS) == [], f"{name}: answer labels shorter than 24px (id, height)"
+
+    failures = []
+    for viewport in (PHONE, LAPTOP):
+        page.set_viewport_size(viewport)
+        violations = axe_violations(page)
+        blocking = [v for v in violations if v["impact"] in BLOCKING_IMPACTS]
+        minor = [v for v in violations if v["impact"] not in BLOCKING_IMPACTS]
+        if minor:  # reported (pytest -rP), not failed
+            print(f"{name} at {viewport['width']}px, minor or moderate:\n{describe(minor)}")
+        if blocking:
+            failures.append(f"at {viewport['width']}px:\n{describe(blocking)}")
+    assert not failures, f"{name} " + "\n".join(failures)
+    assert console.csp_errors() == []
+
+
+def test_axe_reports_a_field_without_a_label(open_page, site):
+    """The accessibility check can fail: a text box with no label is a violation axe must report."""
+    page, _ = open_page()
+    page.goto(FORM)
+    page.evaluate("""() => { const i = document.createElement('input'); i.type = 'text';
+                             document.querySelector('form.questionnaire').prepend(i); }""")
+    assert "label" in {v["id"] for v in axe_violations(page) if v["impact"] in BLOCKING_IMPACTS}
+
+
+def test_at_phone_width_the_whole_form_without_javascript_fits(open_page):
+    page, _ = open_page(javascript=False)
+    page.goto(FORM)
+    scroll_width, inner_width = page.evaluate(OVERFLOW)
+    assert scroll_width <= inner_width
+    assert page.evaluate(SMALL_LABELS) == []
+
+
+# --- 2. progressive reveal -------------------------------------------------------------------------
+
+FOLLOW_UPS = ["#q-pregnancy_complicated", "#q-professional_cleared", "#name", "#contact", "#consent"]
+
+
+def test_follow_ups_and_sharing_details_appear_only_when_an_answer_calls_for_them(open_page):
+    page, _ = open_page()
+    page.goto(FORM)
+    for selector in FOLLOW_UPS:
+        expect(page.locator(selector)).to_be_hidden()
+
+    choose(page, "pregnant", "yes")
+    expect(page.locator("#q-pregnancy_complicated")).to_be_visible()
+    expect(page.locator("#q-professional_cleared")).to_be_hidden()
+
+    choose(page, "recent_injury", "yes")
+    expect(page.locator("#q-professional_cleared")).to_be_visible()
+
+    choose(page, "share", "yes")
+    for selector in ("#name", "#contact", "#consent"):
+        expect(page.locator(selector)).to_be_visible()
+
+    # and they go away again when the answer changes back
+    choose(page, "pregnant", "no")
+    choose(page, "recent_injury", "no")
+    choose(page, "share", "no")
+    for selector in FOLLOW_UPS:
+        expect(page.locator(selector)).to_be_hidden()
+
+
+def test_without_javascript_every_question_and_sharing_detail_is_shown(open_page):
+    page, _ = open_page(javascript=False)
+    page.goto(FORM)
+    for selector in FOLLOW_UPS:
+        expect(page.locator(selector)).to_be_visible()
+
+
+# --- 3. a client fills the form in the browser -----------------------------------------------------
+
+@pytest.mark.parametrize("answers, outcome", [
+    ({}, "proceed"),
+    ({"pregnant": "yes", "pregnancy_complicated": "no"}, "tell_centre"),
+    ({"recent_injury": "yes", "professional_cleared": "yes"}, "tell_centre"),
+    ({"intense_pain": "yes", "professional_cleared": "no"}, "consult_professional"),
+    ({"fever": "not_sure"}, "consult_professional"),
+], ids=["all-no", "pregnant", "injury-cleared", "pain-not-cleared", "fever-not-sure"])
+def test_a_client_answering_with_clicks_sees_one_outcome(open_page, answers, outcome):
+    page, _ = open_page()
+    page.goto(FORM)
+    answer_all_no(page)
+    for question, option in answers.items():   # in order: a follow-up appears after the answer before it
+        choose(page, question, option)
+    submit(page)
+    assert page.locator("[data-outcome]").count() == 1
+    assert page.locator("[data-outcome]").get_attribute("data-outcome") == outcome
+    assert page.locator("[data-reference]").count() == 0    # only checked: nothing sent, no reference
+
+
+def test_a_client_using_the_keyboard_can_send_the_answers_and_gets_a_reference(open_page):
+    page, _ = open_page()
+    page.goto(FORM)
+    answer_all_no(page, skip=("fever",))
+    # radios answer to the arrow keys: from "Yes", the right arrow moves to and chooses "No"
+    page.focus("#fever-yes")
+    page.keyboard.press("Space")
+    page.keyboard.press("ArrowRight")
+    assert page.is_checked("#fever-no")
+    page.focus("#tension_areas-lumbar")
+    page.keyboard.press("Space")             # a checkbox ticks with the space bar
+    assert page.is_checked("#tension_areas-lumbar")
+    share(page)
+    with page.expect_navigation():
+        page.focus("#contact")
+        page.keyboard.press("Enter")         # Enter in a text box sends the form
+    assert page.locator('[data-outcome="proceed"]').count() == 1
+    assert page.locator("[data-outcome]").count() == 1
+    reference = page.locator("[data-reference]")
+    assert reference.count() == 1
+    assert len(reference.inner_text().strip()) >= 6
+
+
+# --- 5. focus after a refused form -----------------------------------------------------------------
+
+SUMMARY_TARGETS = """() => [...document.querySelectorAll('#error-summary a')]
+  .map(a => a.getAttribute('href'))
+  .map(href => [href, href.startsWith('#') && document.getElementById(href.slice(1)) !== null])"""
+
+
+def test_a_refused_form_puts_focus_on_the_error_summary_whose_links_lead_to_the_fields(open_page):
+    page, _ = open_page()
+    page.goto(FORM)
+    answer_all_no(page, skip=("intense_pain",))
+    choose(page, "pregnant", "yes")          # and leave the follow-up unanswered
+    choose(page, "share", "yes")             # and leave the name, the contact and the consent empty
+    submit(page)
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    targets = page.evaluate(SUMMARY_TARGETS)
+    hrefs = [href for href, _ in targets]
+    assert {"#intense_pain-yes", "#name"} <= set(hrefs), hrefs
+    assert [href for href, exists in targets if not exists] == []
+
+
+@pytest.mark.parametrize("tamper", [
+    "document.querySelector('[name=share]:checked').value = 'maybe'",
+    "document.querySelector('[name=nonce]').value = 'stale'",
+], ids=["sharing-choice", "nonce"])
+def test_errors_on_fields_a_client_cannot_change_still_link_to_an_existing_element(open_page, tamper):
+    # a stale or hand-made page can send what no click can: the summary must still lead somewhere
+    page, _ = open_page()
+    page.goto(FORM)
+    answer_all_no(page)
+    share(page)
+    page.evaluate(tamper)
+    submit(page)
+    targets = page.evaluate(SUMMARY_TARGETS)
+    assert targets, "no error summary"
+    assert [href for href, exists in targets if not exists] == []
+
+
+def test_after_javascript_is_off_the_refused_form_still_leads_to_the_fields(open_page):
+    page, _ = open_page(javascript=False)
+    page.goto(FORM)
+    answer_all_no(page, skip=("intense_pain",))
+    submit(page)
+    assert page.locator("#error-summary").count() == 1
+    assert [href for href, exists in page.evaluate(SUMMARY_TARGETS) if not exists] == []
+
+
+# --- 6. the Content Security Policy ----------------------------------------------------------------
+
+def test_the_questionnaire_script_runs_within_the_content_security_policy(open_page):
+    """The reveal script is the one script of the site: it loads, runs and sends without a CSP report.
+    (Every page is also checked for CSP reports in test_page_is_accessible_on_a_phone_and_a_laptop.)"""
+    page, console = open_page()
+    page.goto(FORM)
+    answer_all_no(page)
+    choose(page, "pregnant", "yes")
+    expect(page.locator("#q-pregnancy_complicated")).to_be_visible()   # the script did run
+    choose(page, "pregnancy_complicated", "no")
+    submit(page)
+    assert page.locator('[data-outcome="tell_centre"]').count() == 1
+    assert console.csp_errors() == []
+
+
+def test_a_blocked_inline_script_is_reported(open_page):
+    """The CSP check can fail: an inline script (which the policy forbids) shows up in the console."""
+    page, console = open_page()
+    page.goto(FORM)
+    page.evaluate("""() => { const s = document.createElement('script'); s.textContent = 'window.ran = 1';
+                             document.body.append(s); }""")
+    expect(page.locator("body")).to_be_visible()
+    assert page.evaluate("window.ran") is None
+    assert console.csp_errors(), console.messages
