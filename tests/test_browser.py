@@ -7,8 +7,8 @@ each test opens its own browser context, so cookies and viewport never leak betw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+import browser_helpers
 import pytest
 from browser_helpers import (
     BLOCKING_IMPACTS,
@@ -37,7 +37,6 @@ SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", 
 FORM = "/screening/decontracting-back-massage"
 STAFF_EMAIL = "admin@centre.example"
 STAFF_PASSWORD = "correct horse battery staple"
-SHOTS = Path("/tmp/shots")
 
 
 @dataclass
@@ -401,3 +400,15 @@ def test_a_blocked_inline_script_is_reported(open_page):
     expect(page.locator("body")).to_be_visible()
     assert page.evaluate("window.ran") is None
     assert console.csp_errors(), console.messages
+
+
+# --- never silently skipped in CI ------------------------------------------------------------------
+
+def test_without_chromium_the_browser_tests_skip_locally_but_fail_in_ci(monkeypatch, tmp_path):
+    monkeypatch.setattr(browser_helpers, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install Debian's `chromium`"):
+        browser_helpers.require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        browser_helpers.require_chromium()
