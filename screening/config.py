@@ -36,6 +36,7 @@ def defaults(instance_path: str) -> dict:
         "NOTIFY_TO": None,
         "BASE_URL": None,
         "HSTS": False,
+        "TIMEZONE": "Europe/Madrid",              # the centre's clock, for the time shown on a result
         "PROXY_COUNT": 0,                         # reverse proxies in front that set X-Forwarded-*
     }
 

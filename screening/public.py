@@ -6,7 +6,8 @@ cookie session or reachable later. Check only stores nothing; sharing stores onc
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -86,7 +87,7 @@ def submit(slug):
         return _render_form(service, form, errors={**errors, **share_errors}, status=422)
 
     decision = engine.evaluate(rs, service, answers)
-    made_at = datetime.now(UTC)
+    made_at = datetime.now(ZoneInfo(current_app.config["TIMEZONE"]))
     reference = already_sent = None
     if form.share.data == "yes":
         reference, stored = _store(form, decision)

@@ -34,7 +34,11 @@
   }
 
   var blocks = form.querySelectorAll("[data-asked-when]");
+  // The button says what it will do: only check, or check and send.
+  var button = form.querySelector("button[data-share-label]");
+  var checkLabel = button ? button.textContent : "";
   function update() {
+    if (button) { button.textContent = valueOf("share") === "yes" ? button.getAttribute("data-share-label") : checkLabel; }
     for (var i = 0; i < blocks.length; i++) {
       var show;
       try { show = holds(JSON.parse(blocks[i].getAttribute("data-asked-when"))); } catch (e) { show = true; }

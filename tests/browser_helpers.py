@@ -8,6 +8,7 @@ reason when it is missing, but never in CI (the `CI` variable is set), where tha
 from __future__ import annotations
 
 import os
+import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,4 +116,5 @@ def share(page, name: str = "Ana Client", contact: str = "ana@example.org") -> N
 def submit(page) -> None:
     """Press the form's button and wait for the page the server answers with."""
     with page.expect_navigation():
-        page.get_by_role("button", name="Check my answers").click()
+        # "Check my answers", or "Check and send to the centre" once sharing is chosen
+        page.get_by_role("button", name=re.compile(r"^Check (my answers|and send to the centre)$")).click()

@@ -265,9 +265,12 @@ def test_follow_ups_and_sharing_details_appear_only_when_an_answer_calls_for_the
     choose(page, "recent_injury", "yes")
     expect(page.locator("#q-professional_cleared")).to_be_visible()
 
+    button = page.locator("form.questionnaire button[type=submit]")
+    expect(button).to_have_text("Check my answers")
     choose(page, "share", "yes")
     for selector in ("#name", "#contact", "#consent"):
         expect(page.locator(selector)).to_be_visible()
+    expect(button).to_have_text("Check and send to the centre")     # the button says what it will do
 
     # and they go away again when the answer changes back
     choose(page, "pregnant", "no")
@@ -275,6 +278,7 @@ def test_follow_ups_and_sharing_details_appear_only_when_an_answer_calls_for_the
     choose(page, "share", "no")
     for selector in FOLLOW_UPS:
         expect(page.locator(selector)).to_be_hidden()
+    expect(button).to_have_text("Check my answers")
 
 
 def test_without_javascript_every_question_and_sharing_detail_is_shown(open_page):

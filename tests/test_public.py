@@ -264,3 +264,11 @@ def test_a_body_over_the_size_limit_is_refused_with_413_and_nothing_is_stored(cl
     assert response.status_code == 413
     assert "too large" in response.text
     assert count(db) == 0
+
+
+@pytest.mark.parametrize("zone,offset", [("Asia/Tokyo", "+09:00"), ("UTC", "+00:00")])
+def test_the_result_shows_when_it_was_made_on_the_centres_clock(make_app, zone, offset):
+    client = make_app(TIMEZONE=zone).test_client()
+    html = client.post("/screening/back-massage", data=all_no()).text
+    stamp = re.search(r'<time datetime="([^"]+)"', html).group(1)
+    assert stamp.endswith(offset)
