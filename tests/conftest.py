@@ -84,6 +84,24 @@ def db(app):
 
 
 @pytest.fixture
+def db_file(tmp_path):
+    """A migrated database file in WAL mode, apart from the app fixtures."""
+    file = tmp_path / "standalone.db"
+    conn = dbmod.connect(file)
+    dbmod.migrate(conn)
+    conn.close()
+    return file
+
+
+@pytest.fixture
+def conn(db_file):
+    """A connection to `db_file`, closed after the test."""
+    conn = dbmod.connect(db_file)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
 def make_submission(db):
     """Store a shared submission directly; keyword arguments override any column."""
     counter = iter(range(10**9))

@@ -9,26 +9,9 @@ from screening import retention
 
 
 @pytest.fixture
-def path(tmp_path):
-    """A migrated database file in WAL mode, apart from the app fixtures."""
-    file = tmp_path / "retention.db"
-    conn = dbmod.connect(file)
-    dbmod.migrate(conn)
-    conn.close()
-    return file
-
-
-@pytest.fixture
-def conn(path):
-    conn = dbmod.connect(path)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def other_connection(path):
+def other_connection(db_file):
     """A second connection that has read the database, like another worker of a running app."""
-    conn = dbmod.connect(path)
+    conn = dbmod.connect(db_file)
     conn.execute("SELECT count(*) FROM submissions").fetchone()
     yield conn
     conn.close()
@@ -65,30 +48,30 @@ def canaries(tag):
     return [f"{tag}-{field}".encode() for field in FIELDS]
 
 
-def test_purge_removes_the_bytes_of_old_submissions_and_keeps_recent_ones(path, conn, other_connection):
+def test_purge_removes_the_bytes_of_old_submissions_and_keeps_recent_ones(db_file, conn, other_connection):
     store(conn, "CANARY-OLD-7Q2", days_old=400)
     store(conn, "CANARY-NEW-5ZK", days_old=2)
-    on_disk = raw_bytes(path)
+    on_disk = raw_bytes(db_file)
     assert all(c in on_disk for c in canaries("CANARY-OLD-7Q2"))   # the test can fail
 
     assert retention.purge(conn, 365) == 1
 
-    on_disk = raw_bytes(path)
+    on_disk = raw_bytes(db_file)
     assert [c for c in canaries("CANARY-OLD-7Q2") if c in on_disk] == []
     assert [c for c in canaries("CANARY-NEW-5ZK") if c not in on_disk] == []
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert other_connection.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
 
 
-def test_erasure_removes_the_bytes_of_one_submission_and_keeps_the_others(path, conn, other_connection):
+def test_erasure_removes_the_bytes_of_one_submission_and_keeps_the_others(db_file, conn, other_connection):
     gone = store(conn, "CANARY-ERASE-3MX")
     store(conn, "CANARY-KEEP-8WD")
-    assert all(c in raw_bytes(path) for c in canaries("CANARY-ERASE-3MX"))
+    assert all(c in raw_bytes(db_file) for c in canaries("CANARY-ERASE-3MX"))
 
     reference = retention.erase_submission(conn, gone, staff=None)
 
     assert reference is not None
-    on_disk = raw_bytes(path)
+    on_disk = raw_bytes(db_file)
     assert [c for c in canaries("CANARY-ERASE-3MX") if c in on_disk] == []
     assert [c for c in canaries("CANARY-KEEP-8WD") if c not in on_disk] == []
     assert other_connection.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1

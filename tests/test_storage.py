@@ -24,23 +24,6 @@ def count(conn, table="submissions"):
     return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-@pytest.fixture
-def path(tmp_path):
-    """A migrated database file, apart from the app fixtures."""
-    file = tmp_path / "storage.db"
-    conn = dbmod.connect(file)
-    dbmod.migrate(conn)
-    conn.close()
-    return file
-
-
-@pytest.fixture
-def conn(path):
-    conn = dbmod.connect(path)
-    yield conn
-    conn.close()
-
-
 def shared_form(**overrides):
     return all_no(share="yes", name="Ana Client", contact="ana@example.org", consent="yes", nonce="n" * 24,
                   **overrides)
@@ -86,7 +69,7 @@ def test_the_first_fixed_sqlite_is_accepted(tmp_path, monkeypatch):
 
 # --- the schema -----------------------------------------------------------------------------------
 
-def test_migrating_twice_changes_nothing(path, conn):
+def test_migrating_twice_changes_nothing(db_file, conn):
     def snapshot():
         schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
         applied = conn.execute("SELECT migration_set, name, applied_at FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -102,11 +85,11 @@ def test_migrating_twice_changes_nothing(path, conn):
 
 # --- storing a shared screening -------------------------------------------------------------------
 
-def test_a_returned_reference_is_committed_and_visible_to_another_connection(path, conn):
+def test_a_returned_reference_is_committed_and_visible_to_another_connection(db_file, conn):
     reference, stored = dbmod.store_submission(conn, nonce="nonce-a" * 3, record=record())
     assert stored
     assert not conn.conn.in_transaction
-    other = dbmod.connect(path)   # another worker
+    other = dbmod.connect(db_file)   # another worker
     try:
         row = other.execute("SELECT reference, status FROM submissions WHERE nonce = ?", ["nonce-a" * 3]).fetchone()
     finally:
