@@ -79,9 +79,14 @@ def share_errors(form: FlaskForm) -> dict[str, str]:
         errors["contact"] = "contact_invalid"
     if not form.consent.data:
         errors["consent"] = "consent_required"
-    if not NONCE_RE.match(form.nonce.data or ""):
-        errors["nonce"] = "nonce_invalid"
     return errors
+
+
+def nonce_of(form: FlaskForm) -> str:
+    """The form's one-time nonce, or a new one when the client did not send a usable one (a
+    script that drops hidden fields): that screening is then stored once, but not deduplicated."""
+    nonce = form.nonce.data or ""
+    return nonce if NONCE_RE.match(nonce) else new_nonce()
 
 
 def _is_phone(text: str) -> bool:

@@ -112,7 +112,8 @@ def _store(form, decision):
         "name": form.name.data.strip(), "contact": form.contact.data.strip(), "consent_at": db.now(),
     }
     wants_notice = notify.enabled(current_app.config) and decision.outcome.code != "proceed"
-    reference, stored = db.store_submission(db.get_db(), nonce=form.nonce.data, record=record, notify=wants_notice)
+    reference, stored = db.store_submission(db.get_db(), nonce=forms.nonce_of(form), record=record,
+                                            notify=wants_notice)
     log.info("shared screening stored" if stored else "shared screening resubmitted; nothing stored")
     if stored and wants_notice:
         notify.wake(current_app._get_current_object())
