@@ -169,19 +169,21 @@ def login(client, email, password, next=None):
     return client.post("/staff/login", data=data)
 
 
+def logged_in_client(app, make_staff, role="staff"):
+    """A test client of `app` logged in through the form as a new account of `role` (in .staff)."""
+    c = app.test_client()
+    c.staff = make_staff(role=role)
+    assert login(c, c.staff["email"], c.staff["password"]).status_code == 302
+    return c
+
+
 @pytest.fixture
 def staff_client(app, make_staff):
     """A test client logged in as a staff member (not admin); the account is in .staff."""
-    c = app.test_client()
-    c.staff = make_staff(role="staff")
-    assert login(c, c.staff["email"], c.staff["password"]).status_code == 302
-    return c
+    return logged_in_client(app, make_staff, "staff")
 
 
 @pytest.fixture
 def admin_client(app, make_staff):
     """A test client logged in as an admin; the account is in .staff."""
-    c = app.test_client()
-    c.staff = make_staff(role="admin")
-    assert login(c, c.staff["email"], c.staff["password"]).status_code == 302
-    return c
+    return logged_in_client(app, make_staff, "admin")

@@ -2,7 +2,7 @@
 import re
 
 import pytest
-from conftest import RED_FLAGS, csrf_token_from, login
+from conftest import RED_FLAGS, csrf_token_from, logged_in_client
 from markupsafe import escape
 
 
@@ -96,9 +96,7 @@ def test_strangers_are_sent_to_log_in(client, url):
 
 
 def test_the_simulator_post_needs_a_csrf_token(csrf_app, make_staff):
-    c = csrf_app.test_client()
-    staff = make_staff()
-    login(c, staff["email"], staff["password"])
+    c = logged_in_client(csrf_app, make_staff)
     assert c.post("/staff/rules/simulate", data=answers()).status_code == 400
     token = csrf_token_from(c.get("/staff/rules/simulate").get_data(as_text=True))
     assert c.post("/staff/rules/simulate", data=answers(csrf_token=token)).status_code == 200

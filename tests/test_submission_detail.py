@@ -3,7 +3,7 @@ notes and erasure, with their refusals and the audit trail they leave."""
 import re
 
 import pytest
-from conftest import RED_FLAGS, csrf_token_from, login
+from conftest import RED_FLAGS, csrf_token_from, logged_in_client
 
 from screening import db as dbmod
 from screening import engine
@@ -241,10 +241,7 @@ def test_strangers_cannot_post_anything(client, make_submission, db, action, dat
 @pytest.fixture
 def csrf_admin(csrf_app, make_staff):
     """A logged-in admin on the app with CSRF protection on."""
-    c = csrf_app.test_client()
-    c.staff = make_staff(role="admin")
-    assert login(c, c.staff["email"], c.staff["password"]).status_code == 302
-    return c
+    return logged_in_client(csrf_app, make_staff, "admin")
 
 
 @pytest.mark.parametrize("action,data", [("status", {"status": "closed", "decision": "postpone"}),
