@@ -43,16 +43,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)   # first: its body-size check must run before CSRFProtect reads the form
     csrf.init_app(app)
 
-    from . import api, cli, public
+    # imported here, not at the top: cli imports create_app from this module
+    from . import api, auth, cli, notify, public, retention, staff
     app.register_blueprint(public.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)      # the JSON API takes no cookies, so it needs no CSRF token
     cli.init_app(app)
-    from . import auth
     auth.init_app(app)          # staff login, sessions, g.staff, `screening staff`
-    from . import staff
     app.register_blueprint(staff.bp)   # the review pages (dashboard, detail, export, audit, rules)
-    from . import notify, retention
     retention.init_app(app)     # screening purge
     notify.init_app(app)        # screening send-notices
     return app

@@ -19,7 +19,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import InputRequired
 
 from . import accounts
-from .db import get_db
+from .db import connect, get_db
 
 COOKIE = "screening_staff"
 COOKIE_PATH = "/staff"        # the staff cookie is never sent to the public pages or the API
@@ -176,8 +176,7 @@ def _read_password() -> str:
 
 def _db():
     """A connection for a CLI command (inside the app context)."""
-    from . import db as dbmod
-    return dbmod.connect(current_app.config["DATABASE"])
+    return connect(current_app.config["DATABASE"])
 
 
 staff_cli = AppGroup("staff", help="Manage staff accounts (there is no default account).")

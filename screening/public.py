@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 
-from . import db, engine, forms
+from . import db, engine, forms, notify
 from .rules import LOCALES, RuleSet
 
 bp = Blueprint("public", __name__)
@@ -101,7 +101,6 @@ def submit(slug):
 
 def _store(form, decision):
     """Store the shared screening; the reference exists only once COMMIT has returned."""
-    from . import notify
     record = {
         "service": decision.service, "outcome": decision.outcome.code,
         "answers": {k: list(v) if isinstance(v, tuple) else v for k, v in decision.answers.items()},

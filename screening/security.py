@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import traceback
 
-from flask import abort, jsonify, make_response, render_template, request
+from flask import abort, current_app, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -34,7 +34,6 @@ def set_headers(response):
         # answers, results and staff pages must never sit in a shared or browser cache
         h["Cache-Control"] = "no-store"
         h["Pragma"] = "no-cache"
-    from flask import current_app
     if current_app.config.get("HSTS"):
         h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
     return response

@@ -27,7 +27,7 @@ from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from . import db as dbmod
-from . import review
+from . import retention, review
 from .auth import admin_required, require_staff
 from .engine import AnswerErrors, question_text, screen
 from .rules import RuleSet
@@ -185,8 +185,6 @@ def add_note(submission_id: int):
 @admin_required
 def erase(submission_id: int):
     """Erase a submission and its notes for good (the right to erasure); admins only."""
-    from . import retention
-
     sub = _submission_or_404(submission_id)
     form = EraseForm()
     if not form.validate():
