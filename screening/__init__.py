@@ -8,7 +8,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, db, security
+from . import config, db, i18n, security
 from .rules import load_rules
 
 csrf = CSRFProtect()
@@ -40,6 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
     db.init_app(app)
+    i18n.init_app(app)       # the language of each request, the `lang` cookie, the catalogs
     security.init_app(app)   # first: its body-size check must run before CSRFProtect reads the form
     csrf.init_app(app)
 

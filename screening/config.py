@@ -38,6 +38,7 @@ def defaults(instance_path: str) -> dict:
         "HSTS": False,
         "TIMEZONE": "Europe/Madrid",              # the centre's clock, for the time shown on a result
         "PROXY_COUNT": 0,                         # reverse proxies in front that set X-Forwarded-*
+        "DEFAULT_LANGUAGE": "en",                 # en, ca or es: when neither ?lang, cookie nor browser says
     }
 
 
