@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_time, get_datetime_format
 from flask import current_app, has_request_context, request
 from flask_babel import Babel, get_locale
 
@@ -109,9 +109,14 @@ def remember_language(response):
     return response
 
 
-def local_datetime(moment: datetime, fmt: str = "medium") -> str:
-    """A date and time written the way the page's language writes them, on the moment's own clock."""
-    return format_datetime(moment, fmt, tzinfo=moment.tzinfo, locale=get_locale() or default_language())
+def local_datetime(moment: datetime) -> str:
+    """The day in words and the time in hours and minutes, as the page's language writes them
+    ("1 de desembre de 2026, a les 21:35"), on the moment's own clock. Babel's own "long" would add
+    seconds and a zone name; this joins its long date and short time with the locale's pattern."""
+    locale = get_locale() or default_language()
+    return (get_datetime_format("long", locale=locale).replace("'", "")
+            .replace("{0}", format_time(moment, "short", tzinfo=moment.tzinfo, locale=locale))
+            .replace("{1}", format_date(moment, "long", locale=locale)))
 
 
 def compile_stale_catalogs(folder: Path = TRANSLATIONS) -> None:
