@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from flask import Flask
@@ -25,10 +26,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: settings, rules (validated now, not at request time), database, blueprints."""
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=_resource_dir("templates"), static_folder=_resource_dir("static"))
-    app.config.from_mapping(config.defaults(app.instance_path))
-    app.config.from_prefixed_env("SCREENING")
-    if test_config:
-        app.config.update(test_config)
+    config.load(app.config, app.instance_path, os.environ, test_config)   # SettingsError names what is wrong
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
     if app.config["PROXY_COUNT"]:
