@@ -22,6 +22,13 @@ def _resource_dir(name: str) -> str:
     return str(installed if installed.is_dir() else HERE.parent / name)
 
 
+def _unusable_database(path: str, error: Exception) -> str:
+    """The start-up message for a database that cannot be opened, made or written."""
+    reason = error.__cause__ or error      # StorageError wraps sqlite's own message
+    fix = db.what_to_fix(path)
+    return f"SCREENING_DATABASE: cannot open and write {path}: {reason}" + (f"; {fix}" if fix else "")
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: settings, rules (validated now, not at request time), database, blueprints."""
     app = Flask(__name__, instance_relative_config=True,
@@ -37,7 +44,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
-    db.init_app(app)
+    try:
+        db.init_app(app)
+    except (db.StorageError, db.DatabaseError, OSError) as e:
+        raise config.SettingsError([_unusable_database(app.config["DATABASE"], e)]) from None
     security.init_app(app)   # first: its body-size check must run before CSRFProtect reads the form
     csrf.init_app(app)
 
