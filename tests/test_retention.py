@@ -201,3 +201,15 @@ def test_purge_command_needs_the_number_of_days(runner):
     result = runner.invoke(args=["purge"])
     assert result.exit_code == 2
     assert "--older-than" in result.output
+
+
+def test_purge_command_on_a_database_it_cannot_open_is_one_clean_line(make_app, tmp_path):
+    (tmp_path / "data").mkdir()
+    app = make_app(DATABASE=str(tmp_path / "data" / "screening.db"))
+    (tmp_path / "data").rename(tmp_path / "moved")      # the folder is gone under the running app
+
+    result = app.test_cli_runner().invoke(args=["purge", "--older-than", "30"])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the purge stopped: the database cannot be written (")
+    assert "unable to open database file" in result.output and "Traceback" not in result.output
