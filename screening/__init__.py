@@ -31,8 +31,9 @@ def _unusable_database(path: str, error: Exception) -> str:
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: settings, rules (validated now, not at request time), database, blueprints."""
-    app = Flask(__name__, instance_relative_config=True,
-                template_folder=_resource_dir("templates"), static_folder=_resource_dir("static"))
+    # static_url_path: /static/ in both layouts (Flask would name it after the installed bundled_static/)
+    app = Flask(__name__, instance_relative_config=True, template_folder=_resource_dir("templates"),
+                static_folder=_resource_dir("static"), static_url_path="/static")
     config.load(app.config, app.instance_path, os.environ, test_config)   # SettingsError names what is wrong
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
