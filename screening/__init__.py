@@ -36,7 +36,11 @@ def create_app(test_config: dict | None = None) -> Flask:
                 static_folder=_resource_dir("static"), static_url_path="/static")
     config.load(app.config, app.instance_path, os.environ, test_config)   # SettingsError names what is wrong
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
+        try:
+            app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
+        except (RuntimeError, OSError) as e:     # a short key file, an instance folder it cannot write
+            raise config.SettingsError([f"SCREENING_SECRET_KEY: not set, and the key in the instance folder "
+                                        f"cannot be used: {e}"]) from None
     if app.config["PROXY_COUNT"]:
         # behind a proxy, remote_addr is the proxy's: the per-address login lock would then lock
         # out everyone at once. Trust exactly as many X-Forwarded-* hops as there are proxies.
