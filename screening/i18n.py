@@ -33,15 +33,9 @@ babel = Babel()
 
 
 def default_language() -> str:
-    """The centre's default language (SCREENING_DEFAULT_LANGUAGE, checked at start-up)."""
+    """The centre's default language (SCREENING_DEFAULT_LANGUAGE, checked at start-up in config.py).
+    Centres will bring their own default later; this is the one place that reads it."""
     return current_app.config.get("DEFAULT_LANGUAGE") or DEFAULT_LOCALE
-
-
-def check_default_language(value) -> str:
-    """The setting's value when it is a language we have; else a start-up error naming the choices."""
-    if value not in LOCALES:
-        raise ValueError(f"SCREENING_DEFAULT_LANGUAGE must be one of {', '.join(LOCALES)}, not {value!r}")
-    return value
 
 
 def _is_api() -> bool:
@@ -141,8 +135,7 @@ def compile_stale_catalogs(folder: Path = TRANSLATIONS) -> None:
 
 
 def init_app(app) -> None:
-    """Check the default language, set up Flask-Babel, the cookie and the template helpers."""
-    app.config["DEFAULT_LANGUAGE"] = check_default_language(app.config.get("DEFAULT_LANGUAGE") or DEFAULT_LOCALE)
+    """Set up Flask-Babel, the `lang` cookie and the template helpers."""
     compile_stale_catalogs()
     for code in LOCALES:
         if code != DEFAULT_LOCALE and not (TRANSLATIONS / code / "LC_MESSAGES" / "messages.mo").exists():

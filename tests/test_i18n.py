@@ -16,7 +16,7 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from conftest import RED_FLAGS, all_no, logged_in_client
 
-from screening import notify
+from screening import config, notify
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "screening" / "translations"
@@ -87,7 +87,7 @@ def test_english_when_nothing_is_said(client):
 
 
 def test_an_unknown_default_language_stops_the_start(make_app):
-    with pytest.raises(ValueError, match="DEFAULT_LANGUAGE"):
+    with pytest.raises(config.SettingsError, match="SCREENING_DEFAULT_LANGUAGE: must be one of en, ca, es"):
         make_app(DEFAULT_LANGUAGE="fr")
 
 
