@@ -206,7 +206,7 @@ def audit():
     if typed and not reference:
         errors["reference"] = review.INVALID
     before_text = request.args.get("before") or ""
-    before_id = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
+    before_id = review.parse_id(before_text)
     if before_text and before_id is None:
         errors["before"] = review.INVALID
     if errors:
