@@ -30,8 +30,10 @@ MAX_ID = 2**63 - 1
 DECISIONS = ("booking_fine", "adapt_session", "postpone", "consult_professional")
 # error codes; their wording lives in templates/staff/_review.html
 INVALID, TOO_LONG, FROM_AFTER_TO, BOTH_DIRECTIONS = "invalid", "too_long", "from_after_to", "both_directions"
-# a spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# a spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"):
+# = + - @, tab and CR, their full-width forms (some spreadsheets read ＝ as =), and | and % (DDE)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20", "|", "%",
+                  "\uff5c", "\uff05")
 # ASCII only and matched whole (fullmatch): \d alone also takes '²' and '١', and $ a final newline
 CURSOR_RE = re.compile(r"(\d{4}-\d\d-\d\dT[0-9:.+-]+)_([1-9]\d{0,18})", re.ASCII)
 DAY_RE = re.compile(r"\d{4}-\d\d-\d\d", re.ASCII)
