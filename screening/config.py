@@ -38,6 +38,7 @@ def defaults(instance_path: str) -> dict:
         "HSTS": False,
         "TIMEZONE": "Europe/Madrid",              # the centre's clock, for the time shown on a result
         "PROXY_COUNT": 0,                         # reverse proxies in front that set X-Forwarded-*
+        "SHARE_LIMIT_PER_HOUR": 20,               # shared screenings stored per client address per hour; 0: no limit
     }
 
 
