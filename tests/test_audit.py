@@ -85,6 +85,7 @@ def test_a_page_link_that_is_not_a_plain_bounded_number_is_refused_at_the_field(
     response = admin_client.get("/staff/audit", query_string={"before": before})
     assert response.status_code == 400
     assert '<p class="error-message" id="before-error">' in response.get_data(as_text=True)
+    assert '<a href="#before">' in response.get_data(as_text=True) and 'id="before"' in response.get_data(as_text=True)
 
 
 def test_the_largest_id_sqlite_can_hold_is_a_usable_page_link(admin_client, make_submission):

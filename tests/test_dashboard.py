@@ -273,6 +273,8 @@ def test_a_date_or_cursor_not_written_exactly_is_refused_at_the_field_not_a_500(
     assert f'<p class="error-message" id="{field}-error">' in page
     if field in ("from", "to"):
         assert re.search(rf'<input type="date" id="{field}"[^>]*aria-invalid="true"', page)
+    # the error summary's link leads to something on the page
+    assert f'<a href="#{field}">' in page and page.count(f'id="{field}"') == 1
     assert rows(response) == []
 
 
