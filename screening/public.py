@@ -23,6 +23,16 @@ bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
 
 
+@bp.record_once
+def _check_share_limit_setting(state) -> None:
+    """Refuse to start with a share limit that is not a whole number >= 0, rather than fail every
+    share later. (Kept here until config.py validates every setting in one place.)"""
+    value = state.app.config.get("SHARE_LIMIT_PER_HOUR")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RuntimeError(f"SCREENING_SHARE_LIMIT_PER_HOUR must be a whole number, 0 or more (0: no limit); "
+                           f"got {value!r}")
+
+
 def ruleset() -> RuleSet:
     return current_app.extensions["screening.rules"]
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import all_no
 from helpers_server import Browser, form_fields, gunicorn_server, references
 
-from screening import config
+from screening import config, create_app
 from screening import db as dbmod
 
 FORM = "/screening/back-massage"
@@ -132,3 +132,15 @@ def test_four_gunicorn_workers_store_exactly_the_limit(tmp_path):
     finally:
         conn.close()
     assert stored == set(refs) and len(stored) == 5
+
+
+@pytest.mark.parametrize("value", ["twenty", -1, 2.5, True, None])
+def test_a_limit_that_is_not_a_whole_number_stops_the_app_at_start_naming_the_variable(make_app, value):
+    with pytest.raises(RuntimeError, match="SCREENING_SHARE_LIMIT_PER_HOUR"):
+        make_app(SHARE_LIMIT_PER_HOUR=value)
+
+
+def test_the_limit_is_read_from_its_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCREENING_SHARE_LIMIT_PER_HOUR", "7")
+    app = create_app({"TESTING": True, "SECRET_KEY": "s" * 40, "DATABASE": str(tmp_path / "env.db")})
+    assert app.config["SHARE_LIMIT_PER_HOUR"] == 7
