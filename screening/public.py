@@ -23,16 +23,6 @@ bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
 
 
-@bp.record_once
-def _check_share_limit_setting(state) -> None:
-    """Refuse to start with a share limit that is not a whole number >= 0, rather than fail every
-    share later. (Kept here until config.py validates every setting in one place.)"""
-    value = state.app.config.get("SHARE_LIMIT_PER_HOUR")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise RuntimeError(f"SCREENING_SHARE_LIMIT_PER_HOUR must be a whole number, 0 or more (0: no limit); "
-                           f"got {value!r}")
-
-
 def ruleset() -> RuleSet:
     return current_app.extensions["screening.rules"]
 
@@ -148,7 +138,7 @@ def _store(form, decision) -> db.Stored:
     try:
         result = db.store_screening(db.get_db(), nonce=forms.nonce_of(form), record=record, notify=wants_notice,
                                     limit_key=share_limit_key(request.remote_addr),
-                                    limit=int(current_app.config["SHARE_LIMIT_PER_HOUR"]))
+                                    limit=current_app.config["SHARE_LIMIT_PER_HOUR"])
     except db.ShareLimitReached:
         log.warning("shared screening refused: share limit per address reached; nothing stored")
         raise

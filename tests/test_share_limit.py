@@ -134,10 +134,16 @@ def test_four_gunicorn_workers_store_exactly_the_limit(tmp_path):
     assert stored == set(refs) and len(stored) == 5
 
 
-@pytest.mark.parametrize("value", ["twenty", -1, 2.5, True, None])
+@pytest.mark.parametrize("value", ["twenty", -1, 2.5, True, None, 100_001])
 def test_a_limit_that_is_not_a_whole_number_stops_the_app_at_start_naming_the_variable(make_app, value):
-    with pytest.raises(RuntimeError, match="SCREENING_SHARE_LIMIT_PER_HOUR"):
+    with pytest.raises(config.SettingsError, match="SCREENING_SHARE_LIMIT_PER_HOUR"):
         make_app(SHARE_LIMIT_PER_HOUR=value)
+
+
+def test_a_limit_in_the_environment_that_is_not_a_number_stops_the_app(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCREENING_SHARE_LIMIT_PER_HOUR", "20/h")
+    with pytest.raises(config.SettingsError, match="SCREENING_SHARE_LIMIT_PER_HOUR: must be a whole number"):
+        create_app({"TESTING": True, "SECRET_KEY": "s" * 40, "DATABASE": str(tmp_path / "env.db")})
 
 
 def test_the_limit_is_read_from_its_environment_variable(tmp_path, monkeypatch):
