@@ -82,3 +82,14 @@ def test_a_centres_version_changes_with_its_file(rules_copy):
     before = load_centres(rules_copy, tuple(SLUGS))["exemple-barcelona"].version
     edit(rules_copy, CENTRE, '"+34 930 000 000"', '"+34 930 000 001"')
     assert load_centres(rules_copy, tuple(SLUGS))["exemple-barcelona"].version != before
+
+
+def test_the_app_serves_the_only_centre_or_the_one_the_setting_names(rules_copy, make_app):
+    app = make_app(RULES_DIR=str(rules_copy))
+    assert app.extensions["screening.default_centre"].slug == "exemple-barcelona"
+    (rules_copy / "centres" / "altre-centre.toml").write_text(
+        (rules_copy / CENTRE).read_text().replace("Espai Massatge Exemple", "Altre Centre"))
+    assert make_app(RULES_DIR=str(rules_copy)).extensions["screening.default_centre"] is None
+    chosen = make_app(RULES_DIR=str(rules_copy), DEFAULT_CENTRE="altre-centre")
+    assert chosen.extensions["screening.default_centre"].name == "Altre Centre"
+    assert list(chosen.extensions["screening.centres"]) == ["altre-centre", "exemple-barcelona"]
