@@ -295,3 +295,20 @@ def test_a_built_wheel_carries_compiled_catalogs(tmp_path):
         for lang, sentence in (("ca", INDEX_H1["ca"]), ("es", INDEX_H1["es"])):
             catalog = read_mo(BytesIO(z.read(f"screening/translations/{lang}/LC_MESSAGES/messages.mo")))
             assert catalog[INDEX_H1["en"]].string == sentence
+
+
+def test_no_template_shows_words_outside_gettext():
+    """A sentence typed straight into a template would stay English on every page: each must be in
+    _() or {% trans %} (then the catalog test above asks for its translations)."""
+    allowed = {"UTC", "Subject:"}       # a time zone's name, and the e-mail header the notice starts with
+    found = []
+    for path in sorted((ROOT / "templates").rglob("*")):
+        if path.suffix not in (".html", ".txt"):
+            continue
+        text = path.read_text()
+        for pattern in (r"\{#.*?#\}", r"\{%-? trans.*?endtrans -?%\}", r"\{%.*?%\}", r"\{\{.*?\}\}", r"<[^>]*>",
+                        r'[\w-]+="[^"\n]*"?', r'^[\w-]*"$'):   # the last two: attributes a macro writes
+            text = re.sub(pattern, "\n", text, flags=re.S | re.M)
+        found += [(path.name, line.strip()) for line in text.splitlines()
+                  if re.search(r"[A-Za-z]{2,}", line) and line.strip() not in allowed]
+    assert found == []
