@@ -89,13 +89,15 @@ def switch_links() -> list[dict]:
 def remember_language(response):
     """After `?lang=`: keep the choice in a cookie of its own (not the session), for a year.
 
-    Pages whose language may come from Accept-Language or the cookie say so in Vary."""
+    Pages say which language they are in (Content-Language), and in Vary that it may come from
+    Accept-Language or the cookie."""
     if request.path.startswith("/static/"):
         return response
     if _is_api():
         return response                  # the API sets its own Vary and takes no cookies
     response.vary.add("Accept-Language")
     response.vary.add("Cookie")
+    response.headers.setdefault("Content-Language", current())
     asked = asked_language()
     if asked and request.cookies.get(COOKIE) != asked:
         response.set_cookie(COOKIE, asked, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="Lax",

@@ -54,6 +54,7 @@ def test_lang_parameter_chooses_the_language_over_browser_and_default(make_app, 
     response = client.get(f"/?lang={lang}", headers={"Accept-Language": "ca" if lang != "ca" else "en"})
     assert h1(response) == INDEX_H1[lang]
     assert html_lang(response) == lang
+    assert response.headers["Content-Language"] == lang
 
 
 @pytest.mark.parametrize("lang", LANGS)
