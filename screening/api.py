@@ -1,4 +1,4 @@
-"""The JSON API (/api/v1): the catalogue, the questionnaire and a stateless evaluation.
+"""The JSON API (/api/v1): the catalogue, the centres, the questionnaire and a stateless evaluation.
 
 No cookies, no CSRF, nothing stored: a client sends its answers and gets the outcome back.
 Every error is JSON `{"error": code, "fields": {name: message}}` (security.error_response); the
@@ -7,11 +7,14 @@ messages come from rules/texts.toml in the caller's language, like the form's.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from flask_babel import lazy_gettext as _l
 
 from . import engine, i18n, openapi
+from .centres import Centre
 from .rules import DEFAULT_LOCALE, LOCALES, Question, RuleSet, Service
 from .security import error_response
 
@@ -19,11 +22,12 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 # What a client may send to /evaluate; anything else at the top level is refused, so that a typo
 # ("answer") is reported instead of silently ignored.
-EVALUATE_KEYS = ("service", "answers")
+EVALUATE_KEYS = ("service", "answers", "centre")
 
 
 class RequestProblem(Exception):
-    """The request cannot be read: becomes a JSON error with `status` and `fields` (name -> text key)."""
+    """The request cannot be read: becomes a JSON error with `status` and `fields` (name -> a text
+    key of rules/texts.toml, or a lazy gettext message)."""
 
     def __init__(self, status: int, code: str, fields: dict[str, str] | None = None):
         super().__init__(code)
@@ -34,7 +38,7 @@ class RequestProblem(Exception):
 def _request_problem(e: RequestProblem):
     """Word each field's problem in the caller's language; the locale itself may be the problem."""
     locale, ruleset = _locale_or_default(), _ruleset()
-    fields = {name: ruleset.text(key, locale) for name, key in e.fields.items()}
+    fields = {name: ruleset.text(key, locale) if isinstance(key, str) else str(key) for name, key in e.fields.items()}
     return error_response(e.status, e.code, fields=fields)
 
 
@@ -63,11 +67,30 @@ def _locale_or_default() -> str:
     return i18n.current()
 
 
-def _service_links(slug: str) -> dict[str, str]:
-    """Where a client reads about the service, answers the form, or fetches the questions."""
+def _centres() -> dict[str, Centre]:
+    return current_app.extensions["screening.centres"]
+
+
+def _service_links(slug: str, centre: Centre | None = None) -> dict[str, str]:
+    """Where a client reads about the service, answers the form, or fetches the questions; with a
+    centre, its pages under /c/<centre>/."""
     root = request.script_root
-    return {"description": f"{root}/services/{slug}", "screening": f"{root}/screening/{slug}",
+    pages = f"{root}/c/{centre.slug}" if centre is not None else root
+    return {"description": f"{pages}/services/{slug}", "screening": f"{pages}/screening/{slug}",
             "questionnaire": f"{root}{bp.url_prefix}/questionnaire/{slug}"}
+
+
+def _centre_json(centre: Centre, ruleset: RuleSet, locale: str) -> dict[str, Any]:
+    """One centre: who it is, how to reach it, and the services it offers (with their pages there)."""
+    root = request.script_root
+    return {
+        "slug": centre.slug, "name": centre.name, "phone": centre.phone, "email": centre.email,
+        "address": centre.address, "booking_url": centre.booking_url,
+        "default_language": centre.default_language, "timezone": centre.timezone,
+        "services": [{"slug": slug, "name": ruleset.service(slug).name.get(locale),
+                      "links": _service_links(slug, centre)} for slug in centre.services],
+        "links": {"page": f"{root}/c/{centre.slug}/", "api": f"{root}{bp.url_prefix}/centres/{centre.slug}"},
+    }
 
 
 def _service_json(service: Service, locale: str) -> dict[str, Any]:
@@ -115,6 +138,23 @@ def services():
     locale, ruleset = _locale(), _ruleset()
     return jsonify({"locale": locale, "rules_version": ruleset.version,
                     "services": [_service_json(s, locale) for s in ruleset.services]})
+
+
+@bp.get("/centres")
+def centre_list():
+    """The directory: every centre with its identity and services."""
+    locale, ruleset = _locale(), _ruleset()
+    return jsonify({"locale": locale, "centres": [_centre_json(c, ruleset, locale) for c in _centres().values()]})
+
+
+@bp.get("/centres/<centre>")
+def centre_detail(centre: str):
+    """One centre's identity and services; an unknown centre is a 404 naming it."""
+    locale, ruleset = _locale(), _ruleset()
+    found = _centres().get(centre)
+    if found is None:
+        return error_response(404, "not_found", fields={"centre": str(UNKNOWN_CENTRE)})
+    return jsonify({"locale": locale, **_centre_json(found, ruleset, locale)})
 
 
 @bp.get("/questionnaire/<slug>")
@@ -167,11 +207,15 @@ def evaluate():
         problems["answers"] = "error_not_an_object"
     if problems:
         raise RequestProblem(400, "invalid_request", problems)
+    centre = _centre_for(body.get("centre"), slug)
+    pages = centre if "centre" in body else None    # links to the named centre's pages; else unchanged
     try:
         decision = engine.screen(ruleset, slug, answers, allow_unknown=False)
     except engine.AnswerErrors as e:
         fields = {qid: ruleset.text(f"error_{code}", locale) for qid, code in e.errors.items()}
         return error_response(422, "invalid_answers", fields=fields)
+    # suggest only what this centre offers, as the result page does
+    decision = replace(decision, suggestions=tuple(s for s in decision.suggestions if centre.offers(s.service)))
     code = decision.outcome.code
     return jsonify({
         "outcome": code,
@@ -179,15 +223,37 @@ def evaluate():
         "reasons": [{"rule": r.rule, "outcome": r.outcome.code, "message": r.text(ruleset, locale)}
                     for r in decision.reasons],
         "suggestions": [{"id": s.id, "service": s.service, "message": s.message.get(locale),
-                         "url": _service_links(s.service)["description"]} for s in decision.suggestions],
+                         "url": _service_links(s.service, pages)["description"]} for s in decision.suggestions],
         "service": decision.service,
+        "centre": centre.slug,
         "rules_version": decision.rules_version,
         "disclaimer": ruleset.text("disclaimer", locale),
     })
 
 
+UNKNOWN_CENTRE = _l("There is no centre with this name.")
+
+
+def _centre_for(slug: Any, service: str) -> Centre:
+    """The centre an evaluation is for: the one named, else the default centre. An unknown centre,
+    none when there are several and no default, or a service it does not offer: 422 naming the field."""
+    if slug is None:
+        centre = current_app.extensions.get("screening.default_centre")
+        if centre is None:
+            raise RequestProblem(422, "invalid_request",
+                                 {"centre": _l("Name the centre: there are several and none is the default.")})
+    else:
+        centre = _centres().get(slug) if isinstance(slug, str) else None
+        if centre is None:
+            raise RequestProblem(422, "invalid_request", {"centre": UNKNOWN_CENTRE})
+    if not centre.offers(service):
+        raise RequestProblem(422, "invalid_request", {"service": _l("This centre does not offer this service.")})
+    return centre
+
+
 @bp.get("/openapi.json")
 def openapi_document():
     """The OpenAPI 3.1 description of this API, with the ids of the rules actually loaded."""
-    return jsonify(openapi.document(_ruleset(), prefix=bp.url_prefix, server=request.script_root))
+    return jsonify(openapi.document(_ruleset(), prefix=bp.url_prefix, server=request.script_root,
+                                    centres=tuple(_centres())))
 

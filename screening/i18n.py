@@ -1,10 +1,11 @@
 """Which language a page is in, the `lang` cookie that remembers it, and the gettext catalogs.
 
 Order (SPEC "Languages"): `?lang=` on any page, else the `lang` cookie, else the browser's
-Accept-Language, else the centre's default language, else English. The JSON API takes no cookies:
-it reads `?locale=`, then Accept-Language, then the default. Texts from rules/ carry their own
-translations; page texts come from screening/translations/<lang>/LC_MESSAGES/messages.po, compiled
-to .mo when the package is installed (setup.py) or, in a checkout, here at start-up when stale.
+Accept-Language, else the centre's default language (rules/centres/<slug>.toml), else English.
+The JSON API takes no cookies: it reads `?locale=`, then Accept-Language, then the default.
+Texts from rules/ carry their own translations; page texts come from
+screening/translations/<lang>/LC_MESSAGES/messages.po, compiled to .mo when the package is
+installed (setup.py) or, in a checkout, here at start-up when stale.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from babel.dates import format_date, format_time, get_datetime_format
-from flask import current_app, has_request_context, request
+from flask import current_app, has_app_context, has_request_context, request
 from flask_babel import Babel, get_locale
 
 from .rules import DEFAULT_LOCALE, LOCALES
@@ -32,10 +33,13 @@ TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 babel = Babel()
 
 
-def default_language() -> str:
-    """The centre's default language (SCREENING_DEFAULT_LANGUAGE, checked at start-up in config.py).
-    Centres will bring their own default later; this is the one place that reads it."""
-    return current_app.config.get("DEFAULT_LANGUAGE") or DEFAULT_LOCALE
+def default_language(centre=None) -> str:
+    """The default language of `centre`, else of the centre this request serves (/c/<centre>/, else
+    the default centre), else English (the directory of several centres, with none chosen)."""
+    if centre is None and has_app_context():
+        from .public import current_centre  # public imports this module
+        centre = current_centre()
+    return centre.default_language if centre is not None else DEFAULT_LOCALE
 
 
 def _is_api() -> bool:

@@ -42,7 +42,7 @@ def answer_schema(q: Question) -> dict[str, Any]:
             "description": "free text; surrounding spaces are trimmed before the length is checked"}
 
 
-def _schemas(ruleset: RuleSet) -> dict[str, Any]:
+def _schemas(ruleset: RuleSet, centres: list[str]) -> dict[str, Any]:
     question_ids = [q.id for q in ruleset.questions]
     slugs = [s.slug for s in ruleset.services]
     # required questions that are always asked; follow-ups become required only when asked
@@ -51,6 +51,16 @@ def _schemas(ruleset: RuleSet) -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {"var": {"enum": [*question_ids, *SERVICE_VARS]},
                            **{t: {} for t in TESTS}}}
+    centre = {
+        "slug": {"enum": centres}, "name": STRING, "phone": STRING,
+        "email": {**STRING, "format": "email"}, "address": STRING,
+        "booking_url": {**STRING, "format": "uri", "description": "where clients book"},
+        "default_language": {"enum": list(LOCALES)},
+        "timezone": {**STRING, "description": "an IANA time zone"},
+        "services": {"type": "array", "items": _ref("CentreService"),
+                     "description": "the services this centre offers, with its pages for each"},
+        "links": _obj({"page": STRING, "api": STRING}),
+    }
     return {
         "Error": _obj({
             "error": {**STRING, "description": "a stable code (invalid_answers, not_found...)"},
@@ -69,6 +79,12 @@ def _schemas(ruleset: RuleSet) -> dict[str, Any]:
         }),
         "ServiceList": _obj({"locale": {"enum": list(LOCALES)}, "rules_version": STRING,
                              "services": {"type": "array", "items": _ref("Service")}}),
+        "CentreService": _obj({"slug": {"enum": slugs}, "name": STRING, "links": _ref("Links")}),
+        "Centre": _obj(centre),
+        "CentreDetail": _obj({"locale": {"enum": list(LOCALES)}, **centre},
+                             description="one centre, and the language of its texts"),
+        "CentreList": _obj({"locale": {"enum": list(LOCALES)},
+                            "centres": {"type": "array", "items": _ref("Centre")}}),
         "Condition": {
             "description": "when a question is asked, in the condition language of rules/ "
                            "(see screening/conditions.py)",
@@ -97,7 +113,10 @@ def _schemas(ruleset: RuleSet) -> dict[str, Any]:
         "Answers": _obj({q.id: answer_schema(q) for q in ruleset.questions}, required=always_required,
                         description="answers by question id; answers to questions that are not asked "
                                     "(a follow-up whose condition does not hold) are ignored"),
-        "EvaluateRequest": _obj({"service": {"enum": slugs}, "answers": _ref("Answers")}),
+        "EvaluateRequest": _obj({"service": {"enum": slugs}, "answers": _ref("Answers"),
+                                 "centre": {"enum": centres, "description": "the centre (its slug); left out: the "
+                                            "default centre. A service it does not offer is a 422"}},
+                                required=["service", "answers"]),
         "Reason": _obj({"rule": {"enum": [r.id for r in ruleset.rules]}, "outcome": {"enum": list(OUTCOMES)},
                         "message": STRING}),
         "Suggestion": _obj({"id": {"enum": [s.id for s in ruleset.suggestions]}, "service": {"enum": slugs},
@@ -108,6 +127,7 @@ def _schemas(ruleset: RuleSet) -> dict[str, Any]:
             "reasons": {"type": "array", "items": _ref("Reason")},
             "suggestions": {"type": "array", "items": _ref("Suggestion")},
             "service": {"enum": slugs},
+            "centre": {"enum": centres, "description": "the centre the answers were screened for"},
             "rules_version": STRING,
             "disclaimer": STRING,
         }),
@@ -120,16 +140,22 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     words = {400: "the request is malformed (see `fields`), or the locale is unknown",
-             404: "no such service", 413: "the body is larger than the server accepts",
+             404: "no such service or centre", 413: "the body is larger than the server accepts",
              415: "the body is not application/json",
-             422: "some answers are missing or invalid (`error` = invalid_answers, `fields` names each)"}
+             422: "some answers are missing or invalid (`error` = invalid_answers, `fields` names each), or the "
+                  "centre is unknown or does not offer the service (`error` = invalid_request, `fields` names it)"}
     responses = {str(c): _json(_ref("Error"), words[c]) for c in codes}
     responses["default"] = _json(_ref("Error"), "any other error (405, 500, 503...)")
     return responses
 
 
-def document(ruleset: RuleSet, *, prefix: str, server: str = "") -> dict[str, Any]:
-    """The whole OpenAPI document: `prefix` is the API's path, `server` where the app is mounted."""
+def document(ruleset: RuleSet, *, prefix: str, server: str = "", centres: list[str] | tuple[str, ...] = ()
+             ) -> dict[str, Any]:
+    """The whole OpenAPI document: `prefix` is the API's path, `server` where the app is mounted,
+    `centres` the slugs of the centres loaded."""
+    centres = list(centres)
+    centre = {"name": "centre", "in": "path", "required": True, "schema": {**STRING, "pattern": "^[a-z0-9-]+$"},
+              "description": "the centre's slug (its file name in rules/centres/)"}
     locale = {"name": "locale", "in": "query", "required": False, "schema": {"enum": list(LOCALES)},
               "description": "language of the texts; otherwise Accept-Language decides, then English"}
     slug = {"name": "slug", "in": "path", "required": True,
@@ -148,6 +174,16 @@ def document(ruleset: RuleSet, *, prefix: str, server: str = "") -> dict[str, An
             f"{prefix}/services": {"get": {
                 "operationId": "listServices", "summary": "The services catalogue", "parameters": [locale],
                 "responses": {"200": _json(_ref("ServiceList"), "the catalogue"), **_errors(400)},
+            }},
+            f"{prefix}/centres": {"get": {
+                "operationId": "listCentres", "summary": "The centres, with their contact and services",
+                "parameters": [locale],
+                "responses": {"200": _json(_ref("CentreList"), "every centre"), **_errors(400)},
+            }},
+            f"{prefix}/centres/{{centre}}": {"get": {
+                "operationId": "getCentre", "summary": "One centre: who it is, how to reach it, what it offers",
+                "parameters": [centre, locale],
+                "responses": {"200": _json(_ref("CentreDetail"), "the centre"), **_errors(400, 404)},
             }},
             f"{prefix}/questionnaire/{{slug}}": {"get": {
                 "operationId": "getQuestionnaire", "summary": "The questions for one service",
@@ -168,5 +204,5 @@ def document(ruleset: RuleSet, *, prefix: str, server: str = "") -> dict[str, An
                 "responses": {"200": _json({"type": "object"}, "the OpenAPI 3.1 document")},
             }},
         },
-        "components": {"schemas": _schemas(ruleset)},
+        "components": {"schemas": _schemas(ruleset, centres)},
     }

@@ -1,5 +1,10 @@
 """The client's side: the services, the questionnaire, and the result next to the service.
 
+Every page exists twice: un-prefixed for the default centre (SCREENING_DEFAULT_CENTRE, or the only
+one) and under /c/<centre>/ for any centre. Each view has both rules under one endpoint, so
+url_for('public.service', ...) inside a centre's page stays under its prefix (add_centre), and
+templates never need to know which form they were reached by. /centres is the directory.
+
 The result is the response to the POST and has no URL of its own: nothing of it is kept in the
 cookie session or reachable later. Check only stores nothing and is never limited; sharing stores
 once per form and content (nonce + fingerprint), at most SHARE_LIMIT_PER_HOUR times per address.
@@ -10,11 +15,14 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import unicodedata
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, g, has_request_context, render_template, request
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import NotFound
 
 from . import db, engine, forms, i18n, notify
 from .rules import RuleSet
@@ -32,11 +40,70 @@ def locale() -> str:
     return i18n.current()
 
 
+def centres() -> dict:
+    """Every centre, by slug, in the order of their names (screening/centres.py)."""
+    return current_app.extensions["screening.centres"]
+
+
+def current_centre():
+    """The centre this request serves: g.centre on the /c/<centre>/ routes, else the default
+    centre (SCREENING_DEFAULT_CENTRE, or the only one), else None."""
+    centre = g.get("centre")
+    if isinstance(centre, str):     # a slug rather than the Centre itself
+        centre = current_app.extensions["screening.centres"].get(centre)
+    return centre if centre is not None else current_app.extensions.get("screening.default_centre")
+
+
+class NotOffered(NotFound):
+    """A service that exists, but not at this centre (or no centre was chosen): a 404 page that
+    links to the centres that offer it."""
+
+    def __init__(self, service, offering):
+        super().__init__()
+        self.service, self.offering = service, offering
+
+
 def service_or_404(slug: str):
+    """The service, when the current centre offers it; else a 404 (NotOffered when it exists)."""
     service = ruleset().service(slug)
     if service is None:
         abort(404)
+    centre = current_centre()
+    if centre is None or not centre.offers(slug):
+        raise NotOffered(service, [c for c in centres().values() if c.offers(slug)])
     return service
+
+
+@bp.url_value_preprocessor
+def pick_centre(endpoint, values):
+    """/c/<centre>/...: the centre goes to g.centre (views never see it); an unknown one is a 404."""
+    if values and "centre" in values:
+        slug = values.pop("centre")
+        centre = centres().get(slug)
+        if centre is None:
+            g.unknown_centre = True     # its 404 page must not show the default centre as this one
+            abort(404)
+        g.centre = centre
+
+
+@bp.url_defaults
+def add_centre(endpoint, values):
+    """Inside /c/<centre>/ pages, every link to a public page stays under that centre's prefix."""
+    centre = g.get("centre") if g else None
+    if centre is not None and "centre" not in values and endpoint in PREFIXED:
+        values["centre"] = centre.slug
+
+
+@bp.app_errorhandler(NotOffered)
+def not_offered(e: NotOffered):
+    """The 404 page for a service this centre does not offer, with links to the centres that do."""
+    return render_template("error.html", status=404, code="not_offered", service=e.service,
+                           offering=e.offering), 404
+
+
+def fold(text: str) -> str:
+    """Text for matching: case and accents ignored ("Núria" and "NURIA" both give "nuria")."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(ch))
 
 
 @bp.app_context_processor
@@ -44,15 +111,60 @@ def template_helpers():
     """Let templates read translated texts: t(text) for a Text, txt('key') for rules/texts.toml."""
     loc = locale()
     return {"t": lambda text: text.get(loc) if text is not None else "",
-            "txt": lambda key: ruleset().text(key, loc), "locale": loc, "ruleset": ruleset()}
+            "txt": lambda key: ruleset().text(key, loc), "locale": loc, "ruleset": ruleset(),
+            "page_centre": _page_centre(), "several_centres": len(centres()) > 1}
+
+
+def _page_centre():
+    """The centre whose name and contact the page shows: the current one on public pages (error
+    pages included), none on staff pages (they say whose staff they are) or without a request."""
+    if not has_request_context() or request.path.startswith(("/staff", "/api/")):
+        return None
+    if request.endpoint == "public.directory" or g.get("unknown_centre"):
+        return None                     # the directory speaks for no one centre
+    return current_centre()
 
 
 @bp.get("/")
+@bp.get("/c/<centre>/")
 def index():
-    return render_template("public/index.html", services=ruleset().services)
+    """The services of the current centre; with several centres and no default, the directory."""
+    centre = current_centre()
+    if centre is None:
+        return directory()
+    return render_template("public/index.html", services=[s for s in ruleset().services if centre.offers(s.slug)])
+
+
+DIRECTORY_PAGE = 50      # centres per page of the directory (an installation may list a thousand)
+
+
+@bp.get("/centres")
+def directory():
+    """The directory of centres, searchable by name (or address) and by service; a GET form."""
+    rs, loc = ruleset(), locale()
+    query = (request.args.get("q") or "").strip()[:100]
+    service = request.args.get("service") or ""
+    if rs.service(service) is None:
+        service = ""                     # an unknown service in the URL: no filter, not an error
+    words = fold(query).split()
+    found = []
+    for centre in centres().values():
+        if service and not centre.offers(service):
+            continue
+        offered = [rs.service(slug) for slug in centre.services]
+        haystack = fold(" ".join([centre.name, centre.address, *(s.name.get(loc) for s in offered)]))
+        if all(word in haystack for word in words):
+            found.append((centre, offered))
+    pages = max(1, -(-len(found) // DIRECTORY_PAGE))
+    page = request.args.get("page", "1")
+    page = min(int(page), pages) if page.isdigit() and int(page) >= 1 else 1
+    return render_template("public/centres.html", found=found[(page - 1) * DIRECTORY_PAGE:page * DIRECTORY_PAGE],
+                           matches=len(found), page=page, pages=pages, query=query, service=service,
+                           services=rs.services, total=len(centres()))
 
 
 @bp.get("/services/<slug>")
+@bp.get("/c/<centre>/services/<slug>")
 def service(slug):
     return render_template("public/service.html", service=service_or_404(slug))
 
@@ -71,6 +183,7 @@ def _render_form(service, form, *, errors=None, status=200, expired=False):
 
 
 @bp.get("/screening/<slug>")
+@bp.get("/c/<centre>/screening/<slug>")
 def questionnaire(slug):
     service = service_or_404(slug)
     form = forms.questionnaire_form_class(ruleset())(formdata=None)
@@ -79,6 +192,7 @@ def questionnaire(slug):
 
 
 @bp.post("/screening/<slug>")
+@bp.post("/c/<centre>/screening/<slug>")
 def submit(slug):
     service = service_or_404(slug)
     rs = ruleset()
@@ -90,8 +204,11 @@ def submit(slug):
     if errors or share_errors:
         return _render_form(service, form, errors={**errors, **share_errors}, status=422)
 
+    centre = current_centre()
     decision = engine.evaluate(rs, service, answers)
-    made_at = datetime.now(ZoneInfo(current_app.config["TIMEZONE"]))
+    # suggest only services this centre offers: a link to another centre's massage would be a 404
+    decision = replace(decision, suggestions=tuple(s for s in decision.suggestions if centre.offers(s.service)))
+    made_at = datetime.now(ZoneInfo(centre.timezone))
     shared, status, headers = None, 200, {}
     if form.share.data == "yes":
         try:
@@ -156,9 +273,14 @@ def csrf_expired(e):
     """A missing or expired token stores nothing; the questionnaire comes back with the answers kept."""
     if request.method == "POST" and request.endpoint == "public.submit":
         service = ruleset().service(request.view_args.get("slug", ""))
-        if service is not None:
+        centre = current_centre()
+        if service is not None and centre is not None and centre.offers(service.slug):
             form = forms.questionnaire_form_class(ruleset())()    # the posted answers, and a fresh token
             if not forms.NONCE_RE.match(form.nonce.data or ""):
                 form.nonce.data = forms.new_nonce()
             return _render_form(service, form, status=400, expired=True)
     return render_template("error.html", status=400, code="csrf"), 400
+
+
+# the endpoints that also exist under /c/<centre>/ (add_centre keeps their links there)
+PREFIXED = {f"{bp.name}.{name}" for name in ("index", "service", "questionnaire", "submit")}

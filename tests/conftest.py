@@ -3,6 +3,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from screening import create_app
 from screening import db as dbmod
@@ -36,6 +38,23 @@ def edit(folder: Path, file: str, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {file}"
     path.write_text(text.replace(old, new, 1))
+
+
+class EnglishClient(FlaskClient):
+    """A test client whose requests say `Accept-Language: en` unless a test says otherwise: the
+    shipped centre's default language is Catalan, and most tests read the English texts.
+    `app.test_client(accept_language=None)` gives a client that names no language."""
+
+    def __init__(self, *args, accept_language: str | None = "en", **kwargs):
+        super().__init__(*args, **kwargs)
+        if accept_language:
+            self.environ_base["HTTP_ACCEPT_LANGUAGE"] = accept_language
+
+
+@pytest.fixture(autouse=True)
+def _english_test_clients(monkeypatch):
+    """Every app's test_client() is an EnglishClient (apps built by create_app directly too)."""
+    monkeypatch.setattr(Flask, "test_client_class", EnglishClient)
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
-from conftest import RED_FLAGS, all_no, logged_in_client
+from conftest import RED_FLAGS, all_no, edit, logged_in_client
 
-from screening import config, notify
+from screening import notify
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "screening" / "translations"
@@ -48,9 +48,18 @@ def switch(response) -> list[dict]:
 
 # --- choosing the language ---------------------------------------------------------------------
 
+@pytest.fixture
+def centre_in(make_app, rules_copy):
+    """centre_in(lang, **settings): an app whose (only) centre's default language is `lang`."""
+    def build(lang, **settings):
+        edit(rules_copy, "centres/exemple-barcelona.toml", 'default_language = "ca"', f'default_language = "{lang}"')
+        return make_app(RULES_DIR=str(rules_copy), **settings)
+    return build
+
+
 @pytest.mark.parametrize("lang", LANGS)
-def test_lang_parameter_chooses_the_language_over_browser_and_default(make_app, lang):
-    client = make_app(DEFAULT_LANGUAGE="es" if lang != "es" else "ca").test_client()
+def test_lang_parameter_chooses_the_language_over_browser_and_default(centre_in, lang):
+    client = centre_in("es" if lang != "es" else "ca").test_client()
     response = client.get(f"/?lang={lang}", headers={"Accept-Language": "ca" if lang != "ca" else "en"})
     assert h1(response) == INDEX_H1[lang]
     assert html_lang(response) == lang
@@ -67,29 +76,25 @@ def test_the_lang_cookie_remembers_the_choice_on_the_next_pages(client, lang):
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_accept_language_chooses_when_there_is_no_lang_parameter_or_cookie(make_app, lang):
-    client = make_app(DEFAULT_LANGUAGE="es" if lang != "es" else "ca").test_client()
+def test_accept_language_chooses_when_there_is_no_lang_parameter_or_cookie(centre_in, lang):
+    client = centre_in("es" if lang != "es" else "ca").test_client()
     response = client.get("/", headers={"Accept-Language": f"de, {lang};q=0.8, fr;q=0.5"})
     assert h1(response) == INDEX_H1[lang]
     assert html_lang(response) == lang
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_the_default_language_when_the_browser_names_none_we_have(make_app, lang):
-    client = make_app(DEFAULT_LANGUAGE=lang).test_client()
+def test_the_centres_language_when_the_browser_names_none_we_have(centre_in, lang):
+    client = centre_in(lang).test_client(accept_language=None)
     for headers in ({}, {"Accept-Language": "de, fr;q=0.5"}):
         response = client.get("/", headers=headers)
         assert h1(response) == INDEX_H1[lang]
         assert html_lang(response) == lang
 
 
-def test_english_when_nothing_is_said(client):
-    assert html_lang(client.get("/")) == "en"
-
-
-def test_an_unknown_default_language_stops_the_start(make_app):
-    with pytest.raises(config.SettingsError, match="SCREENING_DEFAULT_LANGUAGE: must be one of en, ca, es"):
-        make_app(DEFAULT_LANGUAGE="fr")
+def test_the_shipped_centre_speaks_catalan_when_nothing_is_said(app):
+    response = app.test_client(accept_language=None).get("/")
+    assert html_lang(response) == "ca" and h1(response) == INDEX_H1["ca"]
 
 
 def test_the_cookie_holds_only_the_language_and_is_not_the_session(client):
@@ -199,8 +204,8 @@ def test_the_api_answers_in_the_browser_language_and_says_so(client, lang):
     assert evaluated.get_json()["outcome"] == "proceed"          # codes never change
 
 
-def test_the_api_ignores_the_lang_cookie_and_falls_back_to_the_default_language(make_app):
-    client = make_app(DEFAULT_LANGUAGE="es").test_client()
+def test_the_api_ignores_the_lang_cookie_and_falls_back_to_the_default_language(centre_in):
+    client = centre_in("es").test_client(accept_language=None)
     client.get("/?lang=ca")
     response = client.get("/api/v1/services")
     assert response.headers["Content-Language"] == "es"
@@ -220,8 +225,8 @@ def test_the_result_time_is_written_the_way_each_language_writes_dates(client):
         assert re.search(pattern, shown), (lang, shown)
 
 
-def test_a_notice_is_written_in_the_centres_default_language(make_app):
-    app = make_app(DEFAULT_LANGUAGE="es", NOTIFY_TO="centre@example.org", SMTP_HOST="localhost")
+def test_a_notice_is_written_in_the_centres_default_language(centre_in):
+    app = centre_in("es", NOTIFY_TO="centre@example.org", SMTP_HOST="localhost")
     with app.app_context():
         message = notify.compose(app, {"id": 7, "reference": "K7QF-M3XA", "service": "back-massage",
                                        "outcome": "tell_centre"})

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from conftest import RED_FLAGS, SLUGS, all_no
+from conftest import RED_FLAGS, SLUGS, all_no, edit
 
 
 def outcomes(html):
@@ -317,8 +317,9 @@ def test_a_body_over_the_size_limit_is_refused_with_413_and_nothing_is_stored(cl
 
 
 @pytest.mark.parametrize("zone,offset", [("Asia/Tokyo", "+09:00"), ("UTC", "+00:00")])
-def test_the_result_shows_when_it_was_made_on_the_centres_clock(make_app, zone, offset):
-    client = make_app(TIMEZONE=zone).test_client()
+def test_the_result_shows_when_it_was_made_on_the_centres_clock(make_app, rules_copy, zone, offset):
+    edit(rules_copy, "centres/exemple-barcelona.toml", 'timezone = "Europe/Madrid"', f'timezone = "{zone}"')
+    client = make_app(RULES_DIR=str(rules_copy)).test_client()
     html = client.post("/screening/back-massage", data=all_no()).text
     stamp = re.search(r'<time datetime="([^"]+)"', html).group(1)
     assert stamp.endswith(offset)
