@@ -142,7 +142,8 @@ def test_an_example_with_unanswered_red_flags_is_caught(rules_copy):
 def test_an_optional_pregnancy_question_is_caught(rules_copy):
     edit(rules_copy, "questions.toml", 'id = "pregnant"\ntype = "yes_no_unsure"\nrequired = true',
          'id = "pregnant"\ntype = "yes_no_unsure"\nrequired = false')
-    assert problems(rules_copy) == ["questions.toml: question 'pregnant': rules read it but it is not required, "
+    assert problems(rules_copy) == ["questions.toml: question 'pregnant': must be required: unanswered is never 'no'",
+                                    "questions.toml: question 'pregnant': rules read it but it is not required, "
                                     "so leaving it blank would count as no"]
 
 
