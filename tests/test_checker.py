@@ -214,3 +214,89 @@ def test_a_rule_that_forgets_not_sure_is_caught(rules_copy):
     found = problems(rules_copy)
     assert any(p.startswith("rules.toml: rule 'radiating_pain': changing radiating_pain from yes to not_sure lowers "
                             "the outcome from consult_professional to proceed") for p in found)
+
+
+# --- the screening policy (screening/policy.py), proved with examples.toml emptied -----------------
+
+def without_examples(folder: Path) -> Path:
+    """Empty examples.toml, so that whatever is found is found by the checker itself."""
+    (folder / "examples.toml").write_text("")
+    return folder
+
+
+def remove_entry(folder: Path, file: str, header: str, entry_id: str) -> None:
+    """Delete the [[header]] table whose first line after the header is `id = "entry_id"`."""
+    path = folder / file
+    text = path.read_text()
+    start = text.index(f'[[{header}]]\nid = "{entry_id}"\n')
+    end = text.find("\n[[", start + 1)
+    path.write_text(text[:start] + (text[end + 1:] if end != -1 else ""))
+
+
+def test_the_shipped_rules_prove_the_policy_without_any_example(rules_copy):
+    assert problems(without_examples(rules_copy)) == []
+
+
+POLICY_BREACHES = {
+    "fever made clearable": (
+        lambda d: edit_entry(d, "rules.toml", "fever", 'outcome = "consult_professional"\n',
+                             'outcome = "consult_professional"\nclearable = true\ncleared_message = "Fine."\n'),
+        "rules.toml: red flag 'fever': answered yes or not sure, it does not give consult_professional when a "
+        "professional's clearance is given: it must never be cleared, e.g. for "),
+    "a clearance to proceed": (
+        lambda d: edit(d, "rules.toml", '[clearance]\nquestion = "professional_cleared"\noutcome = "tell_centre"',
+                       '[clearance]\nquestion = "professional_cleared"\noutcome = "proceed"'),
+        "rules.toml: [clearance]: with a red flag raised, a professional's clearance gives proceed, e.g. for "),
+    "a red flag's rule removed": (
+        lambda d: remove_entry(d, "rules.toml", "rules", "skin_problem_in_area"),
+        "rules.toml: red flag 'skin_problem_in_area': answered yes or not sure without a professional's "
+        "clearance, it does not give consult_professional, e.g. for "),
+    "fever lowered to tell the centre": (
+        lambda d: edit_entry(d, "rules.toml", "fever", 'outcome = "consult_professional"', 'outcome = "tell_centre"'),
+        "rules.toml: red flag 'fever': answered yes or not sure without a professional's clearance, it does not "
+        "give consult_professional, e.g. for "),
+    "fever no longer marked a red flag": (
+        lambda d: edit_entry(d, "questions.toml", "fever", "red_flag = true\n", ""),
+        "questions.toml: question 'fever': must be marked red_flag = true (a red flag of the policy)"),
+    "not sure dropped from fever (yes/no, no longer a red flag)": (
+        lambda d: (edit_entry(d, "questions.toml", "fever", 'type = "yes_no_unsure"\nred_flag = true',
+                              'type = "yes_no"\nrequired = true'),
+                   edit(d, "rules.toml", 'var = "fever", in = ["yes", "not_sure"]', 'var = "fever", equals = "yes"')),
+        "questions.toml: question 'fever': must offer yes, no and not sure (type = 'yes_no_unsure'): 'not sure' "
+        "counts as yes"),
+    "a red flag asked of some services only": (
+        lambda d: edit_entry(d, "questions.toml", "skin_problem_in_area", "red_flag = true\n",
+                             'red_flag = true\nasked_when = { var = "service.slug", equals = "back-massage" }\n'),
+        "questions.toml: question 'skin_problem_in_area': must be asked of every client: remove 'asked_when'"),
+    "a red flag question removed": (
+        lambda d: (remove_entry(d, "questions.toml", "questions", "ongoing_diagnosis"),
+                   remove_entry(d, "rules.toml", "rules", "ongoing_diagnosis"),
+                   edit(d, "questions.toml", '  { var = "ongoing_diagnosis", in = ["yes", "not_sure"] },\n', "")),
+        "questions.toml: question 'ongoing_diagnosis': missing: the screening policy needs this red-flag question"),
+    "pregnancy no longer tells the centre": (
+        lambda d: remove_entry(d, "rules.toml", "rules", "pregnancy"),
+        "rules.toml: question 'pregnant': answered yes or not sure, it does not give at least tell_centre, e.g. "),
+    "the pregnancy follow-up not asked when not sure": (
+        lambda d: edit(d, "questions.toml", 'asked_when = { var = "pregnant", in = ["yes", "not_sure"] }',
+                       'asked_when = { var = "pregnant", equals = "yes" }'),
+        "questions.toml: question 'pregnancy_complicated': not asked when pregnant is yes or not sure, e.g. "),
+    "a not sure answer no reason names": (
+        lambda d: edit_entry(d, "rules.toml", "radiating_pain", 'about = "radiating_pain"\n', ""),
+        "rules.toml: question 'radiating_pain': answered not sure, no reason says so (no rule with about = "
+        "'radiating_pain' fires), e.g. "),
+}
+
+
+@pytest.mark.parametrize("case", POLICY_BREACHES.values(), ids=POLICY_BREACHES.keys())
+def test_a_breach_of_the_policy_is_caught_without_any_example(rules_copy, case):
+    change, expected = case
+    change(without_examples(rules_copy))
+    found = problems(rules_copy)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_fever_stays_consult_when_cleared_alongside_another_red_flag(rules):
+    # the counterexample the policy looks for, run through the engine: it holds for the shipped rules
+    answers = {**{q.id: "no" for q in rules.questions if q.red_flag and not q.follow_up}, "pregnant": "no",
+               "fever": "yes", "intense_pain": "yes", "professional_cleared": "yes"}
+    assert engine.screen(rules, "back-massage", answers).outcome.code == "consult_professional"
