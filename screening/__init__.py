@@ -8,7 +8,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, db, security
+from . import checker, config, db, security
 from .rules import load_rules
 
 csrf = CSRFProtect()
@@ -38,7 +38,12 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
+    ruleset = load_rules(app.config["RULES_DIR"])
+    # the same proof as `screening check-rules`: rules not proven safe are never served. Its
+    # verdict is remembered per rules version and code, in the process and (outside tests, which
+    # must not write the checkout's instance/) in the instance folder.
+    checker.prove(ruleset, cache_dir=None if app.testing else app.instance_path)
+    app.extensions["screening.rules"] = ruleset
     db.init_app(app)
     security.init_app(app)   # first: its body-size check must run before CSRFProtect reads the form
     csrf.init_app(app)

@@ -46,16 +46,22 @@ the group to prove that the bit sets and the engine agree.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import random
 import re
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from . import engine, policy
+from . import conditions, engine, policy, rules
 from .conditions import All, Any_, Condition, Not, Test
-from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RuleSet, Text
+from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RulesError, RuleSet, Text
 
 RULES_FILE, QUESTIONS_FILE, EXAMPLES_FILE = "rules.toml", "questions.toml", "examples.toml"
 
@@ -610,3 +616,82 @@ def check(ruleset: RuleSet) -> Report:
     _check_wording(ruleset, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+# --- the proof at start-up ---------------------------------------------------------------------
+
+class RulesRefused(RulesError):
+    """The rules load, but `check` finds problems: str() is one 'file: entry: problem' line each,
+    exactly as `screening check-rules` prints them."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        first = self.problems[0]
+        super().__init__(first.file, first.entry, first.problem)
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self.problems))
+
+
+PROOF_FILE = "rules-proven"          # in the instance folder: the key of the last rule set proven safe
+_verdicts: dict[str, tuple[Problem, ...]] = {}      # proof key -> problems (empty: proven), this process
+_verdicts_lock = threading.Lock()
+_code_hash: str | None = None
+
+
+def code_hash() -> str:
+    """A hash of the source of every module the proof depends on: changed code is proved anew."""
+    global _code_hash
+    if _code_hash is None:
+        digest = hashlib.sha256()
+        for module in (sys.modules[__name__], conditions, engine, policy, rules):
+            digest.update(Path(module.__file__).read_bytes())
+        _code_hash = digest.hexdigest()[:16]
+    return _code_hash
+
+
+def proof_key(ruleset: RuleSet) -> str:
+    """What a verdict is valid for: these rule files (their version) judged by this code."""
+    return f"{ruleset.version}-{code_hash()}"
+
+
+def prove(ruleset: RuleSet, cache_dir: str | None = None) -> None:
+    """Raise RulesRefused unless `check` passes: the same proof as `screening check-rules`.
+
+    The verdict is remembered in this process per proof key (tests build many apps on the same
+    rules), and a passing one is also written to `cache_dir/rules-proven` so that the next start
+    (each gunicorn worker, each restart) on the same rules and code reads it instead of proving
+    again. A key never seen is always proved: the cache can only skip a proof already made.
+    """
+    key = proof_key(ruleset)
+    with _verdicts_lock:           # threads building apps at once prove a rule set once
+        if key not in _verdicts:
+            if cache_dir is not None and _read_proof(cache_dir) == key:
+                _verdicts[key] = ()
+            else:
+                _verdicts[key] = tuple(check(ruleset).problems)
+                if cache_dir is not None and not _verdicts[key]:
+                    _write_proof(cache_dir, key)
+        problems = _verdicts[key]
+    if problems:
+        raise RulesRefused(list(problems))
+
+
+def _read_proof(cache_dir: str) -> str | None:
+    """The key written by the last passing proof, or None."""
+    try:
+        return (Path(cache_dir) / PROOF_FILE).read_text().strip()
+    except OSError:
+        return None
+
+
+def _write_proof(cache_dir: str, key: str) -> None:
+    """Record a passing proof, atomically (workers starting together may all write it)."""
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".rules-proven-")
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        os.replace(tmp, Path(cache_dir) / PROOF_FILE)
+    except OSError:
+        pass            # an unwritable instance folder only means proving again at the next start

@@ -305,13 +305,20 @@ def parse_text(value, fail, key):
     return Text(value)
 
 
-def _read_file(directory: Path, name: str) -> dict:
-    path = directory / name
+def _read_file(directory: Path, name: str) -> bytes:
+    """The bytes of one rule file, or RulesError when it is missing."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return (directory / name).read_bytes()
     except FileNotFoundError:
         raise RulesError(name, "(file)", f"missing from {directory}") from None
+
+
+def _parse_file(name: str, content: bytes) -> dict:
+    """One rule file's TOML document, or RulesError naming what is wrong with it."""
+    try:
+        return tomllib.loads(content.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RulesError(name, "(file)", f"not UTF-8 text: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise RulesError(name, "(file)", f"not valid TOML: {e}") from None
 
@@ -346,11 +353,17 @@ def _check_unique(file, kind, ids):
 
 def rules_version(directory: Path) -> str:
     """A short hash of every rule file: it changes whenever any of them changes."""
+    directory = Path(directory)
+    return _version({name: (directory / name).read_bytes() if (directory / name).exists() else b""
+                     for name in RULE_FILES})
+
+
+def _version(contents: dict[str, bytes]) -> str:
+    """The rules version of these file contents (see rules_version)."""
     digest = hashlib.sha256()
     for name in RULE_FILES:
-        path = directory / name
         digest.update(name.encode() + b"\0")
-        digest.update(path.read_bytes() if path.exists() else b"")
+        digest.update(contents.get(name, b""))
     return digest.hexdigest()[:12]
 
 
@@ -360,8 +373,10 @@ def load_rules(directory: str | Path) -> RuleSet:
     """Read and validate every rule file in `directory`; raise RulesError on the first problem."""
     directory = Path(directory)
     # services first: a folder that is not a rules folder at all is reported by its first file
-    documents = {name: _read_file(directory, name) for name in LOAD_ORDER}
-    return parse_rules(documents, version=rules_version(directory), directory=str(directory))
+    contents = {name: _read_file(directory, name) for name in LOAD_ORDER}
+    documents = {name: _parse_file(name, content) for name, content in contents.items()}
+    # the version is the hash of the very bytes parsed: the start-up proof is remembered by it
+    return parse_rules(documents, version=_version(contents), directory=str(directory))
 
 
 def parse_rules(documents: dict[str, dict], *, version: str, directory: str) -> RuleSet:

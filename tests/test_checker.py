@@ -1,5 +1,6 @@
 """The exhaustive checker behind `screening check-rules`: the shipped rules pass, and each kind of
 unsafe or broken rule set is caught with the file and entry to fix."""
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -300,3 +301,75 @@ def test_fever_stays_consult_when_cleared_alongside_another_red_flag(rules):
     answers = {**{q.id: "no" for q in rules.questions if q.red_flag and not q.follow_up}, "pregnant": "no",
                "fever": "yes", "intense_pain": "yes", "professional_cleared": "yes"}
     assert engine.screen(rules, "back-massage", answers).outcome.code == "consult_professional"
+
+
+# --- the proof at start-up: remembered per rules version and code, never skipped for a new one -----
+
+@pytest.fixture
+def proofs(monkeypatch):
+    """A fresh in-process memory of verdicts, and a count of the proofs actually run."""
+    from screening import checker
+    monkeypatch.setattr(checker, "_verdicts", {})
+    runs = []
+    real_check = checker.check
+
+    def counting_check(ruleset):
+        runs.append(ruleset.version)
+        return real_check(ruleset)
+
+    monkeypatch.setattr(checker, "check", counting_check)
+    return runs
+
+
+def test_the_start_up_proof_runs_once_per_rules_version(proofs, make_app, rules_copy):
+    make_app()
+    make_app()
+    assert len(proofs) == 1
+    edit_entry(rules_copy, "rules.toml", "fever", 'message = { en = "', 'message = { en = "Stay home. ')
+    make_app(RULES_DIR=str(rules_copy))
+    assert len(proofs) == 2                     # a new version is proved, never assumed
+
+
+def test_a_refused_rule_set_stays_refused_without_proving_again(proofs, make_app, rules_copy):
+    from screening.checker import RulesRefused
+    edit_entry(rules_copy, "rules.toml", "fever", 'outcome = "consult_professional"', 'outcome = "tell_centre"')
+    for _ in range(2):
+        with pytest.raises(RulesRefused, match=r"^rules.toml: red flag 'fever': answered yes or not sure without"):
+            make_app(RULES_DIR=str(rules_copy))
+    assert len(proofs) == 1
+
+
+def test_a_passing_proof_is_kept_in_the_instance_folder_and_read_at_the_next_start(proofs, rules, tmp_path,
+                                                                                   monkeypatch):
+    from screening import checker
+    checker.prove(rules, cache_dir=str(tmp_path))
+    assert (tmp_path / "rules-proven").read_text().strip() == checker.proof_key(rules)
+    monkeypatch.setattr(checker, "_verdicts", {})          # a new process (a worker, a restart)
+    checker.prove(rules, cache_dir=str(tmp_path))
+    assert len(proofs) == 1
+
+
+def test_a_proof_on_disk_for_other_rules_or_code_is_not_trusted(proofs, rules, tmp_path, monkeypatch):
+    from screening import checker
+    (tmp_path / "rules-proven").write_text(f"{rules.version}-0000000000000000\n")    # same rules, older code
+    checker.prove(rules, cache_dir=str(tmp_path))
+    assert len(proofs) == 1
+    monkeypatch.setattr(checker, "_verdicts", {})
+    monkeypatch.setattr(checker, "_code_hash", "another-checker")                   # the code changed since
+    checker.prove(rules, cache_dir=str(tmp_path))
+    assert len(proofs) == 2
+
+
+def test_a_refused_rule_set_is_never_written_as_proven(proofs, rules_copy, tmp_path):
+    from screening import checker
+    edit_entry(rules_copy, "rules.toml", "fever", 'outcome = "consult_professional"', 'outcome = "tell_centre"')
+    with pytest.raises(checker.RulesRefused):
+        checker.prove(load_rules(rules_copy), cache_dir=str(tmp_path))
+    assert not (tmp_path / "rules-proven").exists()
+
+
+def test_the_proof_key_follows_the_checker_and_engine_source():
+    from screening import checker, conditions, policy, rules
+    digest = checker.code_hash()
+    sources = [Path(m.__file__).read_bytes() for m in (checker, conditions, engine, policy, rules)]
+    assert digest == hashlib.sha256(b"".join(sources)).hexdigest()[:16]
