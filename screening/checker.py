@@ -61,7 +61,7 @@ from typing import Any
 
 from . import conditions, engine, policy, rules
 from .conditions import All, Any_, Condition, Not, Test
-from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RulesError, RuleSet, Text
+from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RulesError, RuleSet, Text, missing_translations
 
 RULES_FILE, QUESTIONS_FILE, EXAMPLES_FILE = "rules.toml", "questions.toml", "examples.toml"
 
@@ -614,6 +614,8 @@ def check(ruleset: RuleSet) -> Report:
     _check_required_questions(ruleset, report)
     _check_examples(ruleset, report)
     _check_wording(ruleset, report)
+    for file, entry, problem in missing_translations(ruleset):   # SPEC "Languages"
+        report.add(file, entry, problem)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -326,7 +326,8 @@ def test_a_mutation_is_refused_accepted_unchanged_or_seen_to_change_outcomes():
     assert verdict("rules.toml", TEXTS["rules.toml"]) == ("same outcomes", "")
     # a rule that passes every check but tells the centre about a medium pressure is a change
     extra = ('\n[[rules]]\nid = "medium"\nwhen = { var = "preferred_intensity", equals = "medium" }\n'
-             'outcome = "tell_centre"\nmessage = "Say so."\nsource = "a test"\n')
+             'outcome = "tell_centre"\nmessage = { en = "Say so.", ca = "Digues-ho.", es = "Dilo." }\n'
+             'source = "a test"\n')
     result, where = verdict("rules.toml", TEXTS["rules.toml"] + extra)
     assert result == "CHANGED OUTCOMES"
     assert set(where.replace(",", "").split()) == {s.slug for s in baseline().services}
