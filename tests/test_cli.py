@@ -127,6 +127,7 @@ REFUSED = {
                                              'outcome = "proceed"\n\n[[rules]]'),
     "the fever rule's header mistyped": lambda d: edit(d, "rules.toml", '[[rules]]\nid = "fever"',
                                                         '[[rule]]\nid = "fever"'),
+    "a question without its Catalan text": lambda d: edit(d, "questions.toml", 'ca = "Tens febre?", ', ""),
 }
 
 
