@@ -294,7 +294,8 @@ def test_the_scanner_finds_exactly_the_keys_tomllib_reads():
     for name, text in TEXTS.items():
         keys, headers, statements = scan(text)
         assert {text[s:e] for s, e, *_ in keys} == every_key(DOCUMENTS[name], set()), name
-        for start, end, *_ in keys:             # each is a key: renaming it renames a key
+        kinds = {(text[s:e], path): (s, e) for s, e, path, _ in reversed(keys)}     # first of each kind
+        for start, end in kinds.values():       # each is a key: renaming it renames a key
             assert "zz_sentinel" in every_key(tomllib.loads(text[:start] + "zz_sentinel" + text[end:]), set())
         for start, end in statements:           # each statement stands on its own
             assert len(tomllib.loads(text[start:end])) == 1
@@ -324,10 +325,11 @@ def test_every_single_token_typo_is_refused_or_changes_no_outcome(name, kind):
 def test_a_mutation_is_refused_accepted_unchanged_or_seen_to_change_outcomes():
     # the unchanged files are accepted with the same outcomes
     assert verdict("rules.toml", TEXTS["rules.toml"]) == ("same outcomes", "")
-    # a rule that passes every check but tells the centre about a medium pressure is a change
-    extra = ('\n[[rules]]\nid = "medium"\nwhen = { var = "preferred_intensity", equals = "medium" }\n'
-             'outcome = "tell_centre"\nmessage = { en = "Say so.", ca = "Digues-ho.", es = "Dilo." }\n'
-             'source = "a test"\n')
+    # a rule that passes every check (and every example) but sends pregnant clients who prefer
+    # light pressure to a professional is a change, seen for every service
+    extra = ('\n[[rules]]\nid = "light_and_pregnant"\nwhen = { all = [{ var = "preferred_intensity", equals = '
+             '"light" }, { var = "pregnant", in = ["yes", "not_sure"] }] }\noutcome = "consult_professional"\n'
+             'message = { en = "Ask.", ca = "Pregunta.", es = "Pregunta." }\nsource = "a test"\n')
     result, where = verdict("rules.toml", TEXTS["rules.toml"] + extra)
     assert result == "CHANGED OUTCOMES"
     assert set(where.replace(",", "").split()) == {s.slug for s in baseline().services}
