@@ -635,7 +635,7 @@ class RulesRefused(RulesError):
         return "\n".join(map(str, self.problems))
 
 
-PROOF_FILE = "rules-proven"          # in the instance folder: the key of the last rule set proven safe
+PROOF_FILE = "rules-proven"          # beside the database: the key of the last rule set proven safe
 _verdicts: dict[str, tuple[Problem, ...]] = {}      # proof key -> problems (empty: proven), this process
 _verdicts_lock = threading.Lock()
 _code_hash: str | None = None
@@ -690,10 +690,9 @@ def _read_proof(cache_dir: str) -> str | None:
 def _write_proof(cache_dir: str, key: str) -> None:
     """Record a passing proof, atomically (workers starting together may all write it)."""
     try:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".rules-proven-")
         with os.fdopen(fd, "w") as f:
             f.write(key + "\n")
         os.replace(tmp, Path(cache_dir) / PROOF_FILE)
     except OSError:
-        pass            # an unwritable instance folder only means proving again at the next start
+        pass            # a folder not there yet or unwritable only means proving again at the next start

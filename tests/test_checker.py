@@ -374,3 +374,12 @@ def test_the_proof_key_follows_the_checker_and_engine_source():
     digest = checker.code_hash()
     sources = [Path(m.__file__).read_bytes() for m in (checker, conditions, engine, policy, rules)]
     assert digest == hashlib.sha256(b"".join(sources)).hexdigest()[:16]
+
+
+def test_start_up_keeps_its_proof_beside_the_database_for_the_next_worker(proofs, make_app, tmp_path, monkeypatch):
+    from screening import checker
+    app = make_app()
+    assert (tmp_path / "rules-proven").read_text().strip() == checker.proof_key(app.extensions["screening.rules"])
+    monkeypatch.setattr(checker, "_verdicts", {})          # another worker process
+    make_app()
+    assert len(proofs) == 1
