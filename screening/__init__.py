@@ -51,9 +51,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     rules = load_rules(app.config["RULES_DIR"])
     # the same proof as `screening check-rules`: rules not proven safe are never served. Its
-    # verdict is remembered per rules version and code, in the process and beside the database
-    # (a folder the app writes anyway; tests keep theirs in a temporary folder).
-    checker.prove(rules, cache_dir=os.path.dirname(os.path.abspath(app.config["DATABASE"])))
+    # verdict is remembered per rules version and code, in the process and in the instance folder
+    # (not by tests: they must not write the checkout's instance/).
+    checker.prove(rules, cache_dir=None if app.testing else app.instance_path)
     app.extensions["screening.rules"] = rules
     centres = app.extensions["screening.centres"] = load_centres(app.config["RULES_DIR"],
                                                                  tuple(rules.services_by_slug))

@@ -635,7 +635,7 @@ class RulesRefused(RulesError):
         return "\n".join(map(str, self.problems))
 
 
-PROOF_FILE = "rules-proven"          # beside the database: the key of the last rule set proven safe
+PROOF_FILE = "rules-proven"          # in the instance folder: the key of the last rule set proven safe
 _verdicts: dict[str, tuple[Problem, ...]] = {}      # proof key -> problems (empty: proven), this process
 _verdicts_lock = threading.Lock()
 _code_hash: str | None = None
@@ -688,7 +688,11 @@ def _read_proof(cache_dir: str) -> str | None:
 
 
 def _write_proof(cache_dir: str, key: str) -> None:
-    """Record a passing proof, atomically (workers starting together may all write it)."""
+    """Record a passing proof, atomically (workers starting together may all write it).
+
+    The folder is not created here: one that does not exist yet (a checkout whose instance/ was
+    never made) is left alone, and the next start proves again.
+    """
     try:
         fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".rules-proven-")
         with os.fdopen(fd, "w") as f:

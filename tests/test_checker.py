@@ -376,10 +376,8 @@ def test_the_proof_key_follows_the_checker_and_engine_source():
     assert digest == hashlib.sha256(b"".join(sources)).hexdigest()[:16]
 
 
-def test_start_up_keeps_its_proof_beside_the_database_for_the_next_worker(proofs, make_app, tmp_path, monkeypatch):
+def test_a_proof_cache_folder_that_does_not_exist_is_not_made(proofs, rules, tmp_path):
     from screening import checker
-    app = make_app()
-    assert (tmp_path / "rules-proven").read_text().strip() == checker.proof_key(app.extensions["screening.rules"])
-    monkeypatch.setattr(checker, "_verdicts", {})          # another worker process
-    make_app()
+    checker.prove(rules, cache_dir=str(tmp_path / "instance"))      # a checkout whose instance/ was never made
+    assert not (tmp_path / "instance").exists()
     assert len(proofs) == 1
