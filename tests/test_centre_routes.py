@@ -359,3 +359,29 @@ def test_the_centres_endpoints_match_the_openapi_document(client):
                  {"service": ONLY_AT_A, "answers": api_answers(), "centre": B}]:
         assert_matches_document(spec, EVALUATE, "post", client.post(EVALUATE, json=body))
     assert spec["components"]["schemas"]["EvaluateRequest"]["properties"]["centre"]["enum"] == [B, A]
+
+
+@pytest.mark.parametrize("lang", ["ca", "es"])
+def test_no_english_on_the_centre_pages_in_catalan_and_spanish(make_app, two_centres, lang):
+    from test_i18n import _english_phrases
+    client = make_app(RULES_DIR=str(two_centres), SHARE_LIMIT_PER_HOUR=1).test_client()
+    shared = all_no(share="yes", name="Ana", contact="ana@example.org", consent="yes")
+    client.post(f"/c/{B}/screening/back-massage", data={**shared, "nonce": "n-1-" + "x" * 16})
+    pages = {
+        "directory": client.get(f"/centres?lang={lang}"),
+        "search": client.get(f"/centres?lang={lang}&q=zzz"),
+        "index": client.get(f"/c/{B}/?lang={lang}"),
+        "not offered": client.get(f"/c/{B}/services/{ONLY_AT_A}?lang={lang}"),
+        "no centre chosen": client.get(f"/screening/back-massage?lang={lang}"),
+        "unknown centre": client.get(f"/c/nowhere/?lang={lang}"),
+        "tell_centre": client.post(f"/c/{B}/screening/deep-tissue-massage?lang={lang}", data=tell_centre_answers()),
+        "proceed": client.post(f"/c/{A}/screening/back-massage?lang={lang}", data=all_no()),
+        "limited": client.post(f"/c/{B}/screening/back-massage?lang={lang}",
+                               data={**shared, "nonce": "n-2-" + "x" * 16}),
+    }
+    assert pages["limited"].status_code == 429
+    english = _english_phrases()
+    for name, response in pages.items():
+        assert f'<html lang="{lang}"' in response.text, name
+        left = sorted(p for p in english if p in response.text)
+        assert left == [], f"{name} in {lang} still shows English: {left}"
