@@ -102,7 +102,8 @@ print(json.dumps({"start": "ok"}), flush=True)
 client = app.test_client()
 for line in sys.stdin:
     method, path, data = json.loads(line)
-    response = client.open(path, method=method, data=data)
+    # in English, as conftest's clients (the shipped centre's own language is Catalan)
+    response = client.open(path, method=method, data=data, headers={"Accept-Language": "en"})
     print(json.dumps({"status": response.status_code, "text": response.get_data(as_text=True)}), flush=True)
 """
 
