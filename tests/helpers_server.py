@@ -152,7 +152,8 @@ class Browser:
     def request(self, path: str, data: dict | list | None = None) -> Response:
         """GET, or POST `data` form-encoded; 4xx and 5xx come back as responses, not exceptions."""
         body = urllib.parse.urlencode(data, doseq=True).encode() if data is not None else None
-        req = urllib.request.Request(self.base_url + path, data=body)
+        # a visitor whose browser asks for English (the shipped centre's own language is Catalan)
+        req = urllib.request.Request(self.base_url + path, data=body, headers={"Accept-Language": "en"})
         try:
             with self.opener.open(req, timeout=60) as resp:
                 return Response(resp.status, dict(resp.headers), resp.read().decode())

@@ -11,7 +11,7 @@ from email import policy
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import all_no
+from conftest import all_no, edit
 
 from screening import db as dbmod
 from screening import notify
@@ -101,8 +101,10 @@ def settings(port):
 
 
 @pytest.fixture
-def notify_app(make_app, server):
-    return make_app(**settings(server.port))
+def notify_app(make_app, server, rules_copy):
+    """Notices are in the centre's default language (tests/test_i18n.py); these tests read English."""
+    edit(rules_copy, "centres/exemple-barcelona.toml", 'default_language = "ca"', 'default_language = "en"')
+    return make_app(**settings(server.port), RULES_DIR=str(rules_copy))
 
 
 def shared(**overrides):

@@ -15,6 +15,8 @@ PUBLIC = [
     r"/static/<path:filename>",
     r"/api/v1/.*",
     r"/staff/login",
+    r"/centres",                                             # the directory of centres
+    r"/c/<centre>/(services/<slug>|screening/<slug>)?",      # a centre's public pages
 ]
 CANARY = "Zebedee Canary-Name"
 

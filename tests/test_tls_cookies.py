@@ -114,6 +114,7 @@ def test_over_https_the_staff_cookie_is_secure_httponly_lax_and_works(https_serv
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
                                          urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+    opener.addheaders = [("Accept-Language", "en")]   # the checks below read English words
 
     with opener.open(f"{base}/staff/login", timeout=10) as page:
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)
