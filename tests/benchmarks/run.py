@@ -116,13 +116,30 @@ def gunicorn(folder: Path, app: str, *, workers: int, worker_args: list[str], en
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not start:\n{text}")
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port.group(1)}", log_path
+        yield f"http://127.0.0.1:{port.group(1)}", log_path, process.pid
     finally:
         stop(process)
 
 
-def wrk(url: str, script: str, *, duration: float, connections: int, threads: int, folder: Path) -> dict:
-    """Run wrk with a Lua script; return its figures (requests/s, p50, p99, errors)."""
+def cpu_seconds(group: int) -> float:
+    """User + system CPU seconds used so far by the processes of a process group (gunicorn's
+    arbiter and workers). Unlike throughput, CPU per request hardly moves with the machine's load."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:          # field 5 of stat: the process group
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, script: str, *, duration: float, connections: int, threads: int, folder: Path,
+        group: int | None = None) -> dict:
+    """Run wrk with a Lua script; return its figures (requests/s, p50, p99, errors, and the
+    server's CPU milliseconds per request when its process group is given)."""
+    cpu0 = cpu_seconds(group) if group else 0.0
     path = folder / f"wrk-{time.monotonic_ns()}.lua"
     # a tag of its own per wrk run: the shared script's nonces never repeat those of an earlier run
     path.write_text(script.replace("@TAG@", secrets.token_hex(4)) + WRK_DONE)
@@ -134,6 +151,8 @@ def wrk(url: str, script: str, *, duration: float, connections: int, threads: in
     figures = json.loads(line[6:])
     figures["rps"] = figures["requests"] / figures["seconds"]
     figures["errors"] = sum(figures[k] for k in ("connect", "read", "write", "status", "timeout"))
+    if group:
+        figures["cpu_ms"] = (cpu_seconds(group) - cpu0) / max(figures["requests"], 1) * 1e3
     return figures
 
 
@@ -202,8 +221,8 @@ def bench_routes(folder: Path, database: Path, *, workers: int, worker_args: lis
     run_id = "bench" + secrets.token_hex(6)
     results: dict[str, list[dict]] = {k: [] for k in ("hello", "evaluate", "check", "shared")}
     kw = {"workers": workers, "worker_args": worker_args}
-    with gunicorn(folder, "bench_hello:app", env={}, **kw) as (hello_url, _), \
-            gunicorn(folder, "screening:create_app()", env=env, **kw) as (app_url, app_log):
+    with gunicorn(folder, "bench_hello:app", env={}, **kw) as (hello_url, _, hello_pid), \
+            gunicorn(folder, "screening:create_app()", env=env, **kw) as (app_url, app_log, app_pid):
         lua = scripts(app_url, run_id)
         for name in results:     # warm-up: every worker imports lazily on its first requests
             wrk(hello_url if name == "hello" else app_url, lua[name], duration=1, connections=connections,
@@ -212,19 +231,22 @@ def bench_routes(folder: Path, database: Path, *, workers: int, worker_args: lis
         for r in range(rounds):
             for name in results:
                 figures = wrk(hello_url if name == "hello" else app_url, lua[name], duration=duration,
-                              connections=connections, threads=2, folder=folder)
+                              connections=connections, threads=2, folder=folder,
+                              group=hello_pid if name == "hello" else app_pid)
                 figures["load"] = load()
                 results[name].append(figures)
                 log(f"  round {r + 1} {name:<9} {figures['rps']:>8.0f}/s p50 {figures['p50_ms']:.1f} ms "
-                    f"p99 {figures['p99_ms']:.1f} ms errors {figures['errors']} (load {figures['load']})")
+                    f"p99 {figures['p99_ms']:.1f} ms errors {figures['errors']} CPU {figures['cpu_ms']:.2f} ms/request "
+                    f"(load {figures['load']})")
         problems = [x for x in app_log.read_text(errors="replace").splitlines()
                     if "Traceback" in x or "ERROR" in x or "WORKER TIMEOUT" in x]
-    summary = {name: {k: statistics.median(f[k] for f in runs) for k in ("rps", "p50_ms", "p99_ms")}
+    summary = {name: {k: statistics.median(f[k] for f in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_ms")}
                | {"errors": sum(f["errors"] for f in runs), "requests": sum(f["requests"] for f in runs),
                   "load": runs[-1]["load"]}
                for name, runs in results.items()}
     for name in GOALS:
         summary[name]["ratio"] = summary[name]["rps"] / summary["hello"]["rps"]
+        summary[name]["cpu_ratio"] = summary["hello"]["cpu_ms"] / summary[name]["cpu_ms"]
     # every shared POST answered 200 must be a row; wrk may stop counting a few in flight at the end
     summary["shared"]["rows"] = count_rows(database, run_id) - rows_before
     summary["shared"]["ok"] = summary["shared"]["requests"] - sum(f["status"] for f in results["shared"])
@@ -350,7 +372,8 @@ def route_rows(label: str, routes: dict) -> list[list[str]]:
     """Table rows for one bench_routes result."""
     hello = routes["hello"]
     lines = [[f"{label}GET / bare Flask (baseline)", f"{hello['rps']:,.0f}/s", "1.00×",
-              f"{hello['p50_ms']:.1f} / {hello['p99_ms']:.1f}", str(hello["errors"]), "", hello["load"]]]
+              f"{hello['cpu_ms']:.2f} (1.00×)", f"{hello['p50_ms']:.1f} / {hello['p99_ms']:.1f}",
+              str(hello["errors"]), "", hello["load"]]]
     names = {"evaluate": "POST /api/v1/evaluate", "check": f"POST {FORM} check only",
              "shared": f"POST {FORM} shared (new row each)"}
     for name, title in names.items():
@@ -358,17 +381,21 @@ def route_rows(label: str, routes: dict) -> list[list[str]]:
         met = r["ratio"] >= GOALS[name] and r["p99_ms"] < P99_GOAL_MS and r["errors"] == 0
         extra = f"; rows {r['rows']:,} for {r['ok']:,} OK" if name == "shared" else ""
         lines.append([f"{label}{title}", f"{r['rps']:,.0f}/s", f"{r['ratio']:.2f}×",
-                      f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}", str(r["errors"]),
+                      f"{r['cpu_ms']:.2f} ({r['cpu_ratio']:.2f}×)", f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}",
+                      str(r["errors"]),
                       f"≥ {GOALS[name]}×, p99 < 50 ms: {'met' if met else 'MISSED'}{extra}", r["load"]])
     return lines
 
 
 def print_table(rows: list[list[str]]) -> None:
     """A Markdown table, ready for the README."""
-    head = ["what", "figure", "ratio", "p50 / p99 ms", "errors", "goal", "load"]
+    head = ["what", "figure", "ratio", "server CPU ms/request (hello ÷ this)", "p50 / p99 ms", "errors", "goal",
+            "load"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
+        if len(row) == len(head) - 1:       # rows without a server CPU figure
+            row = [*row[:3], "", *row[3:]]
         print("| " + " | ".join(row) + " |")
 
 
