@@ -143,7 +143,7 @@ def wrk(url: str, script: str, *, duration: float, connections: int, threads: in
     path = folder / f"wrk-{time.monotonic_ns()}.lua"
     # a tag of its own per wrk run: the shared script's nonces never repeat those of an earlier run
     path.write_text(script.replace("@TAG@", secrets.token_hex(4)) + WRK_DONE)
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
                           "-s", str(path), url], capture_output=True, text=True, timeout=duration + 60)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
     if line is None:
@@ -409,6 +409,8 @@ def main() -> None:
     parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
     parser.add_argument("--rows", type=int, help="stored screenings for the staff figures (default 10^6, quick 10^4)")
     parser.add_argument("--growth", action="store_true", help="also 10^4/10^5/10^6 rows and 1/4/8 workers")
+    parser.add_argument("--package", help="serve this screening package folder instead (routes only), e.g. from "
+                        "`git archive OLD screening | tar -x -C /tmp/before`")
     parser.add_argument("--cache", help="folder to keep filled databases in between runs")
     parser.add_argument("--only", default="routes,commits,engine,staff",
                         help="comma-separated parts to run: routes, commits, engine, staff")
@@ -425,6 +427,9 @@ def main() -> None:
     table: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="screening-bench-") as tmp:
         folder = app_folder(Path(tmp))
+        if args.package:        # serve another copy of the package (e.g. an older commit, for before/after)
+            (folder / "screening").unlink()
+            (folder / "screening").symlink_to(Path(args.package).resolve(), target_is_directory=True)
         version = sqlite_utils.Database(memory=True).sqlite_version
         log(f"SQLite {'.'.join(map(str, version))}, load {load()}")
         if "routes" in parts:
