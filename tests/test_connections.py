@@ -3,6 +3,8 @@ through a fork; and the questionnaire form class built once per rule set."""
 import os
 import threading
 
+import pytest
+
 from screening import db as dbmod
 from screening import forms
 from screening.rules import default_rules_dir, load_rules
@@ -106,3 +108,38 @@ def test_the_form_class_is_built_once_per_rule_set(app):
     with app.test_request_context("/"):
         form = forms.questionnaire_form_class(other)(formdata=None)
     assert [f.name for f in form if f.name in other.questions_by_id] == [q.id for q in other.questions]
+
+
+def test_writers_queue_on_a_lock_file_for_the_whole_transaction(conn, db_file):
+    import fcntl
+
+    other = open(f"{db_file}-writers", "a+b")
+    try:
+        with dbmod.immediate(conn):
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)      # free again after COMMIT
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        other.close()
+
+
+def test_a_writer_that_cannot_get_the_queue_still_ends_with_sqlites_timeout(db_file, monkeypatch):
+    """Two connections nested in one thread: the inner one gives up on the queue and then on
+    SQLite's lock, within the (here shortened) busy timeout, instead of hanging."""
+    import time
+
+    from screening.db import OperationalError
+
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)
+    outer, inner = dbmod.connect(db_file), dbmod.connect(db_file)
+    try:
+        started = time.monotonic()
+        with dbmod.immediate(outer):
+            with pytest.raises(OperationalError, match="locked"):
+                with dbmod.immediate(inner):
+                    pass
+        assert time.monotonic() - started < 5
+    finally:
+        outer.close()
+        inner.close()
