@@ -24,11 +24,12 @@ from flask import (
 )
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from . import db as dbmod
 from . import retention, review
 from .auth import admin_required, require_staff
+from .characters import forbidden_characters
 from .engine import AnswerErrors, question_text, screen
 from .rules import RuleSet
 
@@ -59,8 +60,16 @@ class StatusForm(FlaskForm):
     decision = SelectField(choices=["", *review.DECISIONS])
 
 
+def _no_forbidden_characters(form, field):
+    """Refuse control and invisible format characters (tab and line breaks stay): they would reach
+    the pages and the CSV as typed. The message's wording lives in the template ('characters')."""
+    if field.data and forbidden_characters(field.data, multiline=True):
+        raise ValidationError("characters")
+
+
 class NoteForm(FlaskForm):
-    body = TextAreaField(filters=[_strip], validators=[DataRequired(), Length(max=review.NOTE_MAX)])
+    body = TextAreaField(filters=[_strip], validators=[DataRequired(), Length(max=review.NOTE_MAX),
+                                                       _no_forbidden_characters])
 
 
 class EraseForm(FlaskForm):
@@ -206,7 +215,7 @@ def audit():
     if typed and not reference:
         errors["reference"] = review.INVALID
     before_text = request.args.get("before") or ""
-    before_id = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
+    before_id = review.parse_id(before_text)
     if before_text and before_id is None:
         errors["before"] = review.INVALID
     if errors:
