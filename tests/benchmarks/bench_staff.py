@@ -121,13 +121,14 @@ def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
     return seconds
 
 
-def median_seconds(fn, runs):
-    """Median wall time of `runs` calls of fn()."""
+def median_seconds(fn, runs, clock=time.perf_counter):
+    """Median time of `runs` calls of fn() by `clock` (wall time, or time.process_time for the
+    CPU this process spent, which hardly moves with the machine's load)."""
     times = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times)
 
 
@@ -221,6 +222,11 @@ def bench_queries(path: Path, runs: int) -> None:
     conn.close()
 
 
+def both(fn, runs) -> tuple[float, float]:
+    """(median wall ms, median CPU ms) of fn()."""
+    return median_seconds(fn, runs) * 1e3, median_seconds(fn, runs, time.process_time) * 1e3
+
+
 def search_samples(conn) -> dict[str, str]:
     """Searches a receptionist would type, taken from the stored rows: a reference, a name without
     its accent and in lower case, an e-mail address, part of a phone number, and nothing."""
@@ -233,9 +239,9 @@ def search_samples(conn) -> dict[str, str]:
             "phone": f"{digits[:3]} {digits[3:6]} {digits[6:]}", "no match": "Zzyzx"}
 
 
-def measure(path: Path, runs: int) -> list[tuple[str, float]]:
-    """(label, median milliseconds) of every dashboard query of review.py and of each whole staff
-    request (server time through a logged-in test client), at the rows stored in `path`."""
+def measure(path: Path, runs: int) -> list[tuple[str, float, float]]:
+    """(label, median wall ms, median CPU ms) of every dashboard query of review.py and of each
+    whole staff request (server time through a logged-in test client), at the rows stored in `path`."""
     conn = dbmod.connect(path)
     total = conn.execute("SELECT count(*) FROM submissions").fetchone()[0]
     middle = conn.execute("SELECT created_at, id FROM submissions ORDER BY created_at DESC, id DESC"
@@ -254,9 +260,9 @@ def measure(path: Path, runs: int) -> list[tuple[str, float]]:
         before, _after, page_errors = review.parse_page(args)
         assert not errors and not page_errors, (errors, page_errors)
         review.list_page(conn, filters, before=before)
-        seconds = median_seconds(lambda f=filters, b=before: review.list_page(conn, f, before=b), runs)
-        out.append((f"query, {label}", seconds * 1e3))
-    out.append(("query, attention counts", median_seconds(lambda: review.attention_counts(conn), runs) * 1e3))
+        out.append((f"query, {label}", *both(lambda f=filters, b=before: review.list_page(conn, f, before=b),
+                                              runs)))
+    out.append(("query, attention counts", *both(lambda: review.attention_counts(conn), runs)))
     conn.close()
     app = make_app(path)
     client = logged_in_client(app)
@@ -264,8 +270,7 @@ def measure(path: Path, runs: int) -> list[tuple[str, float]]:
     for label, args in params:
         url = "/staff/?" + urlencode(args)
         assert client.get(url).status_code == 200, url
-        seconds = median_seconds(lambda u=url: client.get(u).close(), runs)
-        out.append((f"GET /staff/, {label}", seconds * 1e3))
+        out.append((f"GET /staff/, {label}", *both(lambda u=url: client.get(u).close(), runs)))
     return out
 
 
