@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def rules_for(centre=None) -> RuleSet:
     """The rule set a centre screens with: the shared rules plus its own, built once at start-up
     (screening/centres.py rule_sets); the shared rules when there is no centre."""
-    if centre is None:
+    if centre is None or not centre.extra:      # no rules of its own: the shared set itself
         return current_app.extensions["screening.rules"]
     return current_app.extensions["screening.centre_rules"][centre.slug]
 
