@@ -46,6 +46,7 @@ the group to prove that the bit sets and the engine agree.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import os
@@ -331,7 +332,8 @@ def _check_group(ruleset: RuleSet, group: list, literals, report: Report, seen: 
     blocks = [_compile_block(space, values) for values in space.blocks]
     slugs = {s.slug for s in group}
     if floor is not None:
-        floor_space = Space(floor, group[0], literals)
+        floor_space = copy.copy(space)      # the same answer space and bit patterns, the floor's rules
+        floor_space.ruleset = floor
         for block, floor_block in zip(blocks, (_compile_block(floor_space, v) for v in space.blocks), strict=True):
             _check_floor(space, block, floor_block, report)
     for block in blocks:
