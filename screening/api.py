@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask_babel import lazy_gettext as _l
 
-from . import engine, i18n, openapi
+from . import engine, i18n, openapi, public
 from .centres import Centre
 from .rules import DEFAULT_LOCALE, LOCALES, Question, RuleSet, Service
 from .security import error_response
@@ -51,7 +51,8 @@ def _language_headers(response):
 
 
 def _ruleset() -> RuleSet:
-    return current_app.extensions["screening.rules"]
+    """The current centre's rule set, as for the pages (public.ruleset)."""
+    return public.ruleset()
 
 
 def _locale() -> str:
@@ -208,6 +209,7 @@ def evaluate():
     if problems:
         raise RequestProblem(400, "invalid_request", problems)
     centre = _centre_for(body.get("centre"), slug)
+    ruleset = public.rules_for(centre)              # the shared rules plus the centre's own
     pages = centre if "centre" in body else None    # links to the named centre's pages; else unchanged
     try:
         decision = engine.screen(ruleset, slug, answers, allow_unknown=False)

@@ -31,8 +31,17 @@ bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
 
 
+def rules_for(centre=None) -> RuleSet:
+    """The rule set a centre screens with: the shared rules plus its own, built once at start-up
+    (screening/centres.py rule_sets); the shared rules when there is no centre."""
+    if centre is None or not centre.extra:      # no rules of its own: the shared set itself
+        return current_app.extensions["screening.rules"]
+    return current_app.extensions["screening.centre_rules"][centre.slug]
+
+
 def ruleset() -> RuleSet:
-    return current_app.extensions["screening.rules"]
+    """The current centre's rule set (its own rules added to the shared ones)."""
+    return rules_for(current_centre())
 
 
 def locale() -> str:
