@@ -385,3 +385,14 @@ def test_no_english_on_the_centre_pages_in_catalan_and_spanish(make_app, two_cen
         assert f'<html lang="{lang}"' in response.text, name
         left = sorted(p for p in english if p in response.text)
         assert left == [], f"{name} in {lang} still shows English: {left}"
+
+
+def test_the_prefixed_pages_and_evaluate_with_a_centre_screen_with_that_centres_rules(make_app, rules_copy):
+    from test_centre_rules import PREGNANT, add_centre
+    add_centre(rules_copy)                               # centre-prudent: every pregnancy means consult
+    client = make_app(RULES_DIR=str(rules_copy)).test_client()
+    answers = {k: v for k, v in PREGNANT.items() if v}
+    for centre, expected in [(A, "tell_centre"), ("centre-prudent", "consult_professional")]:
+        assert outcome(client.post(f"/c/{centre}/screening/back-massage", data=PREGNANT).text) == expected
+        body = client.post(EVALUATE, json={"service": "back-massage", "answers": answers, "centre": centre})
+        assert body.get_json()["outcome"] == expected and body.get_json()["centre"] == centre
