@@ -49,33 +49,37 @@ ANSWERS = st.sampled_from(["yes", "no", "not_sure", "on", "true", "light", "medi
 VALUES = ANSWERS | TEXT
 FORM_FIELDS = [*QUESTION_IDS, "share", "name", "contact", "consent", "nonce", "csrf_token"]
 NAMES = st.sampled_from(FORM_FIELDS) | st.text(max_size=12)
-NON_UTF8 = st.binary(min_size=1, max_size=20).filter(lambda b: not _is_utf8(b))
+# 0xFF never occurs in UTF-8, and a lone 0xC3 needs a continuation byte
+NON_UTF8 = st.tuples(st.binary(max_size=10), st.sampled_from([b"\xff", b"\xc3(", b"\xe2\x82"]),
+                     st.binary(max_size=10)).map(b"".join)
+QUERY_KEYS = st.sampled_from(["outcome", "status", "service", "from", "to", "q", "before", "after", "reference",
+                              "next", "locale", "notice", "saved", "page", "share", "csrf_token"]) | st.text(max_size=8)
+QUERIES = st.lists(st.tuples(QUERY_KEYS, VALUES | NON_UTF8), max_size=6)
 
 
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+def query_string(pairs):
+    """Pairs as a query string, bytes that are not UTF-8 percent-encoded as they are."""
+    return "&".join(f"{urllib.parse.quote(k)}={urllib.parse.quote(v)}" for k, v in pairs)
 
 
 @st.composite
 def form_bodies(draw, base: dict):
-    """(pairs, how to send them): `base` with fields dropped, changed and repeated, extra pairs,
-    and sometimes values that are not UTF-8 at all."""
+    """(pairs, how to send them, query string): `base` with fields dropped, changed and repeated,
+    extra pairs, sometimes values that are not UTF-8 at all, sometimes an odd query string."""
     pairs = [(k, v) for k, v in base.items() if not draw(st.booleans()) or draw(st.integers(0, 4))]
     pairs += draw(st.lists(st.tuples(NAMES, VALUES), max_size=8))
     if draw(st.booleans()):
         pairs = draw(st.permutations(pairs))
     if draw(st.integers(0, 4)) == 0:
         pairs += draw(st.lists(st.tuples(NAMES, NON_UTF8), min_size=1, max_size=3))
-    return pairs, draw(st.sampled_from(["urlencoded", "urlencoded", "multipart", "json", "other", "huge"]))
+    how = draw(st.sampled_from(["urlencoded", "urlencoded", "multipart", "json", "other", "huge"]))
+    return pairs, how, query_string(draw(QUERIES)) if draw(st.integers(0, 3)) == 0 else ""
 
 
-def send(client, path, pairs, how, headers=None):
-    """POST `pairs` to `path` the way `how` says."""
+def send(client, path, pairs, how, query="", headers=None):
+    """POST `pairs` to `path` (with a query string, if any) the way `how` says."""
     headers = headers or {}
+    path = f"{path}?{query}" if query else path
     if how == "urlencoded":
         body = urllib.parse.urlencode([(k, v) for k, v in pairs], doseq=False).encode()
         return client.post(path, data=body, content_type="application/x-www-form-urlencoded", headers=headers)
@@ -184,9 +188,9 @@ def test_public_questionnaire_posts(fuzz_app, slug, share, data, language):
     page = client.get(path).get_data(as_text=True)
     hidden = {n: v for n in ("csrf_token", "nonce") if (v := hidden_value(page, n))}
     base = {**hidden, **all_no(share=share, name="Ana Client", contact="ana@example.org", consent="yes")}
-    pairs, how = data.draw(form_bodies(base))
+    pairs, how, query = data.draw(form_bodies(base))
     before = snapshot(fuzz_app.config["DATABASE"])
-    response = send(client, path, pairs, how, headers={"Accept-Language": language})
+    response = send(client, path, pairs, how, query, headers={"Accept-Language": language})
     after = snapshot(fuzz_app.config["DATABASE"])
 
     assert_page(response)
@@ -211,19 +215,12 @@ def test_public_questionnaire_posts(fuzz_app, slug, share, data, language):
 
 # --- GET routes with odd query strings ----------------------------------------------------------------
 
-QUERY_KEYS = st.sampled_from(["outcome", "status", "service", "from", "to", "q", "before", "after", "reference",
-                              "next", "locale", "notice", "saved", "page"]) | st.text(max_size=8)
-QUERIES = st.lists(st.tuples(QUERY_KEYS, VALUES | NON_UTF8), max_size=6)
 PUBLIC_GETS = ["/", "/healthz", "/services/back-massage", "/screening/back-massage", "/services/nope",
                "/staff/login"]
 STAFF_GETS = ["/staff/", "/staff/export.csv", "/staff/audit", "/staff/rules", "/staff/rules/simulate",
               "/staff/submissions/1", "/staff/submissions/99999999999999999999"]
 API_GETS = ["/api/v1/services", "/api/v1/questionnaire/back-massage", "/api/v1/questionnaire/nope",
             "/api/v1/openapi.json"]
-
-
-def query_string(pairs):
-    return "&".join(f"{urllib.parse.quote(k)}={urllib.parse.quote(v)}" for k, v in pairs)
 
 
 @FUZZ
@@ -268,8 +265,8 @@ def test_staff_login_posts(fuzz_app, make_staff, data):
     staff = make_staff() if not hasattr(fuzz_app, "fuzz_staff") else fuzz_app.fuzz_staff
     fuzz_app.fuzz_staff = staff
     base = dict(token) | {"email": staff["email"], "password": "wrong " + staff["password"], "next": "/staff/"}
-    pairs, how = data.draw(form_bodies(base))
-    response = send(client, "/staff/login", pairs, how)
+    pairs, how, query = data.draw(form_bodies(base))
+    response = send(client, "/staff/login", pairs, how, query)
     assert_page(response)
     # nobody gets in without the password
     assert response.status_code != 302 or "screening_staff=" not in response.headers.get("Set-Cookie", "")
@@ -287,9 +284,9 @@ def test_staff_submission_forms(fuzz_app, admin, make_submission, form, target, 
     sub = make_submission()
     sid = {"existing": sub["id"], "missing": sub["id"] + 1000, "huge": 2**64}[target]
     token = with_token(client, f"/staff/submissions/{sub['id']}")
-    pairs, how = data.draw(form_bodies(dict(token) | STAFF_FORMS[form]))
+    pairs, how, query = data.draw(form_bodies(dict(token) | STAFF_FORMS[form]))
     before = snapshot(fuzz_app.config["DATABASE"])
-    response = send(client, f"/staff/submissions/{sid}/{form}", pairs, how)
+    response = send(client, f"/staff/submissions/{sid}/{form}", pairs, how, query)
     after = snapshot(fuzz_app.config["DATABASE"])
 
     assert_page(response)
@@ -314,9 +311,9 @@ def test_staff_submission_forms(fuzz_app, admin, make_submission, form, target, 
 def test_staff_rule_simulator_posts(fuzz_app, admin, slug, data):
     client = admin
     token = with_token(client, "/staff/rules/simulate")
-    pairs, how = data.draw(form_bodies(dict(token) | {"service": slug} | all_no()))
+    pairs, how, query = data.draw(form_bodies(dict(token) | {"service": slug} | all_no()))
     before = snapshot(fuzz_app.config["DATABASE"])
-    response = send(client, "/staff/rules/simulate", pairs, how)
+    response = send(client, "/staff/rules/simulate", pairs, how, query)
     assert_page(response)
     assert snapshot(fuzz_app.config["DATABASE"]) == before        # the simulator stores nothing
 
@@ -326,8 +323,8 @@ def test_staff_rule_simulator_posts(fuzz_app, admin, slug, data):
 def test_staff_logout_posts(fuzz_app, make_staff, data):
     client = fuzz_app.test_client()
     token = with_token(client, "/staff/login")
-    pairs, how = data.draw(form_bodies(dict(token)))
-    assert_page(send(client, "/staff/logout", pairs, how))
+    pairs, how, query = data.draw(form_bodies(dict(token)))
+    assert_page(send(client, "/staff/logout", pairs, how, query))
 
 
 # --- what the fuzzing found, kept as plain tests -------------------------------------------------------
