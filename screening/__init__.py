@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from flask import Flask
@@ -21,16 +22,25 @@ def _resource_dir(name: str) -> str:
     return str(installed if installed.is_dir() else HERE.parent / name)
 
 
+def _unusable_database(path: str, error: Exception) -> str:
+    """The start-up message for a database that cannot be opened, made or written."""
+    reason = error.__cause__ or error      # StorageError wraps sqlite's own message
+    fix = db.what_to_fix(path)
+    return f"SCREENING_DATABASE: cannot open and write {path}: {reason}" + (f"; {fix}" if fix else "")
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: settings, rules (validated now, not at request time), database, blueprints."""
-    app = Flask(__name__, instance_relative_config=True,
-                template_folder=_resource_dir("templates"), static_folder=_resource_dir("static"))
-    app.config.from_mapping(config.defaults(app.instance_path))
-    app.config.from_prefixed_env("SCREENING")
-    if test_config:
-        app.config.update(test_config)
+    # static_url_path: /static/ in both layouts (Flask would name it after the installed bundled_static/)
+    app = Flask(__name__, instance_relative_config=True, template_folder=_resource_dir("templates"),
+                static_folder=_resource_dir("static"), static_url_path="/static")
+    config.load(app.config, app.instance_path, os.environ, test_config)   # SettingsError names what is wrong
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
+        try:
+            app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
+        except (RuntimeError, OSError) as e:     # a short key file, an instance folder it cannot write
+            raise config.SettingsError([f"SCREENING_SECRET_KEY: not set, and the key in the instance folder "
+                                        f"cannot be used: {e}"]) from None
     if app.config["PROXY_COUNT"]:
         # behind a proxy, remote_addr is the proxy's: the per-address login lock would then lock
         # out everyone at once. Trust exactly as many X-Forwarded-* hops as there are proxies.
@@ -39,7 +49,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
-    db.init_app(app)
+    try:
+        db.init_app(app)
+    except (db.StorageError, db.DatabaseError, OSError) as e:
+        raise config.SettingsError([_unusable_database(app.config["DATABASE"], e)]) from None
     security.init_app(app)   # first: its body-size check must run before CSRFProtect reads the form
     csrf.init_app(app)
 

@@ -12,7 +12,7 @@ import time
 from urllib.parse import urlsplit
 
 import click
-from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from flask.cli import AppGroup
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
@@ -61,8 +61,8 @@ def _refuse_anonymous():
     """The answer to a request that needs a staff login and has none."""
     if _wants_json():
         return jsonify({"error": "unauthorized", "fields": {}}), 401
-    target = request.full_path if request.query_string else request.path
-    return redirect(url_for("auth.login", next=target))
+    # the path only: a query may hold a client's name (?q=...), which must not travel on in URLs and logs
+    return redirect(url_for("auth.login", next=request.path))
 
 
 def require_staff():
@@ -97,6 +97,22 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
+def _cookie_flags() -> dict:
+    """The staff cookie's flags: the same SCREENING_SESSION_COOKIE_* settings as Flask's own cookie."""
+    config = current_app.config
+    return {"path": COOKIE_PATH, "httponly": config["SESSION_COOKIE_HTTPONLY"],
+            "samesite": config["SESSION_COOKIE_SAMESITE"], "secure": config["SESSION_COOKIE_SECURE"]}
+
+
+def _renew_csrf_secret() -> None:
+    """Forget the session's CSRF secret (Flask-WTF keeps it in the session under the field's name),
+    so that the next form gets a new one: a token seen before a login or a logout (on a public
+    page, say) is no longer accepted after it."""
+    name = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    session.pop(name, None)
+    g.pop(name, None)       # Flask-WTF's per-request copy of the signed token
+
+
 # --- views -----------------------------------------------------------------------------------------
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -125,9 +141,9 @@ def login():
             429 if result.locked else 200)
 
     accounts.purge_expired_sessions(get_db(), **_settings())     # sessions nobody came back to
+    _renew_csrf_secret()
     response = redirect(next_url or DASHBOARD)
-    response.set_cookie(COOKIE, result.token, path=COOKIE_PATH, httponly=True, samesite="Lax",
-                        secure=bool(config["SESSION_COOKIE_SECURE"]))
+    response.set_cookie(COOKIE, result.token, **_cookie_flags())
     return response
 
 
@@ -135,9 +151,9 @@ def login():
 def logout():
     """End the session on the server (a copied cookie stops working) and forget the cookie."""
     accounts.end_session(get_db(), request.cookies.get(COOKIE), staff=g.get("staff"))
+    _renew_csrf_secret()
     response = redirect(url_for("auth.login"))
-    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="Lax",
-                           secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
+    response.delete_cookie(COOKIE, **_cookie_flags())
     return response
 
 

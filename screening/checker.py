@@ -52,7 +52,7 @@ from typing import Any
 
 from . import engine
 from .conditions import All, Any_, Condition, Not, Test
-from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RuleSet, Text
+from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RuleSet, Text, missing_translations
 
 RULES_FILE, QUESTIONS_FILE, EXAMPLES_FILE = "rules.toml", "questions.toml", "examples.toml"
 
@@ -542,5 +542,7 @@ def check(ruleset: RuleSet) -> Report:
     _check_required_questions(ruleset, report)
     _check_examples(ruleset, report)
     _check_wording(ruleset, report)
+    for file, entry, problem in missing_translations(ruleset):   # SPEC "Languages"
+        report.add(file, entry, problem)
     report.seconds = time.perf_counter() - started
     return report

@@ -11,6 +11,7 @@ Read shared/RELIABILITY.md before changing anything here. In short:
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -39,14 +40,32 @@ class StorageError(RuntimeError):
     """The database could not be written (disk full, locked for too long, read-only...)."""
 
 
+# SQLite's primary result codes that mean the storage failed, not the statement: PERM, BUSY, LOCKED,
+# READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB
+_STORAGE_CODES = frozenset({3, 5, 6, 8, 10, 11, 13, 14, 15, 26})
+
+
+def is_storage_failure(error: Exception) -> bool:
+    """True when an sqlite error says the database cannot be read or written (read-only, full, locked,
+    missing, corrupt...), as opposed to a mistake in a statement such as a missing column."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return isinstance(error, OperationalError)
+    return code & 0xFF in _STORAGE_CODES
+
+
 def now() -> str:
     """The current UTC time as ISO 8601 text, which sorts in time order."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def connect(path: str | Path) -> sqlite_utils.Database:
-    """Open the database with every per-connection setting we rely on."""
-    db = sqlite_utils.Database(str(path))
+    """Open the database with every per-connection setting we rely on. A file or folder that
+    cannot be opened or written raises StorageError (a 503 in a request), like a failed write."""
+    try:
+        db = sqlite_utils.Database(str(path))
+    except (OperationalError, DatabaseError) as e:
+        raise StorageError(f"{path}: {e}") from e
     version = tuple(int(x) for x in db.sqlite_version[:3])
     if version < MIN_SQLITE:
         db.close()
@@ -54,12 +73,31 @@ def connect(path: str | Path) -> sqlite_utils.Database:
             f"SQLite {'.'.join(map(str, version))} has the WAL-reset corruption bug; install pysqlite3 "
             f"(bundles {'.'.join(map(str, MIN_SQLITE))} or newer)")
     conn = db.conn
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA synchronous = FULL")      # NORMAL in WAL can lose the last commits on power loss
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA secure_delete = ON")      # erased health data must not linger in free pages
-    _ensure_wal(conn)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous = FULL")      # NORMAL in WAL can lose the last commits on power loss
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA secure_delete = ON")      # erased health data must not linger in free pages
+        _ensure_wal(conn)
+    except (OperationalError, DatabaseError) as e:
+        db.close()
+        raise StorageError(f"{path}: {e}") from e
     return db
+
+
+def what_to_fix(path: str | Path) -> str:
+    """What an operator must repair by hand when the database's folder or files cannot be written
+    by this process (the app cannot repair it, and stays at 503 until then); '' when none is seen."""
+    file = Path(path)
+    if not file.parent.is_dir():
+        return f"the folder {file.parent} is missing: create it (writable by the app's user) or fix SCREENING_DATABASE"
+    files = [file.parent, file, Path(f"{file}-wal"), Path(f"{file}-shm")]
+    stuck = [str(f) for f in files if f.exists() and not os.access(f, os.W_OK)]
+    if not stuck:
+        return ""
+    return (f"not writable by this process: {', '.join(stuck)}. Every write fails (503) until that is "
+            "fixed by hand: give them to the app's user or make them writable (a -wal or -shm left by "
+            "another user, such as a command run as root, stays until then)")
 
 
 def _ensure_wal(conn) -> None:
@@ -71,8 +109,9 @@ def _ensure_wal(conn) -> None:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() == "wal":
                 return
-        except OperationalError:
-            if time.monotonic() > deadline:
+        except OperationalError as e:
+            # only "locked" is worth waiting for; a folder or file that cannot be written is not
+            if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
         if time.monotonic() > deadline:
             raise RuntimeError("could not switch the database to WAL mode")

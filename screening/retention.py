@@ -31,6 +31,9 @@ _DELETE = (
 # (~500,000 rows) held the write lock for 12 s, longer than the 5 s busy timeout, so clients
 # sharing a screening meanwhile would get a 503. 5,000 rows hold it for about a tenth of a second.
 PURGE_BATCH = 5000
+# The largest age a purge accepts: a century is more than any retention period, and far from the
+# ~739,000 days back to the year 1, where date arithmetic overflows.
+MAX_DAYS = 36500
 
 
 def _delete(db: sqlite_utils.Database, ids: list[int]) -> None:
@@ -41,8 +44,8 @@ def _delete(db: sqlite_utils.Database, ids: list[int]) -> None:
 
 def cutoff(older_than_days: int, *, now: datetime | None = None) -> str:
     """The created_at value before which a submission is older than `older_than_days` days."""
-    if older_than_days < 0:
-        raise ValueError("older_than_days must not be negative")
+    if not 0 <= older_than_days <= MAX_DAYS:
+        raise ValueError(f"older_than_days must be from 0 to {MAX_DAYS}")
     moment = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
     # the same text format as db.now(), so that text comparison is time comparison
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
@@ -108,8 +111,8 @@ def init_app(app) -> None:
     from flask.cli import with_appcontext
 
     @click.command("purge")
-    @click.option("--older-than", "days", required=True, type=click.IntRange(min=0), metavar="DAYS",
-                  help="Delete the submissions created more than DAYS days ago.")
+    @click.option("--older-than", "days", required=True, type=click.IntRange(0, MAX_DAYS),
+                  metavar="DAYS", help="Delete the submissions created more than DAYS days ago.")
     @with_appcontext
     def purge_command(days: int) -> None:
         """Delete shared submissions older than DAYS days, with their notes, and remove their
@@ -119,11 +122,15 @@ def init_app(app) -> None:
         """
         from flask import current_app
 
-        conn = dbmod.connect(current_app.config["DATABASE"])
         try:
-            deleted = purge(conn, days)
-        finally:
-            conn.close()
+            conn = dbmod.connect(current_app.config["DATABASE"])
+            try:
+                deleted = purge(conn, days)
+            finally:
+                conn.close()
+        except (dbmod.StorageError, dbmod.OperationalError) as e:
+            # each batch is its own transaction: the ones before the failure stay deleted
+            raise click.ClickException(f"the purge stopped: the database cannot be written ({e})") from None
         click.echo(f"Deleted {deleted} submissions older than {days} days.")
 
     app.cli.add_command(purge_command)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -520,3 +520,47 @@ def default_rules_dir() -> Path:
     here = Path(__file__).resolve().parent
     installed = here / "bundled_rules"
     return installed if (installed / "questions.toml").exists() else here.parent / "rules"
+
+
+# --- translations ------------------------------------------------------------------------------
+
+def missing_translations(ruleset: RuleSet) -> list[tuple[str, str, str]]:
+    """Every text of the rule files that lacks a locale, as (file, entry, problem) for the checker.
+
+    At run time English stays the fallback; this only makes a missing translation visible.
+    """
+    found: list[tuple[str, str, str]] = []
+
+    def scan(file: str, entry: str, key: str, text: Text) -> None:
+        lacking = [locale for locale in LOCALES if locale not in text._by_locale]
+        if lacking:
+            found.append((file, entry, f"'{key}' lacks {', '.join(lacking)}"))
+
+    def walk(file: str, entry: str, obj: Any) -> None:
+        """Scan the Text fields of one entry, and of its options, areas and FAQ (named by id or number)."""
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if f.name == "options" and obj.type in ("yes_no_unsure", "yes_no"):
+                continue    # the loader's placeholders: their wording is answer_* in texts.toml
+            for i, item in enumerate(value if isinstance(value, tuple) else (value,)):
+                key = f"{f.name}[{i}]" if isinstance(value, tuple) else f.name
+                if isinstance(item, Text):
+                    scan(file, entry, key, item)
+                elif isinstance(item, Option | Area | Faq):
+                    name = repr(item.id) if hasattr(item, "id") else str(i + 1)
+                    walk(file, f"{entry} {f.name.removesuffix('s')} {name}", item)
+
+    for q in ruleset.questions:
+        walk("questions.toml", f"question {q.id!r}", q)
+    for r in ruleset.rules:
+        walk("rules.toml", f"rule {r.id!r}", r)
+    for s in ruleset.suggestions:
+        walk("rules.toml", f"suggestion {s.id!r}", s)
+    for s in ruleset.services:
+        walk("services.toml", f"service {s.slug!r}", s)
+    for key, text in ruleset.texts.items():
+        scan("texts.toml", "[texts]", key, text)
+    for code, texts in ruleset.outcomes.items():
+        for key, text in texts.items():
+            scan("texts.toml", f"[outcomes.{code}]", key, text)
+    return found

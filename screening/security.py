@@ -8,7 +8,7 @@ from flask import abort, current_app, jsonify, make_response, render_template, r
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from .db import StorageError
+from . import db
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,18 @@ def init_app(app) -> None:
     def csrf_error(e):
         return error_response(400, "csrf")
 
-    @app.errorhandler(StorageError)
+    @app.errorhandler(db.StorageError)
     def storage_error(e):
         # the reason may name a file path, never answers; it goes to the log, not to the client
-        log.error("storage failure: %s", e)
+        fix = db.what_to_fix(current_app.config["DATABASE"])
+        log.error("storage failure: %s%s", e, f"; {fix}" if fix else "")
         return error_response(503, "storage")
+
+    @app.errorhandler(db.DatabaseError)
+    def database_error(e):
+        # any other query that meets a read-only, full, locked or missing database (a login, a
+        # note...) is the same outage as a failed share: a 503, never a 500. A bad statement stays a 500.
+        return storage_error(e) if db.is_storage_failure(e) else unexpected(e)
 
     @app.errorhandler(HTTPException)
     def http_error(e):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from screening.conditions import compile_condition
 from screening.rules import LOCALES, OUTCOMES, SERVICE_VARS, default_rules_dir, load_rules
-from tests.conftest import RED_FLAGS, SLUGS
+from tests.conftest import RED_FLAGS, SLUGS, edit
 
 RULES = load_rules(default_rules_dir())
 QUESTION_IDS = [q.id for q in RULES.questions]
@@ -82,14 +82,16 @@ def test_services_lists_the_catalogue_in_english_with_links(client):
 
 @pytest.fixture
 def translated_app(make_app, tmp_path):
-    """The app on a copy of rules/ where one service name and the 'yes' label have a Catalan text."""
+    """The app on a copy of rules/ with a few translations taken out, to show the English fallback:
+    the back massage keeps its Catalan name but loses its Spanish name and Catalan summary, and the
+    fever question loses its Catalan text (the 'yes' label keeps its Catalan)."""
     rules_dir = tmp_path / "rules"
     shutil.copytree(default_rules_dir(), rules_dir)
-    services = rules_dir / "services.toml"
-    services.write_text(services.read_text().replace(
-        'name = { en = "Back massage" }', 'name = { en = "Back massage", ca = "Massatge d\'esquena" }', 1))
-    texts = rules_dir / "texts.toml"
-    texts.write_text(texts.read_text().replace('answer_yes = { en = "Yes" }', 'answer_yes = { en = "Yes", ca = "Sí" }'))
+    edit(rules_dir, "services.toml", 'ca = "Massatge d\'esquena", es = "Masaje de espalda" }',
+         'ca = "Massatge d\'esquena" }')
+    edit(rules_dir, "services.toml", 'ca = "Un massatge de tota l\'esquena que pot ser suau i relaxant, o més ferm '
+         'si ho prefereixes.", ', '')
+    edit(rules_dir, "questions.toml", 'ca = "Tens febre?", ', '')
     return make_app(RULES_DIR=str(rules_dir))
 
 

@@ -195,6 +195,30 @@ def test_the_cookie_is_secure_when_configured(make_app, make_staff):
     assert "Secure" in header and "HttpOnly" in header and "SameSite=Lax" in header
 
 
+def staff_set_cookies(response):
+    """The Set-Cookie headers of a response that set or delete the staff cookie."""
+    return [h for h in response.headers.getlist("Set-Cookie") if h.startswith(f"{COOKIE}=")]
+
+
+@pytest.mark.parametrize("settings,flags,absent", [
+    ({"SESSION_COOKIE_SAMESITE": "Strict"}, ["SameSite=Strict", "HttpOnly"], ["SameSite=Lax", "Secure"]),
+    ({"SESSION_COOKIE_SAMESITE": "None", "SESSION_COOKIE_SECURE": True}, ["SameSite=None", "Secure", "HttpOnly"],
+     ["SameSite=Lax"]),
+    ({"SESSION_COOKIE_HTTPONLY": False}, ["SameSite=Lax"], ["HttpOnly"]),
+])
+def test_the_staff_cookie_follows_the_cookie_settings_at_login_and_logout(make_app, make_staff, settings, flags,
+                                                                          absent):
+    client = make_app(**settings).test_client()
+    staff = make_staff()
+    [set_at_login] = staff_set_cookies(login(client, staff["email"], staff["password"]))
+    [deleted_at_logout] = staff_set_cookies(client.post("/staff/logout"))
+    assert "Expires=Thu, 01 Jan 1970" in deleted_at_logout
+    for header in (set_at_login, deleted_at_logout):
+        assert "Path=/staff" in header
+        assert all(flag in header for flag in flags), header
+        assert not any(flag in header for flag in absent), header
+
+
 # --- ending sessions ----------------------------------------------------------------------------------
 
 def test_logout_ends_the_session_and_a_captured_cookie_stops_working(app, client, make_staff):
@@ -237,10 +261,20 @@ def test_each_visit_restarts_the_idle_clock(staff_client, db):
 
 # --- the guard --------------------------------------------------------------------------------------
 
-def test_strangers_are_sent_to_the_login_page_with_where_they_were_going(client):
+def test_strangers_are_sent_to_the_login_page_with_the_page_they_were_going_to(client):
     response = client.get("/staff/probe/?status=new")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/staff/login?next=/staff/probe/?status%3Dnew"
+    assert response.headers["Location"] == "/staff/login?next=/staff/probe/"
+
+
+def test_a_clients_name_searched_for_never_travels_on_in_the_login_address(client, make_staff):
+    response = client.get("/staff/probe/?q=Ana+Garc%C3%ADa&status=new")
+    assert response.headers["Location"] == "/staff/login?next=/staff/probe/"
+    login_page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Ana" not in login_page and "Garc" not in login_page
+    staff = make_staff()
+    assert login(client, staff["email"], staff["password"], next="/staff/probe/").headers["Location"] == \
+        "/staff/probe/"
 
 
 @pytest.mark.parametrize("path, headers", [("/staff/probe/", {"Accept": "application/json"}),

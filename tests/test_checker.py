@@ -9,12 +9,14 @@ from screening import engine
 from screening.checker import check
 from screening.rules import load_rules
 
+TEST_MESSAGE = '{ en = "A test rule.", ca = "Una regla de prova.", es = "Una regla de prueba." }'
+
 
 def add_rule(folder: Path, rule_id: str, when: str, outcome: str = "consult_professional", extra: str = "") -> None:
     """Append one rule to rules.toml."""
     with open(folder / "rules.toml", "a") as f:
         f.write(f'\n[[rules]]\nid = "{rule_id}"\nwhen = {when}\noutcome = "{outcome}"\n'
-                f'message = "A test rule."\nsource = "a test"\n{extra}')
+                f'message = {TEST_MESSAGE}\nsource = "a test"\n{extra}')
 
 
 def edit_entry(folder: Path, file: str, entry_id: str, old: str, new: str) -> None:
@@ -167,8 +169,7 @@ def test_a_message_promising_a_medical_result_is_caught(rules_copy, key, words, 
 
 
 def test_a_promise_in_another_language_is_caught(rules_copy):
-    edit_entry(rules_copy, "rules.toml", "recent_injury", 'message = { en = "',
-               'message = { es = "Este masaje cura la lesión.", en = "')
+    edit_entry(rules_copy, "rules.toml", "recent_injury", 'es = "', 'es = "Este masaje cura la lesión. ')
     assert problems(rules_copy) == ["rules.toml: rule 'recent_injury': message (es) promises a medical result: 'cura'"]
 
 

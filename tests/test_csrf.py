@@ -1,7 +1,7 @@
 """CSRF on, as in production: a forged, missing or expired token stores nothing, and the client gets
 the questionnaire back with the answers kept and a fresh token, so that sending again just works."""
 import pytest
-from conftest import all_no
+from conftest import all_no, login
 from helpers_server import checked_inputs, hidden_value, references
 from itsdangerous import TimestampSigner
 
@@ -150,3 +150,39 @@ def test_the_json_api_needs_no_token_because_it_takes_no_cookies(client):
         "ongoing_diagnosis": False, "pregnant": False}})
     assert response.status_code == 200
     assert response.get_json()["outcome"] == "proceed"
+
+
+# --- the CSRF secret is renewed at login and at logout ------------------------------------------------
+
+def count_notes(conn):
+    return conn.execute("SELECT count(*) FROM notes").fetchone()[0]
+
+
+def test_a_token_from_a_public_page_before_login_is_refused_on_staff_forms_after_it(client, make_staff,
+                                                                                   make_submission, conn):
+    submission = make_submission()
+    before_login, _ = open_form(client)
+    staff = make_staff()
+    assert login(client, staff["email"], staff["password"]).status_code == 302
+    note = f"/staff/submissions/{submission['id']}/notes"
+
+    refused = client.post(note, data={"body": "Called back", "csrf_token": before_login})
+
+    assert refused.status_code == 400 and count_notes(conn) == 0
+    fresh = hidden_value(client.get(f"/staff/submissions/{submission['id']}").text, "csrf_token")
+    assert fresh and fresh != before_login
+    assert client.post(note, data={"body": "Called back", "csrf_token": fresh}).status_code == 302
+    assert count_notes(conn) == 1
+
+
+def test_a_token_from_a_staff_page_before_logout_is_refused_after_it(client, make_staff):
+    staff = make_staff()
+    assert login(client, staff["email"], staff["password"]).status_code == 302
+    before_logout = hidden_value(client.get("/staff/").text, "csrf_token")
+    assert client.post("/staff/logout", data={"csrf_token": before_logout}).status_code == 302
+
+    again = client.post("/staff/login", data={"email": staff["email"], "password": staff["password"],
+                                              "csrf_token": before_logout})
+
+    assert again.status_code == 400 and client.get_cookie("screening_staff", path="/staff") is None
+    assert login(client, staff["email"], staff["password"]).status_code == 302   # the page's new token works

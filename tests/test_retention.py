@@ -109,10 +109,11 @@ def test_purge_with_zero_days_deletes_everything_stored_so_far(conn):
     assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 0
 
 
-def test_purge_refuses_a_negative_number_of_days(conn):
+@pytest.mark.parametrize("days", [-1, 36501, 10**9])
+def test_purge_refuses_a_number_of_days_out_of_range(conn, days):
     store(conn, "A")
-    with pytest.raises(ValueError):
-        retention.purge(conn, -1)
+    with pytest.raises(ValueError, match="from 0 to 36500"):
+        retention.purge(conn, days)
     assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
 
 
@@ -175,21 +176,40 @@ def test_purge_command_deletes_old_submissions_and_says_how_many(app, runner, ma
     conn.close()
 
 
-@pytest.mark.parametrize("days", ["-1", "ten", "1.5", ""])
-def test_purge_command_refuses_days_that_are_not_a_non_negative_integer(app, runner, make_submission, days):
+@pytest.mark.parametrize("days", ["-1", "ten", "1.5", "", "1000000000", "36501", "9" * 40])
+def test_purge_command_refuses_days_that_are_not_a_whole_number_from_0_to_36500(app, runner, make_submission, days):
     make_submission()
     backdate(app, 400)
 
     result = runner.invoke(args=["purge", "--older-than", days])
 
     assert result.exit_code == 2
-    assert "--older-than" in result.output
+    assert "Invalid value for '--older-than'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)   # no traceback
     conn = dbmod.connect(app.config["DATABASE"])
     assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
     conn.close()
+
+
+def test_purge_command_says_the_range_of_days_it_takes(runner):
+    result = runner.invoke(args=["purge", "--older-than", "1000000000"])
+    assert "1000000000 is not in the range 0<=x<=36500" in result.output
+    assert runner.invoke(args=["purge", "--older-than", "36500"]).exit_code == 0
 
 
 def test_purge_command_needs_the_number_of_days(runner):
     result = runner.invoke(args=["purge"])
     assert result.exit_code == 2
     assert "--older-than" in result.output
+
+
+def test_purge_command_on_a_database_it_cannot_open_is_one_clean_line(make_app, tmp_path):
+    (tmp_path / "data").mkdir()
+    app = make_app(DATABASE=str(tmp_path / "data" / "screening.db"))
+    (tmp_path / "data").rename(tmp_path / "moved")      # the folder is gone under the running app
+
+    result = app.test_cli_runner().invoke(args=["purge", "--older-than", "30"])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the purge stopped: the database cannot be written (")
+    assert "unable to open database file" in result.output and "Traceback" not in result.output

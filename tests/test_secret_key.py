@@ -11,6 +11,7 @@ import pytest
 from screening import config, create_app
 
 REAL_TOKEN_HEX = secrets.token_hex
+REAL_LOAD = config.load_secret_key
 
 
 def key_file(folder):
@@ -84,3 +85,22 @@ def test_the_key_from_the_environment_wins_and_the_instance_folder_is_not_needed
     monkeypatch.setattr(config, "load_secret_key", lambda path: pytest.fail("the instance key was read"))
     app = create_app({"TESTING": True, "DATABASE": str(tmp_path / "env.db")})
     assert app.secret_key == "e" * 64
+
+
+def test_an_unusable_key_file_stops_the_start_with_one_line_naming_the_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv("SCREENING_SECRET_KEY", raising=False)
+    monkeypatch.setattr(config, "load_secret_key", lambda path: REAL_LOAD(str(tmp_path)))
+    key_file(tmp_path).write_text("short-key")
+    with pytest.raises(config.SettingsError) as refused:
+        create_app({"TESTING": True, "DATABASE": str(tmp_path / "x.db")})
+    assert str(refused.value).startswith("SCREENING_SECRET_KEY: not set, and the key in the instance folder cannot "
+                                         f"be used: {key_file(tmp_path)} holds no usable secret key; delete it")
+
+
+def test_an_instance_folder_that_cannot_be_made_stops_the_start_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("SCREENING_SECRET_KEY", raising=False)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(config, "load_secret_key", lambda path: REAL_LOAD(str(tmp_path / "a-file" / "instance")))
+    with pytest.raises(config.SettingsError, match="^SCREENING_SECRET_KEY: not set, and the key in the instance "
+                                                   "folder cannot be used: .*Not a directory"):
+        create_app({"TESTING": True, "DATABASE": str(tmp_path / "x.db")})

@@ -152,3 +152,80 @@ def test_no_template_or_static_file_loads_anything_from_another_host():
         urls = [u for u in re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"'<>)]*", text)
                 if not u.startswith(("http://www.w3.org/", "https://www.w3.org/"))]
         assert urls == [], path
+
+
+# --- the app's own files are at /static/, in a checkout and once installed ---------------------------
+
+def assert_static_files_served_at_static(client):
+    """The page links its files under /static/, they are served there and may be cached."""
+    page = client.get("/").text
+    assert 'href="/static/style.css"' in page
+    for path in ("/static/style.css", "/static/questionnaire.js"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers.get("Cache-Control") != "no-store"
+        assert_secure_headers(response)
+    assert client.get("/bundled_static/style.css").status_code == 404
+
+
+def test_a_checkout_serves_its_files_at_static(client):
+    assert_static_files_served_at_static(client)
+
+
+def test_the_installed_layout_serves_its_files_at_static_too(make_app, monkeypatch, tmp_path):
+    """`pip install .` puts static/ and templates/ inside the package as bundled_static/ and
+    bundled_templates/ (pyproject.toml); here that layout is made beside a stand-in package folder."""
+    import shutil
+
+    import screening
+
+    package = tmp_path / "site-packages" / "screening"
+    shutil.copytree(ROOT / "static", package / "bundled_static")
+    shutil.copytree(ROOT / "templates", package / "bundled_templates")
+    monkeypatch.setattr(screening, "HERE", package)
+    app = make_app()
+    assert app.static_folder == str(package / "bundled_static")
+    assert_static_files_served_at_static(app.test_client())
+
+
+INSTALLED_CHECK = r"""
+import sys
+import screening
+assert screening.__file__.startswith(sys.argv[1]), screening.__file__
+app = screening.create_app({"TESTING": True, "SECRET_KEY": "k" * 40, "DATABASE": sys.argv[2]})
+client = app.test_client()
+print(app.static_folder)
+print(client.get("/").status_code, 'href="/static/style.css"' in client.get("/").text)
+response = client.get("/static/style.css")
+print(response.status_code, response.headers.get("Cache-Control"))
+print(client.get("/bundled_static/style.css").status_code)
+"""
+
+
+@pytest.mark.slow
+def test_after_pip_install_the_files_are_at_static(tmp_path):
+    """A real (not editable) `pip install` of the project, into a folder put first on the path."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("screening", "templates", "rules", "static"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(source)],
+                   check=True, capture_output=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCREENING_", "FLASK_"))}
+    env["PYTHONPATH"] = str(site)
+    done = subprocess.run([sys.executable, "-c", INSTALLED_CHECK, str(site), str(tmp_path / "x.db")], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder, page, static, bundled = done.stdout.splitlines()
+    assert folder == str(site / "screening" / "bundled_static")
+    assert page == "200 True"
+    assert static.startswith("200 ") and static != "200 no-store"
+    assert bundled == "404"
