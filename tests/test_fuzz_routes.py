@@ -72,7 +72,7 @@ def form_bodies(draw, base: dict):
         pairs = draw(st.permutations(pairs))
     if draw(st.integers(0, 4)) == 0:
         pairs += draw(st.lists(st.tuples(NAMES, NON_UTF8), min_size=1, max_size=3))
-    how = draw(st.sampled_from(["urlencoded", "urlencoded", "multipart", "json", "other", "huge"]))
+    how = draw(st.sampled_from(["urlencoded", "urlencoded", "multipart", "json", "text", "none", "huge"]))
     return pairs, how, query_string(draw(QUERIES)) if draw(st.integers(0, 3)) == 0 else ""
 
 
@@ -89,9 +89,10 @@ def send(client, path, pairs, how, query="", headers=None):
     if how == "json":
         body = json.dumps({k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in pairs})
         return client.post(path, data=body, content_type="application/json", headers=headers)
-    if how == "other":
+    if how in ("text", "none"):
         body = urllib.parse.urlencode([(k, v) for k, v in pairs]).encode() + b"\xff\xfe"
-        return client.post(path, data=body, content_type="text/plain; charset=utf-8", headers=headers)
+        content_type = "text/plain; charset=utf-8" if how == "text" else None
+        return client.post(path, data=body, content_type=content_type, headers=headers)
     # over the limit: the same form, padded
     body = urllib.parse.urlencode([(k, v) for k, v in pairs] + [("notes", "x" * LIMIT)]).encode()
     return client.post(path, data=body, content_type="application/x-www-form-urlencoded", headers=headers)

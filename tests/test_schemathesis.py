@@ -7,9 +7,11 @@ is documented), content_type_conformance, positive_data_acceptance (a request th
 is not refused), negative_data_rejection (one it forbids is refused) and unsupported_method (405
 with Allow). The document must therefore say exactly what the server does, errors included.
 """
+import functools
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema_rs
@@ -19,7 +21,9 @@ from conftest import RED_FLAGS, SLUGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from screening import create_app
+from screening import create_app, engine, openapi
+from screening.conditions import compile_condition
+from screening.rules import SERVICE_VARS, default_rules_dir, load_rules
 
 EVALUATE = "/api/v1/evaluate"
 
@@ -72,3 +76,45 @@ def test_the_request_schema_allows_exactly_what_the_server_accepts(request_valid
     response = API_APP.test_client().post(EVALUATE, data=json.dumps(body), content_type="application/json")
     assert response.status_code in (200, 422)
     assert request_validator.is_valid(body) == (response.status_code == 200), response.get_json()
+
+
+# --- and for conditions the shipped rules do not use yet ------------------------------------------
+
+FOLLOW_UP_CONDITIONS = [
+    {"all": [{"var": "service.pressure", "equals": "firm"}, {"not": {"var": "pregnant", "equals": "no"}}]},
+    {"any": [{"var": "intense_pain", "not_equals": "no"}, {"var": "service.areas", "contains": "neck"}]},
+    {"any": [{"var": "pregnancy_complicated", "in": ["yes"]}, {"var": "fever", "contains": "yes"}]},
+]
+
+
+@functools.cache
+def _with_follow_up(index: int, required: bool):
+    """The shipped rules with professional_cleared asked when FOLLOW_UP_CONDITIONS[index] holds (and
+    `required`), and a validator of its EvaluateRequest."""
+    rules = load_rules(default_rules_dir())
+    known = {q.id for q in rules.questions} | set(SERVICE_VARS)
+    condition = compile_condition(FOLLOW_UP_CONDITIONS[index], known)
+    questions = tuple(replace(q, asked_when=condition, required=required) if q.id == "professional_cleared" else q
+                      for q in rules.questions)
+    rules = replace(rules, questions=questions, questions_by_id={q.id: q for q in questions})
+    document = openapi.document(rules, prefix="/api/v1")
+    return rules, jsonschema_rs.Draft202012Validator(
+        {"$ref": "#/components/schemas/EvaluateRequest", "components": document["components"]})
+
+
+@pytest.mark.parametrize("required", [False, True], ids=["optional", "required"])
+@pytest.mark.parametrize("index", range(len(FOLLOW_UP_CONDITIONS)), ids=["service-and-not", "not-equals-or-areas",
+                                                                       "follow-up-of-follow-up"])
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(service=st.sampled_from(SLUGS),
+       answers=st.fixed_dictionaries({q: LIKELY for q in ALWAYS_ASKED}, optional={q: ANSWER_VALUES for q in OTHERS}))
+def test_the_follow_up_schema_matches_the_engine_for_other_conditions(index, required, service, answers):
+    """Service facts, not, not_equals, contains on a list and on a word, and a follow-up that reads
+    another follow-up: the document's verdict is the engine's (which is what /evaluate applies)."""
+    rules, validator = _with_follow_up(index, required)
+    try:
+        engine.screen(rules, service, answers, allow_unknown=False)
+        accepted = True
+    except engine.AnswerErrors:
+        accepted = False
+    assert validator.is_valid({"service": service, "answers": answers}) == accepted
