@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config, db, security
+from .centres import default_centre, load_centres
 from .rules import load_rules
 
 csrf = CSRFProtect()
@@ -48,7 +49,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
+    rules = app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
+    centres = app.extensions["screening.centres"] = load_centres(app.config["RULES_DIR"],
+                                                                 tuple(rules.services_by_slug))
+    try:
+        app.extensions["screening.default_centre"] = default_centre(centres, app.config["DEFAULT_CENTRE"])
+    except KeyError:
+        raise config.SettingsError([f"SCREENING_DEFAULT_CENTRE: no centre {app.config['DEFAULT_CENTRE']!r} in "
+                                    f"{app.config['RULES_DIR']}/centres (there are: {', '.join(centres)})"]) from None
     try:
         db.init_app(app)
     except (db.StorageError, db.DatabaseError, OSError) as e:

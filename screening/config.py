@@ -174,6 +174,14 @@ def _host(value: str) -> str:
     return value
 
 
+def _centre_slug(value: str) -> str:
+    """The slug of a centre (its file name in rules/centres/ without .toml); that it exists is
+    checked once the centres are loaded."""
+    if not re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", value):
+        raise ValueError("must be a centre's slug: lower-case letters, digits and '-'")
+    return value
+
+
 def _web_address(value: str) -> str:
     """An http:// or https:// address with a host."""
     parts = urlsplit(value)
@@ -212,6 +220,7 @@ def settings(instance_path: str) -> dict[str, Setting]:
         "HSTS": flag(False),
         "TIMEZONE": text("Europe/Madrid", _time_zone),   # the centre's clock, for the time shown on a result
         "PROXY_COUNT": whole(0, 0, 10),                  # reverse proxies in front that set X-Forwarded-*
+        "DEFAULT_CENTRE": text(None, _centre_slug),      # the centre the un-prefixed routes serve
     }
 
 

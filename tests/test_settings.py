@@ -43,6 +43,7 @@ BAD = {
     "HSTS": ["1", "enabled"],
     "TIMEZONE": ["Europe/Madird", "Europe", "", "../etc/passwd"],
     "PROXY_COUNT": ["-1", "one", "1000"],
+    "DEFAULT_CENTRE": ["Exemple Barcelona", "exemple_barcelona", "nowhere"],
 }
 
 
