@@ -27,24 +27,28 @@ STRING = {"type": "string"}
 STRINGS = {"type": "array", "items": STRING}
 
 
+# What the engine reads as "not answered", like leaving the question out (engine._normalize_one).
+UNANSWERED = {"enum": [None, "", []], "description": "not answered"}
+
+
 def answer_schema(q: Question, *, answered: bool = False) -> dict[str, Any]:
-    """What the engine accepts for one question. Null, "" and [] mean unanswered (like leaving it
-    out); with `answered`, only the values that count as an answer (a required question)."""
-    unanswered = [] if answered else [None, ""]
+    """What the engine accepts for one question; with `answered`, only the values that count as an
+    answer (for a required question), else those or one of UNANSWERED."""
     if q.type in ("yes_no_unsure", "yes_no"):
         words = YES_NO_UNSURE if q.type == "yes_no_unsure" else YES_NO
-        return {"enum": [True, False, *words, *unanswered], "description": "true means yes, false means no"}
-    if q.type == "single":
-        return {"enum": [*q.option_ids, *unanswered]}
-    if q.type == "multi":
-        return {"anyOf": [{"type": "array", "items": {"enum": list(q.option_ids)}, "minItems": int(answered)},
-                          {"enum": [*q.option_ids, *unanswered]}],
-                "description": "a list of option ids (a single id is read as a list of one)"}
-    text = {"type": "string" if answered else ["string", "null"], "maxLength": q.max_length,
-            "description": "free text; surrounding spaces are trimmed before the length is checked"}
-    if answered:
-        text["pattern"] = r"\S"     # only spaces is unanswered
-    return text
+        schema = {"enum": [True, False, *words], "description": "true means yes, false means no"}
+    elif q.type == "single":
+        schema = {"enum": list(q.option_ids)}
+    elif q.type == "multi":
+        schema = {"anyOf": [{"type": "array", "items": {"enum": list(q.option_ids)}, "minItems": 1},
+                            {"enum": list(q.option_ids)}],
+                  "description": "a list of option ids (a single id is read as a list of one)"}
+    else:
+        schema = {"type": "string", "maxLength": q.max_length, "pattern": r"\S",
+                  "description": "free text; surrounding spaces are trimmed before the length is checked"}
+        if not answered:     # only spaces is not answered either
+            return {"anyOf": [schema, UNANSWERED, {"type": "string", "pattern": r"^\s*$"}]}
+    return schema if answered else {"anyOf": [schema, UNANSWERED]}
 
 
 # --- when a follow-up is asked, as JSON Schema over the EvaluateRequest ------------------------------
