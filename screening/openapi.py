@@ -6,10 +6,24 @@ caller (api.py) passes the mount point.
 """
 from __future__ import annotations
 
+import functools
+import sys
+import unicodedata
 from typing import Any
 
+from . import engine
 from .conditions import TESTS, All, Any_, Condition, Not, Test
-from .rules import LOCALES, OUTCOMES, QUESTION_TYPES, SERVICE_VARS, YES_NO, YES_NO_UNSURE, Question, RuleSet
+from .rules import (
+    LOCALES,
+    OUTCOMES,
+    QUESTION_TYPES,
+    SERVICE_VARS,
+    YES_NO,
+    YES_NO_UNSURE,
+    Question,
+    RuleSet,
+    Text,
+)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -25,6 +39,32 @@ def _obj(properties: dict[str, Any], *, required: list[str] | None = None, **ext
 
 STRING = {"type": "string"}
 STRINGS = {"type": "array", "items": STRING}
+
+
+@functools.cache
+def refused_in_text() -> str:
+    """The characters the engine refuses inside a text answer, as the inside of a regex character
+    class ('' when none). Found by asking the engine itself about every character of the Unicode
+    categories it could refuse (control, format, separators) through its own per-answer check, so
+    the document follows the engine.
+    Lone surrogates (Cs) are left out: a regex cannot name them portably, and no JSON text decodes to
+    one except by a lone \\u escape; the server still refuses them."""
+    probe = Question(id="probe", type="text", text=Text({"en": "probe"}), help=None, required=False,
+                     red_flag=False, options=(), asked_when=None, max_length=3, source="")
+    refused = [cp for cp in range(sys.maxunicode + 1)
+               if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+               and engine._normalize_one(probe, f"a{chr(cp)}a") in engine.ERROR_CODES]
+    ranges: list[list[int]] = []
+    for cp in refused:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return "".join(_escape(a) if a == b else f"{_escape(a)}-{_escape(b)}" for a, b in ranges)
+
+
+def _escape(cp: int) -> str:
+    return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
 
 
 # What the engine reads as "not answered", like leaving the question out (engine._normalize_one).
@@ -46,6 +86,11 @@ def answer_schema(q: Question, *, answered: bool = False) -> dict[str, Any]:
     else:
         schema = {"type": "string", "maxLength": q.max_length, "pattern": r"\S",
                   "description": "free text; surrounding spaces are trimmed before the length is checked"}
+        refused = refused_in_text()
+        if refused:
+            schema = {**schema, "allOf": [{"pattern": f"^[^{refused}]*$"}],
+                      "description": schema["description"] + "; control and invisible format characters are "
+                                                             "refused (line breaks and tabs are fine)"}
         if not answered:     # only spaces is not answered either
             return {"anyOf": [schema, UNANSWERED, {"type": "string", "pattern": r"^\s*$"}]}
     return schema if answered else {"anyOf": [schema, UNANSWERED]}

@@ -52,7 +52,8 @@ def test_every_operation_does_what_its_document_says(case):
 # --- the document's request schema says yes exactly when the server does ----------------------------
 
 ANSWER_VALUES = st.sampled_from(["yes", "no", "not_sure", True, False, None, "", "light", "medium", "firm", "neck",
-                                 ["neck", "lumbar"], [], 3, "  ", "x" * 1001])
+                                 ["neck", "lumbar"], [], 3, "  ", "x" * 1001, "a\x07b", "line\r\nbreak\tand tab",
+                                 "\u202eevil", "zero\u200dwidth joiner", "\U000e0001tag"])
 ALWAYS_ASKED = [*RED_FLAGS, "pregnant"]
 OTHERS = ["pregnancy_complicated", "professional_cleared", "tension_areas", "preferred_intensity", "notes"]
 # mostly "no", so that a third of the requests are complete, and the follow-ups are often asked
@@ -69,6 +70,7 @@ def request_validator():
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 # found by the generated cases: [] is "not answered" for every type, "  " for text
 @example(service=SLUGS[0], answers=dict.fromkeys(ALWAYS_ASKED, "no") | {"preferred_intensity": [], "notes": "  "})
+@example(service=SLUGS[0], answers=dict.fromkeys(ALWAYS_ASKED, "no") | {"notes": "a\x1db"})   # found by schemathesis
 @given(service=st.sampled_from(SLUGS),
        answers=st.fixed_dictionaries({q: LIKELY for q in ALWAYS_ASKED}, optional={q: ANSWER_VALUES for q in OTHERS}))
 def test_the_request_schema_allows_exactly_what_the_server_accepts(request_validator, service, answers):
