@@ -10,12 +10,14 @@ Read shared/RELIABILITY.md before changing anything here. In short:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,6 +211,20 @@ def m002_attention_and_outbox_indexes(db: sqlite_utils.Database) -> None:
     db["outbox"].create_index(["submission_id"])
 
 
+@migrations()
+def m003_share_limit_and_fingerprint(db: sqlite_utils.Database) -> None:
+    """A resent form is the same screening only when it sends the same thing: deduplicate on the
+    nonce *and* a fingerprint of what was sent (rows stored before have none; store_screening
+    computes theirs). And count shares per client address (a keyed hash, never the address) so
+    that one address cannot flood the centre; rows older than the window are pruned."""
+    db["submissions"].add_column("fingerprint", str)
+    db.execute("DROP INDEX idx_submissions_nonce")
+    db["submissions"].create_index(["nonce", "fingerprint"], unique=True)
+    db["share_attempts"].create({"id": int, "key": str, "at": float}, pk="id", not_null={"key", "at"})
+    db["share_attempts"].create_index(["key", "at"])
+    db["share_attempts"].create_index(["at"])
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     """Apply pending migrations. Safe when several workers start at once: BEGIN IMMEDIATE makes
     them queue, and each one that follows finds the migrations recorded and does nothing."""
@@ -232,21 +248,59 @@ def normalize_reference(text: str) -> str:
     return f"{code[:4]}-{code[4:]}"
 
 
-def store_submission(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any],
-                     notify: bool = False) -> tuple[str, bool]:
-    """Store a shared screening once per nonce; return (reference, newly stored).
+# what makes two sends of one form the same screening: who, which service, the answers, the result
+FINGERPRINT_FIELDS = ("service", "outcome", "answers", "fired_rules", "name", "contact")
 
-    The reference is returned only after COMMIT: a reference the client sees is always stored.
-    A second POST with the same nonce (a refresh) stores nothing and returns the first reference.
-    With `notify`, a notice for the centre is queued in the same transaction.
+
+def fingerprint(record: dict[str, Any]) -> str:
+    """SHA-256 of a record's FINGERPRINT_FIELDS in canonical JSON (answers already normalised)."""
+    data = {k: record.get(k) for k in FINGERPRINT_FIELDS}
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What store_screening did: the reference to show (always of a stored row with exactly this
+    screening), whether a row was written now, and whether the same form (nonce) had already sent
+    other answers, which stay stored under their own reference."""
+
+    reference: str
+    stored: bool
+    replaces: bool = False
+
+
+class ShareLimitReached(Exception):
+    """Too many shares from one client address within the window; nothing was stored."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"share limit reached; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any], notify: bool = False,
+                    limit_key: str | None = None, limit: int = 0, window: float = 3600.0) -> Stored:
+    """Store a shared screening once per (nonce, fingerprint); the reference exists only after COMMIT.
+
+    The same form sent again with the same content (a refresh) stores nothing and returns the first
+    reference; sent again with other answers, it is a new screening with a new reference. With
+    `limit_key` and `limit` > 0, at most `limit` new screenings per key are stored per `window`
+    seconds, counted inside the same BEGIN IMMEDIATE so every worker sees one count; over it,
+    ShareLimitReached and nothing is stored. With `notify`, a notice is queued in the transaction.
     """
     json_fields = ("answers", "fired_rules", "suggestions")
     row = {k: (json.dumps(v, ensure_ascii=False) if k in json_fields else v) for k, v in record.items()}
+    mark = fingerprint(record)
     try:
         with immediate(db):
-            existing = db.execute("SELECT reference FROM submissions WHERE nonce = ?", [nonce]).fetchone()
-            if existing:
-                return existing[0], False
+            earlier = db.execute(
+                "SELECT reference, fingerprint, service, outcome, answers, fired_rules, name, contact"
+                " FROM submissions WHERE nonce = ?", [nonce]).fetchall()
+            for reference, known, *columns in earlier:
+                if (known or _row_fingerprint(columns)) == mark:
+                    return Stored(reference, False)
+            if limit_key and limit > 0:
+                _count_share(db, limit_key, limit, window)
             created_at = now()
             for _ in range(10):
                 reference = new_reference()
@@ -255,17 +309,43 @@ def store_submission(db: sqlite_utils.Database, *, nonce: str, record: dict[str,
             else:  # pragma: no cover - 10 collisions in a space of 31^8
                 raise StorageError("could not find a free reference")
             cursor = db.execute(
-                "INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules, suggestions,"
-                " rules_version, locale, name, contact, consent_at, created_at, status)"
-                " VALUES (:reference, :nonce, :service, :outcome, :answers, :fired_rules, :suggestions,"
-                " :rules_version, :locale, :name, :contact, :consent_at, :created_at, 'new')",
-                {**row, "reference": reference, "nonce": nonce, "created_at": created_at})
+                "INSERT INTO submissions (reference, nonce, fingerprint, service, outcome, answers, fired_rules,"
+                " suggestions, rules_version, locale, name, contact, consent_at, created_at, status)"
+                " VALUES (:reference, :nonce, :fingerprint, :service, :outcome, :answers, :fired_rules,"
+                " :suggestions, :rules_version, :locale, :name, :contact, :consent_at, :created_at, 'new')",
+                {**row, "reference": reference, "nonce": nonce, "fingerprint": mark, "created_at": created_at})
             if notify:
                 db.execute("INSERT INTO outbox (submission_id, reference, created_at, attempts, next_attempt_at)"
                            " VALUES (?, ?, ?, 0, ?)", [cursor.lastrowid, reference, created_at, created_at])
     except (OperationalError, DatabaseError) as e:
         raise StorageError(str(e)) from e
-    return reference, True
+    return Stored(reference, True, replaces=bool(earlier))
+
+
+def _row_fingerprint(columns: list) -> str:
+    """The fingerprint of a row stored before fingerprints were (columns as FINGERPRINT_FIELDS)."""
+    record = dict(zip(FINGERPRINT_FIELDS, columns, strict=True))
+    for key in ("answers", "fired_rules"):
+        record[key] = json.loads(record[key]) if record[key] is not None else None
+    return fingerprint(record)
+
+
+def _count_share(db: sqlite_utils.Database, key: str, limit: int, window: float) -> None:
+    """Inside the caller's BEGIN IMMEDIATE: prune attempts older than the window, then count this
+    one or raise ShareLimitReached (the caller's rollback then stores nothing)."""
+    at = time.time()
+    db.execute("DELETE FROM share_attempts WHERE at <= ?", [at - window])
+    count, oldest = db.execute("SELECT count(*), min(at) FROM share_attempts WHERE key = ?", [key]).fetchone()
+    if count >= limit:
+        raise ShareLimitReached(max(1, int(oldest + window - at) + 1))
+    db.execute("INSERT INTO share_attempts (key, at) VALUES (?, ?)", [key, at])
+
+
+def store_submission(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any],
+                     notify: bool = False) -> tuple[str, bool]:
+    """store_screening without a limit, as (reference, newly stored): for callers that need no more."""
+    result = store_screening(db, nonce=nonce, record=record, notify=notify)
+    return result.reference, result.stored
 
 
 def check_health(db: sqlite_utils.Database) -> None:

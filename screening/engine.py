@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from .characters import forbidden_characters
 from .rules import OUTCOMES, YES_NO, YES_NO_UNSURE, Question, RuleSet, Service, Suggestion, Text
 
 
@@ -33,6 +34,7 @@ class Outcome(IntEnum):
 
 # error codes; their wording lives in rules/texts.toml (error_<code>)
 REQUIRED, INVALID, TOO_LONG, NOT_A_LIST, UNKNOWN = "required", "invalid", "too_long", "not_a_list", "unknown"
+CHARACTERS = "characters"     # control or invisible format characters in a text answer
 
 
 class AnswerErrors(ValueError):
@@ -106,10 +108,12 @@ def _normalize_one(q: Question, value: Any):
     value = value.strip()
     if len(value) > q.max_length:
         return TOO_LONG
+    if forbidden_characters(value, multiline=True):
+        return CHARACTERS
     return value or None
 
 
-ERROR_CODES = {INVALID, TOO_LONG, NOT_A_LIST}
+ERROR_CODES = {INVALID, TOO_LONG, NOT_A_LIST, CHARACTERS}
 
 
 def asked_questions(ruleset: RuleSet, service: Service, answers: dict[str, Any]) -> list[Question]:

@@ -12,6 +12,7 @@ import secrets
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, RadioField, SelectMultipleField, StringField, TextAreaField
 
+from .characters import forbidden_characters
 from .rules import YES_NO, YES_NO_UNSURE, RuleSet
 
 NAME_MAX = 100
@@ -73,8 +74,12 @@ def share_errors(form: FlaskForm) -> dict[str, str]:
         errors["name"] = "name_required"
     elif len(name) > NAME_MAX:
         errors["name"] = "name_too_long"
+    elif forbidden_characters(name):
+        errors["name"] = "characters"
     if not contact:
         errors["contact"] = "contact_required"
+    elif forbidden_characters(contact):        # before the e-mail check, which lets NUL through
+        errors["contact"] = "characters"
     elif len(contact) > CONTACT_MAX or not (EMAIL_RE.match(contact) or _is_phone(contact)):
         errors["contact"] = "contact_invalid"
     if not form.consent.data:

@@ -1,10 +1,14 @@
 """The client's side: the services, the questionnaire, and the result next to the service.
 
 The result is the response to the POST and has no URL of its own: nothing of it is kept in the
-cookie session or reachable later. Check only stores nothing; sharing stores once per nonce.
+cookie session or reachable later. Check only stores nothing and is never limited; sharing stores
+once per form and content (nonce + fingerprint), at most SHARE_LIMIT_PER_HOUR times per address.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -12,8 +16,8 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 
-from . import db, engine, forms, notify
-from .rules import LOCALES, RuleSet
+from . import db, engine, forms, i18n, notify
+from .rules import RuleSet
 
 bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
@@ -24,8 +28,8 @@ def ruleset() -> RuleSet:
 
 
 def locale() -> str:
-    """The client's language among those we have (texts fall back to English)."""
-    return request.accept_languages.best_match(LOCALES) or "en"
+    """The page's language (i18n.select_language); rule texts missing in it fall back to English."""
+    return i18n.current()
 
 
 def service_or_404(slug: str):
@@ -38,7 +42,7 @@ def service_or_404(slug: str):
 @bp.app_context_processor
 def template_helpers():
     """Let templates read translated texts: t(text) for a Text, txt('key') for rules/texts.toml."""
-    loc = locale() if request else "en"
+    loc = locale()
     return {"t": lambda text: text.get(loc) if text is not None else "",
             "txt": lambda key: ruleset().text(key, loc), "locale": loc, "ruleset": ruleset()}
 
@@ -88,19 +92,39 @@ def submit(slug):
 
     decision = engine.evaluate(rs, service, answers)
     made_at = datetime.now(ZoneInfo(current_app.config["TIMEZONE"]))
-    reference = already_sent = None
+    shared, status, headers = None, 200, {}
     if form.share.data == "yes":
-        reference, stored = _store(form, decision)
-        already_sent = not stored
+        try:
+            shared = _store(form, decision)
+        except db.ShareLimitReached as e:
+            # the client still sees the result (it may say "consult"); the page says it was not sent
+            status, headers = 429, {"Retry-After": str(e.retry_after)}
     return render_template("public/result.html", service=service, decision=decision,
                            reasons=[(r, r.text(rs, locale())) for r in decision.reasons],
                            outcome_texts=rs.outcomes[decision.outcome.code], made_at=made_at,
-                           reference=reference, already_sent=already_sent,
-                           services=rs.services_by_slug)
+                           shared=shared, limited=status == 429,
+                           services=rs.services_by_slug), status, headers
 
 
-def _store(form, decision):
-    """Store the shared screening; the reference exists only once COMMIT has returned."""
+def share_limit_key(remote_addr: str | None) -> str:
+    """The client's address as a keyed hash (an address is personal data; the table never holds
+    it). IPv6 counts per /64, the block one subscriber usually gets, so that hopping between its
+    addresses does not escape the limit."""
+    try:
+        address = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        network = "unknown"
+    else:
+        if address.version == 6 and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        network = str(ipaddress.IPv6Network((int(address), 64), strict=False) if address.version == 6 else address)
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(secret, b"share-limit\0" + network.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _store(form, decision) -> db.Stored:
+    """Store the shared screening; the reference exists only once COMMIT has returned.
+    Raises db.ShareLimitReached (nothing stored) when this address has shared too often."""
     record = {
         "service": decision.service, "outcome": decision.outcome.code,
         "answers": {k: list(v) if isinstance(v, tuple) else v for k, v in decision.answers.items()},
@@ -111,12 +135,20 @@ def _store(form, decision):
         "name": form.name.data.strip(), "contact": form.contact.data.strip(), "consent_at": db.now(),
     }
     wants_notice = notify.enabled(current_app.config) and decision.outcome.code != "proceed"
-    reference, stored = db.store_submission(db.get_db(), nonce=forms.nonce_of(form), record=record,
-                                            notify=wants_notice)
-    log.info("shared screening stored" if stored else "shared screening resubmitted; nothing stored")
-    if stored and wants_notice:
+    try:
+        result = db.store_screening(db.get_db(), nonce=forms.nonce_of(form), record=record, notify=wants_notice,
+                                    limit_key=share_limit_key(request.remote_addr),
+                                    limit=current_app.config["SHARE_LIMIT_PER_HOUR"])
+    except db.ShareLimitReached:
+        log.warning("shared screening refused: share limit per address reached; nothing stored")
+        raise
+    if not result.stored:
+        log.info("shared screening resubmitted unchanged; nothing stored")
+    else:
+        log.info("shared screening stored%s", " (the same form sent other answers before)" if result.replaces else "")
+    if result.stored and wants_notice:
         notify.wake(current_app._get_current_object())
-    return reference, stored
+    return result
 
 
 @bp.errorhandler(CSRFError)

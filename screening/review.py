@@ -30,9 +30,14 @@ MAX_ID = 2**63 - 1
 DECISIONS = ("booking_fine", "adapt_session", "postpone", "consult_professional")
 # error codes; their wording lives in templates/staff/_review.html
 INVALID, TOO_LONG, FROM_AFTER_TO, BOTH_DIRECTIONS = "invalid", "too_long", "from_after_to", "both_directions"
-# a spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CURSOR_RE = re.compile(r"^(\d{4}-\d\d-\d\dT[0-9:.+-]+)_(\d{1,18})$")
+# a spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"):
+# = + - @, tab and CR, their full-width forms (some spreadsheets read ＝ as =), and | and % (DDE)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20", "|", "%",
+                  "\uff5c", "\uff05")
+# ASCII only and matched whole (fullmatch): \d alone also takes '²' and '١', and $ a final newline
+CURSOR_RE = re.compile(r"(\d{4}-\d\d-\d\dT[0-9:.+-]+)_([1-9]\d{0,18})", re.ASCII)
+DAY_RE = re.compile(r"\d{4}-\d\d-\d\d", re.ASCII)
+ID_RE = re.compile(r"[1-9]\d{0,18}", re.ASCII)
 
 
 # --- filters and cursors ---------------------------------------------------------------------------
@@ -72,8 +77,8 @@ class Cursor:
 
 def parse_cursor(text: str) -> Cursor | None:
     """A cursor from its URL form, or None when it is not one."""
-    m = CURSOR_RE.match(text or "")
-    if not m:
+    m = CURSOR_RE.fullmatch(text or "")
+    if not m or parse_id(m.group(2)) is None:
         return None
     try:
         datetime.fromisoformat(m.group(1))
@@ -82,12 +87,30 @@ def parse_cursor(text: str) -> Cursor | None:
     return Cursor(m.group(1), int(m.group(2)))
 
 
-def _parse_date(text: str) -> date | None:
-    """A YYYY-MM-DD date, or None."""
+def parse_day(text: str) -> date | None:
+    """A date written exactly YYYY-MM-DD (ASCII digits) that has a next day, or None.
+
+    date.fromisoformat alone also takes week dates ('2026-W49-1') and '20260101', which would then
+    be compared as text; and the 'to' bound adds a day, which overflows on 9999-12-31.
+    """
+    if not DAY_RE.fullmatch(text):
+        return None
     try:
-        return date.fromisoformat(text) if len(text) == 10 else None
+        day = date.fromisoformat(text)
     except ValueError:
         return None
+    return day if day < date.max else None
+
+
+def parse_id(text: str) -> int | None:
+    """A row id written as plain ASCII digits, within SQLite's int64 (1 to 2**63 - 1), or None.
+
+    int() alone also takes '١٢', '1_000', ' 12' and '+12', and str.isdigit() passes '²', which int() refuses.
+    """
+    if not ID_RE.fullmatch(text or ""):
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
 
 
 def parse_filters(args: dict[str, str], services: set[str]) -> tuple[Filters, dict[str, str]]:
@@ -104,8 +127,8 @@ def parse_filters(args: dict[str, str], services: set[str]) -> tuple[Filters, di
         elif value:
             values[field] = value
     for field, key in (("from", "date_from"), ("to", "date_to")):
-        value = (args.get(field) or "").strip()
-        if value and _parse_date(value) is None:
+        value = args.get(field) or ""      # exactly as a date input sends it: not stripped
+        if value and parse_day(value) is None:
             errors[field] = INVALID
         elif value:
             values[key] = value

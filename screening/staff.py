@@ -24,11 +24,12 @@ from flask import (
 )
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from . import db as dbmod
-from . import retention, review
+from . import i18n, retention, review
 from .auth import admin_required, require_staff
+from .characters import forbidden_characters
 from .engine import AnswerErrors, question_text, screen
 from .rules import RuleSet
 
@@ -59,8 +60,16 @@ class StatusForm(FlaskForm):
     decision = SelectField(choices=["", *review.DECISIONS])
 
 
+def _no_forbidden_characters(form, field):
+    """Refuse control and invisible format characters (tab and line breaks stay): they would reach
+    the pages and the CSV as typed. The message's wording lives in the template ('characters')."""
+    if field.data and forbidden_characters(field.data, multiline=True):
+        raise ValidationError("characters")
+
+
 class NoteForm(FlaskForm):
-    body = TextAreaField(filters=[_strip], validators=[DataRequired(), Length(max=review.NOTE_MAX)])
+    body = TextAreaField(filters=[_strip], validators=[DataRequired(), Length(max=review.NOTE_MAX),
+                                                       _no_forbidden_characters])
 
 
 class EraseForm(FlaskForm):
@@ -206,7 +215,7 @@ def audit():
     if typed and not reference:
         errors["reference"] = review.INVALID
     before_text = request.args.get("before") or ""
-    before_id = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
+    before_id = review.parse_id(before_text)
     if before_text and before_id is None:
         errors["before"] = review.INVALID
     if errors:
@@ -242,7 +251,7 @@ def simulate():
             decision = screen(rs, slug, raw)
         except AnswerErrors as e:
             errors, status = e.errors, 422
-    questions = [(q, question_text(rs, q, service)) for q in rs.questions]
+    questions = [(q, question_text(rs, q, service, i18n.current())) for q in rs.questions]
     return render_template("staff/simulate.html", rs=rs, service=service, questions=questions,
                            raw=raw if request.method == "POST" else {}, errors=errors,
                            decision=decision), status

@@ -47,8 +47,10 @@ def rules():
 def make_app(tmp_path):
     """Build an app on a database in tmp_path; keyword arguments override settings."""
     def build(**config):
+        # every test client shares from 127.0.0.1: the per-address share limit is off unless a test
+        # sets it (tests/test_share_limit.py)
         settings = {"TESTING": True, "SECRET_KEY": "test-secret-key-" + "x" * 32,
-                    "DATABASE": str(tmp_path / "test.db"), "WTF_CSRF_ENABLED": False}
+                    "DATABASE": str(tmp_path / "test.db"), "WTF_CSRF_ENABLED": False, "SHARE_LIMIT_PER_HOUR": 0}
         settings.update(config)
         return create_app(settings)
     return build

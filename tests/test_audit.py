@@ -74,3 +74,23 @@ def test_it_pages_through_every_entry_once(admin_client, make_submission, db):
         url = older_link(response)
     # the pages themselves are not audited, so the trail did not grow while we read it
     assert seen == all_ids
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("before", ["²", "١٢", "1_000", " 12", "12 ", "+12", "-1", "0", "9" * 19,
+                                    str(2**63), "0x10", "1e3"])
+def test_a_page_link_that_is_not_a_plain_bounded_number_is_refused_at_the_field(admin_client, before):
+    response = admin_client.get("/staff/audit", query_string={"before": before})
+    assert response.status_code == 400
+    assert '<p class="error-message" id="before-error">' in response.get_data(as_text=True)
+    assert '<a href="#before">' in response.get_data(as_text=True) and 'id="before"' in response.get_data(as_text=True)
+
+
+def test_the_largest_id_sqlite_can_hold_is_a_usable_page_link(admin_client, make_submission):
+    make_submission()
+    admin_client.get("/staff/")
+    response = admin_client.get("/staff/audit", query_string={"before": str(2**63 - 1)})
+    assert response.status_code == 200
+    assert entries(response)

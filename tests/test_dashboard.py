@@ -248,3 +248,36 @@ def test_a_cursor_survives_its_round_trip_and_junk_is_not_a_cursor():
     assert review.parse_cursor(cursor.token()) == cursor
     for junk in ["", "42", "2025-13-45T00:00:00_1", "2025-01-01T00:00:00+00:00_-1", "x_1", "2025-01-01_1"]:
         assert review.parse_cursor(junk) is None, junk
+
+
+# --- values that used to give a 500 or a wrong answer (issue 6, item 7) ----------------------------
+
+@pytest.mark.parametrize("params,field", [
+    ({"to": "9999-12-31"}, "to"),                    # the day after overflows the date type
+    ({"from": "9999-12-31"}, "from"),
+    ({"from": "2026-W49-1"}, "from"),                # an ISO week date: compared as text, wrong rows
+    ({"to": "20260101"}, "to"),                      # ISO basic format
+    ({"from": "2026-1-2"}, "from"),
+    ({"from": "２０２６-０１-０２"}, "from"),             # full-width digits
+    ({"to": "2026-01-02\n"}, "to"),
+    ({"from": "0000-01-01"}, "from"),
+    ({"before": "2025-01-01T00:00:00+00:00_１２"}, "before"),
+    ({"before": "2025-01-01T00:00:00+00:00_12\n"}, "before"),
+])
+def test_a_date_or_cursor_not_written_exactly_is_refused_at_the_field_not_a_500(staff_client, make_submission,
+                                                                                params, field):
+    make_submission()
+    response = staff_client.get("/staff/", query_string=params)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert f'<p class="error-message" id="{field}-error">' in page
+    if field in ("from", "to"):
+        assert re.search(rf'<input type="date" id="{field}"[^>]*aria-invalid="true"', page)
+    # the error summary's link leads to something on the page
+    assert f'<a href="#{field}">' in page and page.count(f'id="{field}"') == 1
+    assert rows(response) == []
+
+
+def test_the_last_and_first_usable_days_still_work(staff_client, make_submission, db):
+    sub = make_submission()
+    assert ids(staff_client.get("/staff/?from=0001-01-01&to=9999-12-30")) == [sub["id"]]

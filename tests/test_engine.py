@@ -251,7 +251,7 @@ def test_junk_answers_raise_nothing_but_answer_errors(rules, slug, base, junk):
             decision = screen(rules, slug, answers, allow_unknown=allow_unknown)
         except AnswerErrors as e:
             assert e.errors and set(e.errors.values()) <= {"required", "invalid", "too_long", "not_a_list",
-                                                           "unknown"}
+                                                           "unknown", "characters"}
         else:
             assert decision.outcome in Outcome
 

@@ -123,3 +123,12 @@ def test_strangers_get_no_csv(client, make_submission):
     response = client.get("/staff/export.csv")
     assert response.status_code in (302, 401)
     assert b"Hidden Person" not in response.data
+
+
+@pytest.mark.parametrize("params", [{"to": "9999-12-31"}, {"from": "2026-W49-1"}, {"from": "9999-12-31"}])
+def test_a_date_that_cannot_be_used_is_a_400_and_not_audited_as_an_export(staff_client, make_submission, db, params):
+    make_submission()
+    response = staff_client.get("/staff/export.csv", query_string=params)
+    assert response.status_code == 400
+    assert "Enter the date as year-month-day" in response.get_data(as_text=True)
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'export'").fetchone()[0] == 0

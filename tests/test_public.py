@@ -1,5 +1,6 @@
 """The client's pages: services, questionnaire, result, sharing, and every refusal."""
 import io
+import json
 import re
 
 import pytest
@@ -195,6 +196,43 @@ def test_a_refreshed_share_stores_nothing_twice(client, db):
     assert reference(first.text) == reference(second.text)
     assert "already sent" in second.text
     assert count(db) == 1
+
+
+def stored(db, ref):
+    """The stored screening behind a reference: outcome, answers (decoded JSON), fired rule ids."""
+    outcome, answers, fired = db.execute(
+        "select outcome, answers, fired_rules from submissions where reference = ?", [ref]).fetchone()
+    return outcome, json.loads(answers), [f["rule"] for f in json.loads(fired)]
+
+
+def test_a_resent_form_with_changed_answers_is_stored_under_a_new_reference_that_names_it(client, db):
+    first = client.post("/screening/back-massage", data=shared())
+    first_ref = reference(first.text)
+    assert outcomes(first.text) == ["proceed"]
+    # the same page sent again (same nonce), now with a fever
+    second = client.post("/screening/back-massage", data=shared(fever="yes"))
+    second_ref = reference(second.text)
+    assert outcomes(second.text) == ["consult_professional"] and reasons(second.text) == ["fever"]
+    assert second_ref and second_ref != first_ref
+    assert "already sent" not in second.text
+    assert "Your changed answers were sent as a new screening" in second.text
+    assert "The centre also keeps the answers you sent before" in second.text
+    # each reference shown names a stored screening with exactly the result shown beside it
+    assert stored(db, first_ref)[0] == "proceed" and stored(db, first_ref)[1]["fever"] == "no"
+    assert stored(db, second_ref) == ("consult_professional", stored(db, second_ref)[1], ["fever"])
+    assert stored(db, second_ref)[1]["fever"] == "yes"
+    assert count(db) == 2
+
+
+def test_a_resent_form_unchanged_again_shows_its_own_reference_and_stores_nothing(client, db):
+    first = client.post("/screening/back-massage", data=shared())
+    changed = client.post("/screening/back-massage", data=shared(fever="yes"))
+    for data, earlier in ((shared(fever="yes"), changed), (shared(), first)):
+        again = client.post("/screening/back-massage", data=data)
+        assert reference(again.text) == reference(earlier.text)
+        assert outcomes(again.text) == outcomes(earlier.text)
+        assert "Your answers were already sent" in again.text
+    assert count(db) == 2
 
 
 @pytest.mark.parametrize("nonce", [None, "", "<script>"])

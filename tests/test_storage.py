@@ -1,5 +1,6 @@
 """The storage layer keeps its promises: the connection settings, the SQLite it accepts, the schema,
 and shared screenings stored once, acknowledged only once committed, and refused cleanly on failure."""
+import json
 import re
 
 import pytest
@@ -97,12 +98,61 @@ def test_a_returned_reference_is_committed_and_visible_to_another_connection(db_
     assert row == (reference, "new")
 
 
-def test_the_same_nonce_twice_stores_one_row_and_returns_the_first_reference(conn):
-    first, stored_first = dbmod.store_submission(conn, nonce="same-nonce-123456", record=record(name="First"))
-    second, stored_second = dbmod.store_submission(conn, nonce="same-nonce-123456", record=record(name="Second"))
-    assert (stored_first, stored_second) == (True, False)
-    assert second == first
+def test_the_same_form_sent_twice_unchanged_stores_one_row_and_returns_the_first_reference(conn):
+    first = dbmod.store_screening(conn, nonce="same-nonce-123456", record=record(name="First"))
+    second = dbmod.store_screening(conn, nonce="same-nonce-123456", record=record(name="First"))
+    assert (first.stored, second.stored, second.replaces) == (True, False, False)
+    assert second.reference == first.reference
     assert conn.execute("SELECT name FROM submissions").fetchall() == [("First",)]
+
+
+def stored_rows(conn):
+    """{reference: (outcome, answers as JSON-decoded, name)} of every stored screening."""
+    rows = conn.execute("SELECT reference, outcome, answers, name FROM submissions").fetchall()
+    return {ref: (outcome, json.loads(answers), name) for ref, outcome, answers, name in rows}
+
+
+@pytest.mark.parametrize("change", [
+    {"outcome": "consult_professional", "answers": {"fever": "yes"},
+     "fired_rules": [{"rule": "fever", "outcome": "consult_professional"}]},
+    {"name": "Ana Second"}, {"contact": "+34 600 000 000"}, {"service": "deep-tissue-massage"},
+])
+def test_the_same_form_sent_again_changed_is_a_new_screening_under_a_new_reference(conn, change):
+    first = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record())
+    second = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record(**change))
+    assert second.stored and second.replaces and second.reference != first.reference
+    rows = stored_rows(conn)
+    # each reference names a stored screening with exactly what was sent with it
+    assert rows[first.reference] == ("proceed", {"fever": "no"}, "Ana")
+    expected = record(**change)
+    assert rows[second.reference] == (expected["outcome"], expected["answers"], expected["name"])
+    # and sending either version again stores nothing and gives back its own reference
+    again = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record())
+    assert (again.reference, again.stored) == (first.reference, False)
+    assert dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record(**change)).reference == \
+        second.reference
+    assert count(conn) == 2
+
+
+def test_a_row_stored_before_fingerprints_is_still_recognised_when_resent(tmp_path):
+    conn = dbmod.connect(tmp_path / "old.db")
+    try:
+        with dbmod.immediate(conn):
+            dbmod.migrations.apply(conn, stop_before="m003_share_limit_and_fingerprint")
+        created = dbmod.now()
+        conn.execute(
+            "INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules, suggestions,"
+            " rules_version, locale, name, contact, consent_at, created_at) VALUES ('AAAA-BBBB',"
+            " 'old-nonce-1234567', 'back-massage', 'proceed', '{\"fever\": \"no\"}', '[]', '[]', 'v', 'en', 'Ana',"
+            " 'ana@example.org', ?, ?)", [created, created])
+        conn.conn.commit()
+        dbmod.migrate(conn)
+        assert dbmod.store_screening(conn, nonce="old-nonce-1234567", record=record()) == \
+            dbmod.Stored("AAAA-BBBB", False)
+        changed = dbmod.store_screening(conn, nonce="old-nonce-1234567", record=record(name="Other"))
+        assert changed.stored and changed.replaces and count(conn) == 2
+    finally:
+        conn.close()
 
 
 def test_a_notice_is_queued_in_the_same_transaction_only_when_asked(conn):
