@@ -61,6 +61,9 @@ def app_folder(tmp_path: Path) -> Path:
     link = folder / "screening"
     if not link.exists():
         link.symlink_to(PACKAGE_DIR, target_is_directory=True)
+    # as in a deployment, the instance folder exists, so the start-up proof of the rules is made
+    # once and remembered there (checker.prove), not again by every worker of every restart
+    (folder / "instance").mkdir(exist_ok=True)
     return folder
 
 
