@@ -111,9 +111,16 @@ def submit(slug):
                            answered=[(q, engine.question_text(rs, q, service, locale()), decision.answers[q.id])
                                      for q in rs.questions if decision.answers.get(q.id) not in (None, ())],
                            outcome_texts=rs.outcomes[decision.outcome.code], made_at=made_at,
-                           zone=get_timezone_name(made_at, "long", locale=locale()),
+                           zone=zone_name(made_at),
                            shared=shared, limited=status == 429,
                            services=rs.services_by_slug), status, headers
+
+
+def zone_name(moment: datetime) -> str:
+    """The time zone in words, as read inside a sentence: "Central European Standard Time", and in
+    Catalan and Spanish without the capital CLDR gives it ("hora estàndard d'Europa central")."""
+    name = get_timezone_name(moment, "long", locale=locale())
+    return name if locale() == "en" else name[:1].lower() + name[1:]
 
 
 def most_severe_first(reasons):

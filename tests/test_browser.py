@@ -257,9 +257,11 @@ def test_axe_checks_the_wcag_2_2_rules(open_page, site):
     """WCAG 2.2's target size (24 px) is among the rules run: a 10 px button next to another is reported."""
     page, _ = open_page()
     page.goto(FORM)
-    page.evaluate("""() => { for (const n of [1, 2]) { const b = document.createElement('button');
-                             b.textContent = 'x'; b.style.cssText = 'width:10px;height:10px;padding:0;font-size:6px';
-                             document.querySelector('h1').append(b); } }""")
+    page.evaluate("""() => { const box = document.createElement('div'); box.style.cssText = 'display:flex';
+                             for (const n of [1, 2]) { const b = document.createElement('button');
+                               b.textContent = 'x' + n; b.style.cssText = 'width:12px;height:12px;padding:0;margin:0;font-size:6px;border:0';
+                               box.append(b); }
+                             document.querySelector('h1').after(box); }""")
     assert "target-size" in {v["id"] for v in axe_violations(page)}
 
 
@@ -354,6 +356,48 @@ def test_a_client_using_the_keyboard_can_send_the_answers_and_gets_a_reference(o
     reference = page.locator("[data-reference]")
     assert reference.count() == 1
     assert len(reference.inner_text().strip()) >= 6
+
+
+def test_a_client_can_answer_and_send_with_the_keyboard_alone(open_page):
+    """Tab, Space and the arrow keys only, from the top of the page: every answer, sharing, sending."""
+    page, _ = open_page()
+    page.goto(f"{FORM}?lang=ca")
+    for question in [*RED_FLAGS, "pregnant"]:
+        tab_to(page, f"#{question}-yes")     # Tab enters a group of radios at its first one
+        page.keyboard.press("Space")          # "Sí"
+        page.keyboard.press("ArrowRight")     # then "No"
+    tab_to(page, "#tension_areas-neck")
+    page.keyboard.press("Space")
+    tab_to(page, "#share-no")
+    page.keyboard.press("ArrowRight")         # "Sí, vull enviar..."
+    tab_to(page, "#name")
+    page.keyboard.type("Núria Client")
+    tab_to(page, "#contact")
+    page.keyboard.type("+34 600 000 000")
+    tab_to(page, "#consent")
+    page.keyboard.press("Space")
+    tab_to(page, "form.questionnaire button[type=submit]")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("[data-outcome]").get_attribute("data-outcome") == "proceed"
+    assert page.locator("[data-suggestion], .suggestions a[href='/services/back-and-neck-massage']").count() == 1
+    assert page.locator("[data-reference]").count() == 1
+
+
+@pytest.mark.parametrize("name", ["result-consult-suggestions", "result-fever", "staff-submission"])
+def test_the_result_and_the_staff_detail_print_on_one_page(open_page, staff_state, site, name):
+    """Printed (A4, the print stylesheet), the page fits one sheet and keeps what a printout needs."""
+    page, _ = open_named(open_page, staff_state, name, LAPTOP, site, "es")
+    page.emulate_media(media="print")
+    pdf = page.pdf(format="A4", print_background=True)
+    assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") == 1, f"{name} prints on several pages"
+    assert page.locator("form.questionnaire, .site-header").first.is_hidden() if name != "staff-submission" else True
+    if name != "staff-submission":
+        for selector in ("[data-outcome]", ".answer-list", ".made-at time", ".disclaimer"):
+            assert page.locator(selector).is_visible(), selector
+        body, disclaimer = page.evaluate("""() => [getComputedStyle(document.body).fontSize,
+                                            getComputedStyle(document.querySelector('.disclaimer')).fontSize]""")
+        assert body == disclaimer
 
 
 # --- 5. focus after a refused form -----------------------------------------------------------------
