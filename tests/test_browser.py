@@ -400,6 +400,36 @@ def test_the_result_and_the_staff_detail_print_on_one_page(open_page, staff_stat
         assert body == disclaimer
 
 
+def test_answer_again_brings_back_the_form_with_the_answers_and_no_answer_in_the_url(open_page, site):
+    page, _ = open_page()
+    PUBLIC_PAGES["result-tell-centre"](page, site, "es")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Vuelve a responder las preguntas").click()
+    assert page.locator("form.questionnaire").count() == 1
+    assert page.is_checked("#pregnant-yes") and page.is_checked("#pregnancy_complicated-no")
+    assert page.is_checked("#tension_areas-thoracic") and page.is_checked("#fever-no")
+    assert "?" not in page.url.replace("?lang=es", "") and "pregnant" not in page.url
+    expect(page.locator("#q-pregnancy_complicated")).to_be_visible()
+
+
+def test_the_reference_has_copy_and_print_buttons_with_javascript_and_stays_text_without(open_page, site):
+    page, console = open_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    PUBLIC_PAGES["result-proceed-shared"](page, site, "ca")
+    reference = page.locator("[data-reference]").inner_text().strip()
+    page.get_by_role("button", name="Copia la referència").click()
+    expect(page.locator(".copy-status")).to_have_text("Referència copiada")
+    assert page.evaluate("navigator.clipboard.readText()") == reference
+    expect(page.get_by_role("button", name="Imprimeix aquesta pàgina")).to_be_visible()
+    assert console.csp_errors() == []
+
+    page, _ = open_page(javascript=False)
+    PUBLIC_PAGES["result-proceed-shared"](page, site, "ca")
+    assert page.locator("[data-reference-tools] button").count() == 0
+    expect(page.locator("[data-reference-tools]")).to_be_hidden()
+    assert page.locator("[data-reference]").inner_text().strip()
+
+
 # --- 5. focus after a refused form -----------------------------------------------------------------
 
 SUMMARY_TARGETS = """() => [...document.querySelectorAll('#error-summary a')]
