@@ -208,7 +208,7 @@ def evaluate():
         problems["answers"] = "error_not_an_object"
     if problems:
         raise RequestProblem(400, "invalid_request", problems)
-    centre = _centre_for(body.get("centre"), slug)
+    centre = _centre_for(body.get("centre", ABSENT), slug)
     ruleset = public.rules_for(centre)              # the shared rules plus the centre's own
     pages = centre if "centre" in body else None    # links to the named centre's pages; else unchanged
     try:
@@ -236,10 +236,13 @@ def evaluate():
 UNKNOWN_CENTRE = _l("There is no centre with this name.")
 
 
+ABSENT = object()      # "centre" left out (null is not leaving it out: it is not a centre)
+
+
 def _centre_for(slug: Any, service: str) -> Centre:
     """The centre an evaluation is for: the one named, else the default centre. An unknown centre,
     none when there are several and no default, or a service it does not offer: 422 naming the field."""
-    if slug is None:
+    if slug is ABSENT:
         centre = current_app.extensions.get("screening.default_centre")
         if centre is None:
             raise RequestProblem(422, "invalid_request",

@@ -333,6 +333,7 @@ def test_evaluate_without_a_centre_uses_the_default_centre(app_with_default):
     ({"service": ONLY_AT_A, "centre": B}, "service"),           # B does not offer it
     ({"service": "back-massage", "centre": "nowhere"}, "centre"),
     ({"service": "back-massage", "centre": 7}, "centre"),
+    ({"service": "back-massage", "centre": None}, "centre"),   # null is not a centre (nor leaving it out)
     ({"service": "back-massage"}, "centre"),                     # several centres, no default: name one
 ])
 def test_evaluate_refuses_an_unknown_centre_or_a_service_it_does_not_offer_naming_the_field(client, body, field):
