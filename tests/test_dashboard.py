@@ -74,7 +74,7 @@ def test_it_lists_newest_first(staff_client, make_submission, db):
 
 
 def test_it_says_so_when_nothing_is_there(staff_client):
-    assert "No submissions." in staff_client.get("/staff/").get_data(as_text=True)
+    assert "No shared screenings yet." in staff_client.get("/staff/").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("field,value,matching,other", [

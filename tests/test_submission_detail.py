@@ -208,7 +208,7 @@ def test_an_admin_erases_a_submission_with_its_notes(admin_client, make_submissi
     assert current(db, sub["id"]) is None
     assert db.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
     assert admin_client.get(f"/staff/submissions/{sub['id']}").status_code == 404
-    assert "The submission was erased" in admin_client.get("/staff/?notice=erased").get_data(as_text=True)
+    assert "The shared screening was erased" in admin_client.get("/staff/?notice=erased").get_data(as_text=True)
     assert [r[3] for r in audit_rows(db, "erase")] == [sub["reference"]]
 
 
