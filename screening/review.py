@@ -372,8 +372,8 @@ def summary_rows(ruleset: RuleSet, submission: dict[str, Any], locale: str) -> l
     return rows
 
 
-EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-PHONE_RE = re.compile(r"\+?[\d\s().-]+", re.ASCII)
+EMAIL_RE = re.compile(r"[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+")
+PHONE_RE = re.compile(r"\+?\d{6,15}", re.ASCII)
 
 
 def contact_href(contact: str | None) -> str | None:
@@ -382,9 +382,10 @@ def contact_href(contact: str | None) -> str | None:
     text = (contact or "").strip()
     if EMAIL_RE.fullmatch(text):
         return "mailto:" + text
-    digits = re.sub(r"\D", "", text, flags=re.ASCII)
-    if PHONE_RE.fullmatch(text) and 6 <= len(digits) <= 15:
-        return "tel:" + ("+" if text.startswith("+") else "") + digits
+    # a phone as people write it: spaces, dots, dashes and brackets between the digits
+    number = re.sub(r"[\s().-]", "", text)
+    if PHONE_RE.fullmatch(number):
+        return "tel:" + number
     return None
 
 

@@ -281,3 +281,35 @@ def test_a_date_or_cursor_not_written_exactly_is_refused_at_the_field_not_a_500(
 def test_the_last_and_first_usable_days_still_work(staff_client, make_submission, db):
     sub = make_submission()
     assert ids(staff_client.get("/staff/?from=0001-01-01&to=9999-12-30")) == [sub["id"]]
+
+
+def test_the_filters_fold_away_until_one_is_set_and_the_search_stays_in_sight(staff_client, make_submission):
+    make_submission()
+    html = staff_client.get("/staff/").get_data(as_text=True)
+    details = re.search(r'<details class="filters-more"( open)?>', html)
+    assert details and details.group(1) is None
+    assert html.index('id="q"') < html.index('<details class="filters-more"')     # search outside the fold
+    for field in ("outcome", "status", "service", "from", "to"):
+        assert html.index('<details class="filters-more"') < html.index(f'id="{field}"') < html.index("</details>")
+    for params in ({"status": "new"}, {"from": "2026-01-01"}, {"outcome": "everything"}):
+        html = staff_client.get("/staff/", query_string=params).get_data(as_text=True)
+        assert '<details class="filters-more" open>' in html, params
+    # a search alone leaves the other filters folded
+    assert '<details class="filters-more">' in staff_client.get("/staff/?q=ana").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("lang", ["en", "ca", "es"])
+def test_each_cell_is_named_by_its_heading_for_the_phone_layout(staff_client, make_submission, lang):
+    make_submission()
+    html = staff_client.get(f"/staff/?lang={lang}").get_data(as_text=True)
+    headings = re.findall(r'<th scope="col">(.*?)</th>', html)
+    row = re.search(r"<tr data-submission=.*?</tr>", html, re.S).group(0)
+    assert re.findall(r'<td data-label="([^"]*)"', row) == headings
+    assert len(headings) == 6
+
+
+def test_the_search_box_says_what_it_finds(staff_client):
+    html = staff_client.get("/staff/?lang=ca").get_data(as_text=True)
+    assert 'aria-describedby="q-hint"' in html
+    hint = re.search(r'<p class="hint" id="q-hint">(.*?)</p>', html).group(1)
+    assert "referència" in hint
