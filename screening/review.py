@@ -364,9 +364,8 @@ def summary_rows(ruleset: RuleSet, submission: dict[str, Any], locale: str) -> l
                 raised.append({"id": qid, "text": question.text.get(locale), "answers": shown})
         text = None
         if rule is not None:
+            # without the client's "you answered not sure" note: the answer itself is shown beside
             text = (rule.cleared_message if info.get("cleared") and rule.cleared_message else rule.message).get(locale)
-            if info.get("not_sure"):
-                text += " " + ruleset.text("not_sure_note", locale)
         rows.append({"rule": info["rule"], "outcome": info.get("outcome"), "message": text, "raised": raised,
                      "cleared": bool(info.get("cleared")), "not_sure": bool(info.get("not_sure"))})
     return rows
