@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,6 +39,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", 
 # ASCII only and matched whole (fullmatch): \d alone also takes '²' and '١', and $ a final newline
 CURSOR_RE = re.compile(r"(\d{4}-\d\d-\d\dT[0-9:.+-]+)_([1-9]\d{0,18})", re.ASCII)
 DAY_RE = re.compile(r"\d{4}-\d\d-\d\d", re.ASCII)
+FORMULA_FIRST = frozenset(FORMULA_STARTS)       # each is one character: a set lookup per cell
 ID_RE = re.compile(r"[1-9]\d{0,18}", re.ASCII)
 
 
@@ -473,7 +475,7 @@ def record_export(db: sqlite_utils.Database, filters: Filters, staff: dict) -> i
 def neutralise(value: Any) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text and text[0] in FORMULA_FIRST else text
 
 
 def local_time(iso: str | None, zone: str) -> datetime | None:
@@ -515,31 +517,46 @@ class ExportWords:
         return [*(self.headings.get(c, c) for c in EXPORT_COLUMNS),
                 *(q.text.get(self.locale) for q in self.ruleset.questions)]
 
-    def answer(self, question, value: Any) -> str:
-        """An answer in words (several choices joined by '; '); free text as written."""
+    @cached_property
+    def _words(self) -> dict[str, Any]:
+        """Code -> words, worked out once per export rather than once per row; for each question
+        its id and its answers' words (None for free text)."""
+        rs, locale = self.ruleset, self.locale
+        questions = []
+        for q in rs.questions:
+            codes = {o.id for o in q.options} | {"yes", "no", "not_sure"}
+            labels = None if q.type == "text" else {code: answer_label(rs, q, code, locale) for code in codes}
+            questions.append((q.id, labels))
+        return {"services": {s.slug: s.name.get(locale) for s in rs.services},
+                "outcomes": {code: texts["label"].get(locale) for code, texts in rs.outcomes.items()},
+                "rules": {r.id: r.message.get(locale) for r in rs.rules}, "questions": questions}
+
+    @staticmethod
+    def answer(labels: dict[str, str] | None, value: Any) -> str:
+        """An answer in words (several choices joined by '; '); free text (no labels) as written."""
         if value is None:
             return ""
-        if question.type == "text":
+        if labels is None:
             return str(value)
-        values = value if isinstance(value, list) else [value]
-        return "; ".join(answer_label(self.ruleset, question, v, self.locale) for v in values)
+        if isinstance(value, list):
+            return "; ".join(labels.get(v) or str(v) for v in value)
+        return labels.get(value) or str(value)
 
     def cells(self, row: dict[str, Any]) -> list[str]:
         """One decoded submission row as CSV cells (not yet neutralised)."""
-        rs, locale = self.ruleset, self.locale
-        service = rs.service(row["service"])
-        outcome = rs.outcomes.get(row["outcome"])
-        rules = {r.id: r for r in rs.rules}
+        words = self._words
         fired = fired_rule_ids(row["fired_rules"])
         answers = row["answers"] or {}
+        decision = row["decision"]
+        answer = self.answer
         return [row["reference"], spreadsheet_time(row["created_at"], self.zone),
-                row["service"], service.name.get(locale) if service else "",
-                row["outcome"], outcome["label"].get(locale) if outcome else "",
+                row["service"], words["services"].get(row["service"], ""),
+                row["outcome"], words["outcomes"].get(row["outcome"], ""),
                 row["status"], self.statuses.get(row["status"], ""),
-                row["decision"] or "", self.decisions.get(row["decision"], "") if row["decision"] else "",
+                decision or "", self.decisions.get(decision, "") if decision else "",
                 row["name"], row["contact"], ";".join(fired),
-                "; ".join(rules[r].message.get(locale) for r in fired if r in rules), row["rules_version"],
-                *(self.answer(q, answers.get(q.id)) for q in rs.questions)]
+                "; ".join(words["rules"][r] for r in fired if r in words["rules"]), row["rules_version"],
+                *[answer(labels, answers.get(qid)) for qid, labels in words["questions"]]]
 
 
 def export_rows(connect, filters: Filters, words: ExportWords,
