@@ -373,19 +373,19 @@ def summary_rows(ruleset: RuleSet, submission: dict[str, Any], locale: str) -> l
     return rows
 
 
-EMAIL_RE = re.compile(r"[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+")
-PHONE_RE = re.compile(r"\+?\d{6,15}", re.ASCII)
+MAILTO_RE = re.compile(r"[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+")
+TEL_RE = re.compile(r"\+?\d{6,15}", re.ASCII)   # a number a tel: link can dial
 
 
 def contact_href(contact: str | None) -> str | None:
     """A mailto: or tel: link for what the client typed as their contact, or None when it is
     neither an e-mail address nor a phone number (then it is shown as written)."""
     text = (contact or "").strip()
-    if EMAIL_RE.fullmatch(text):
+    if MAILTO_RE.fullmatch(text):
         return "mailto:" + text
     # a phone as people write it: spaces, dots, dashes and brackets between the digits
     number = re.sub(r"[\s().-]", "", text)
-    if PHONE_RE.fullmatch(number):
+    if TEL_RE.fullmatch(number):
         return "tel:" + number
     return None
 
