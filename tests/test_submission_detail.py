@@ -85,6 +85,11 @@ def test_it_flags_a_submission_the_current_rules_would_judge_differently(staff_c
     assert "The current rules would judge this differently" in flag
     assert 'data-staff-outcome="consult_professional"' in flag
     assert 'data-current-rule="fever"' in flag
+    # the rule by its words in the staff member's language, the id small beside it
+    page = staff_client.get(f"/staff/submissions/{sub['id']}?lang=ca").get_data(as_text=True)
+    fever = re.search(r'<li data-current-rule="fever">(.*?)</li>', page, re.S).group(1)
+    message = next(r for r in rules.rules if r.id == "fever").message.get("ca")
+    assert message.replace("'", "&#39;") in fever and '<span class="rule-id">(regla <code>fever</code>)' in fever
 
 
 def test_same_outcome_but_other_fired_rules_is_flagged_too(staff_client, make_submission, rules):
