@@ -313,3 +313,8 @@ def test_the_search_box_says_what_it_finds(staff_client):
     assert 'aria-describedby="q-hint"' in html
     hint = re.search(r'<p class="hint" id="q-hint">(.*?)</p>', html).group(1)
     assert "referència" in hint
+
+
+def test_a_refused_filter_is_said_first_on_the_page(staff_client):
+    html = staff_client.get("/staff/?outcome=everything").get_data(as_text=True)
+    assert html.index('id="error-summary"') < html.index('class="attention"') < html.index('id="q"')
