@@ -463,10 +463,11 @@ def count_matching(db: sqlite_utils.Database, filters: Filters) -> int:
 
 
 def record_export(db: sqlite_utils.Database, filters: Filters, staff: dict) -> int:
-    """One audit row per export: the filter and how many rows it matched (never answers), counted
-    in the same transaction. Return that count."""
+    """One audit row per export: the filter and how many rows it matched (never answers). Return
+    that count. Counted before the write lock is taken (a million rows take a few hundred ms, which
+    clients sharing their answers would wait for); a row shared in between may be exported too."""
+    count = count_matching(db, filters)
     with dbmod.immediate(db):
-        count = count_matching(db, filters)
         dbmod.audit(db, action="export", staff=staff,
                     detail=json.dumps({"filters": filters.params(), "count": count}, sort_keys=True))
     return count
