@@ -25,7 +25,7 @@ def test_admins_see_who_did_what_newest_first(admin_client, staff_client, make_s
     actions = [action for _, action, _ in rows if action in ("view", "status", "note", "export")]
     assert actions == ["export", "note", "status", "view"]
     status_row = next(html for _, action, html in rows if action == "status")
-    assert staff_client.staff["email"] in status_row
+    assert staff_client.staff["email"] in status_row.replace("<wbr>", "")   # may break before its @
     assert sub["reference"] in status_row
     assert "Changed status to Reviewed" in status_row
     assert "private words" not in response.get_data(as_text=True)
