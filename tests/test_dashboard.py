@@ -308,11 +308,28 @@ def test_each_cell_is_named_by_its_heading_for_the_phone_layout(staff_client, ma
     assert len(headings) == 6
 
 
-def test_the_search_box_says_what_it_finds(staff_client):
-    html = staff_client.get("/staff/?lang=ca").get_data(as_text=True)
+@pytest.mark.parametrize(("lang", "words"), [("en", ("reference", "name", "accents", "phone", "e-mail")),
+                                              ("ca", ("referència", "nom", "accents", "telèfon", "correu")),
+                                              ("es", ("referencia", "nombre", "acentos", "teléfono", "correo"))])
+def test_the_search_box_says_what_it_finds(staff_client, lang, words):
+    html = staff_client.get(f"/staff/?lang={lang}").get_data(as_text=True)
     assert 'aria-describedby="q-hint"' in html
     hint = re.search(r'<p class="hint" id="q-hint">(.*?)</p>', html).group(1)
-    assert "referència" in hint
+    assert all(word in hint for word in words), hint
+
+
+@pytest.mark.parametrize(("q", "found"), [("nuria", "Núria Peña"), ("NURIA PEÑA", "Núria Peña"),
+                                          ("612 34 56 78", "Jordi Vidal"), ("jordi.vidal@example", "Jordi Vidal")])
+def test_what_the_search_box_says_holds_on_the_page_and_in_the_export(staff_client, make_submission, q, found):
+    make_submission(name="Núria Peña", contact="nuria@example.org")
+    make_submission(name="Jordi Vidal", contact="+34 612 34 56 78")
+    make_submission(name="Jordi Vidal", contact="jordi.vidal@example.cat")
+    make_submission(name="Pere Roca", contact="+34 699 00 11 22")
+    html = staff_client.get("/staff/", query_string={"q": q}).get_data(as_text=True)
+    rows = re.findall(r"<tr data-submission=.*?</tr>", html, re.S)
+    assert len(rows) == 1 and found in rows[0]
+    export = staff_client.get("/staff/export.csv", query_string={"q": q}).get_data().decode("utf-8-sig")
+    assert len(export.splitlines()) == 2 and found in export
 
 
 def test_a_refused_filter_is_said_first_on_the_page(staff_client):
