@@ -12,8 +12,10 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
@@ -37,6 +39,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", 
 # ASCII only and matched whole (fullmatch): \d alone also takes '²' and '١', and $ a final newline
 CURSOR_RE = re.compile(r"(\d{4}-\d\d-\d\dT[0-9:.+-]+)_([1-9]\d{0,18})", re.ASCII)
 DAY_RE = re.compile(r"\d{4}-\d\d-\d\d", re.ASCII)
+FORMULA_FIRST = frozenset(FORMULA_STARTS)       # each is one character: a set lookup per cell
 ID_RE = re.compile(r"[1-9]\d{0,18}", re.ASCII)
 
 
@@ -372,26 +375,6 @@ def answered_questions(ruleset: RuleSet, submission: dict[str, Any]) -> tuple[li
     return questions, gone
 
 
-def fired_rows(ruleset: RuleSet, submission: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each rule that fired when the submission was judged, with its message from the current
-    rules in the client's language (None when the rule no longer exists)."""
-    locale = submission.get("locale")
-    rules = {r.id: r for r in ruleset.rules}
-    rows = []
-    for entry in submission["fired_rules"] or []:
-        info = entry if isinstance(entry, dict) else {"rule": str(entry)}
-        rule = rules.get(info["rule"])
-        message = None
-        if rule is not None:
-            text = rule.cleared_message if info.get("cleared") and rule.cleared_message else rule.message
-            message = text.get(locale)
-            if info.get("not_sure"):
-                message += " " + ruleset.text("not_sure_note", locale)
-        rows.append({"rule": info["rule"], "outcome": info.get("outcome"), "message": message,
-                     "cleared": bool(info.get("cleared")), "not_sure": bool(info.get("not_sure"))})
-    return rows
-
-
 def answer_label(ruleset: RuleSet, question, value: Any, locale: str | None) -> str:
     """A stored answer in the words the client chose it by (texts answer_yes/no/not_sure, option labels)."""
     if question.type in ("yes_no_unsure", "yes_no") and f"answer_{value}" in ruleset.texts:
@@ -419,6 +402,54 @@ def answer_rows(ruleset: RuleSet, submission: dict[str, Any]) -> list[dict[str, 
             shown = [answer_label(ruleset, q, v, locale) for v in (value if isinstance(value, list) else [value])]
         rows.append({"id": q.id, "text": text, "answers": shown, "red_flag": q.red_flag, "type": q.type})
     return rows
+
+
+def summary_rows(ruleset: RuleSet, submission: dict[str, Any], locale: str) -> list[dict[str, Any]]:
+    """Each rule that fired, in the staff member's language (its message, or None when the rule is
+    gone), with the answers that raised it: the questions its condition reads, as the client
+    answered them."""
+    rules = {r.id: r for r in ruleset.rules}
+    answers = submission["answers"] or {}
+    rows = []
+    for entry in submission["fired_rules"] or []:
+        info = entry if isinstance(entry, dict) else {"rule": str(entry)}
+        rule = rules.get(info["rule"])
+        raised = []
+        if rule is not None:
+            asked = [rule.about] if rule.about else sorted(rule.when.variables())
+            for qid in asked:
+                question = ruleset.questions_by_id.get(qid)
+                value = answers.get(qid)
+                if question is None or value in (None, "", []):
+                    continue
+                values = value if isinstance(value, list) else [value]
+                shown = [str(v) if question.type == "text" else answer_label(ruleset, question, v, locale)
+                         for v in values]
+                raised.append({"id": qid, "text": question.text.get(locale), "answers": shown})
+        text = None
+        if rule is not None:
+            # without the client's "you answered not sure" note: the answer itself is shown beside
+            text = (rule.cleared_message if info.get("cleared") and rule.cleared_message else rule.message).get(locale)
+        rows.append({"rule": info["rule"], "outcome": info.get("outcome"), "message": text, "raised": raised,
+                     "cleared": bool(info.get("cleared")), "not_sure": bool(info.get("not_sure"))})
+    return rows
+
+
+MAILTO_RE = re.compile(r"[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+")
+TEL_RE = re.compile(r"\+?\d{6,15}", re.ASCII)   # a number a tel: link can dial
+
+
+def contact_href(contact: str | None) -> str | None:
+    """A mailto: or tel: link for what the client typed as their contact, or None when it is
+    neither an e-mail address nor a phone number (then it is shown as written)."""
+    text = (contact or "").strip()
+    if MAILTO_RE.fullmatch(text):
+        return "mailto:" + text
+    # a phone as people write it: spaces, dots, dashes and brackets between the digits
+    number = re.sub(r"[\s().-]", "", text)
+    if TEL_RE.fullmatch(number):
+        return "tel:" + number
+    return None
 
 
 def list_notes(db: sqlite_utils.Database, submission_id: int) -> list[dict[str, Any]]:
@@ -476,37 +507,124 @@ def set_status(db: sqlite_utils.Database, submission_id: int, status: str, decis
 
 # --- export ----------------------------------------------------------------------------------------
 
-EXPORT_COLUMNS = ("reference", "created_at", "service", "outcome", "status", "decision", "name", "contact",
-                  "fired_rules", "rules_version")
+# the columns before the answers: codes stay beside their words, so a filter in the spreadsheet can
+# use either; the headings are the staff member's words (ExportWords.headings)
+EXPORT_COLUMNS = ("reference", "created_at", "service", "service_name", "outcome", "outcome_label", "status",
+                  "status_label", "decision", "decision_label", "name", "contact", "fired_rules", "reasons",
+                  "rules_version")
+SEPARATORS = {"semicolon": ";", "comma": ","}
 
 
-def record_export(db: sqlite_utils.Database, filters: Filters, staff: dict) -> None:
-    """One audit row per export; the detail is the filter (never answers)."""
+def count_matching(db: sqlite_utils.Database, filters: Filters) -> int:
+    """How many submissions the filter matches (what an export is about to write)."""
+    where, params = _where(db, filters)
+    sql = "SELECT count(*) FROM submissions"   # noqa: S608 - conditions are ours; values are bound
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return db.execute(sql, params).fetchone()[0]
+
+
+def record_export(db: sqlite_utils.Database, filters: Filters, staff: dict) -> int:
+    """One audit row per export: the filter and how many rows it matched (never answers). Return
+    that count. Counted before the write lock is taken (a million rows take a few hundred ms, which
+    clients sharing their answers would wait for); a row shared in between may be exported too."""
+    count = count_matching(db, filters)
     with dbmod.immediate(db):
-        dbmod.audit(db, action="export", staff=staff, detail=json.dumps(filters.params(), sort_keys=True))
+        dbmod.audit(db, action="export", staff=staff,
+                    detail=json.dumps({"filters": filters.params(), "count": count}, sort_keys=True))
+    return count
 
 
 def neutralise(value: Any) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text and text[0] in FORMULA_FIRST else text
 
 
-def _answer_cell(value: Any) -> str:
-    """An answer as one cell: several choices joined by ';'."""
-    if isinstance(value, list):
-        return ";".join(map(str, value))
-    return "" if value is None else str(value)
+def local_time(iso: str | None, zone: str) -> datetime | None:
+    """A stored UTC time (ISO text) as an aware datetime in the time zone `zone`."""
+    if not iso:
+        return None
+    moment = datetime.fromisoformat(iso)
+    if moment.tzinfo is None:     # written without an offset: stored times are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(zone))
 
 
-def export_header(question_ids: list[str]) -> list[str]:
-    """The CSV header: the stable column codes, then one column per question id."""
-    return [*EXPORT_COLUMNS, *question_ids]
+def spreadsheet_time(iso: str | None, zone: str) -> str:
+    """A stored time as a spreadsheet reads a date and time ('2026-12-01 23:10:05'), in `zone`:
+    the zone itself is named in the column's heading."""
+    moment = local_time(iso, zone)
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else ""
 
 
-def export_rows(connect, filters: Filters, question_ids: list[str],
+def export_file_name(today: date) -> str:
+    """The export's file name, dated so that two downloads do not overwrite each other."""
+    return f"shared-screenings-{today.isoformat()}.csv"
+
+
+@dataclass(frozen=True)
+class ExportWords:
+    """What an export is written in: the staff member's language and their centre's time zone, and
+    the words for the codes (given by the view, which has the translations)."""
+
+    ruleset: RuleSet
+    locale: str
+    zone: str
+    headings: dict[str, str]        # EXPORT_COLUMNS -> heading
+    statuses: dict[str, str]
+    decisions: dict[str, str]
+
+    def header(self) -> list[str]:
+        """The heading row: the columns' names, then each question's text."""
+        return [*(self.headings.get(c, c) for c in EXPORT_COLUMNS),
+                *(q.text.get(self.locale) for q in self.ruleset.questions)]
+
+    @cached_property
+    def _words(self) -> dict[str, Any]:
+        """Code -> words, worked out once per export rather than once per row; for each question
+        its id and its answers' words (None for free text)."""
+        rs, locale = self.ruleset, self.locale
+        questions = []
+        for q in rs.questions:
+            codes = {o.id for o in q.options} | {"yes", "no", "not_sure"}
+            labels = None if q.type == "text" else {code: answer_label(rs, q, code, locale) for code in codes}
+            questions.append((q.id, labels))
+        return {"services": {s.slug: s.name.get(locale) for s in rs.services},
+                "outcomes": {code: texts["label"].get(locale) for code, texts in rs.outcomes.items()},
+                "rules": {r.id: r.message.get(locale) for r in rs.rules}, "questions": questions}
+
+    @staticmethod
+    def answer(labels: dict[str, str] | None, value: Any) -> str:
+        """An answer in words (several choices joined by '; '); free text (no labels) as written."""
+        if value is None:
+            return ""
+        if labels is None:
+            return str(value)
+        if isinstance(value, list):
+            return "; ".join(labels.get(v) or str(v) for v in value)
+        return labels.get(value) or str(value)
+
+    def cells(self, row: dict[str, Any]) -> list[str]:
+        """One decoded submission row as CSV cells (not yet neutralised)."""
+        words = self._words
+        fired = fired_rule_ids(row["fired_rules"])
+        answers = row["answers"] or {}
+        decision = row["decision"]
+        answer = self.answer
+        return [row["reference"], spreadsheet_time(row["created_at"], self.zone),
+                row["service"], words["services"].get(row["service"], ""),
+                row["outcome"], words["outcomes"].get(row["outcome"], ""),
+                row["status"], self.statuses.get(row["status"], ""),
+                decision or "", self.decisions.get(decision, "") if decision else "",
+                row["name"], row["contact"], ";".join(fired),
+                "; ".join(words["rules"][r] for r in fired if r in words["rules"]), row["rules_version"],
+                *[answer(labels, answers.get(qid)) for qid, labels in words["questions"]]]
+
+
+def export_rows(connect, filters: Filters, words: ExportWords,
                 page_size: int | None = None) -> Iterator[list[str]]:
-    """Every submission matching the filter, newest first, as neutralised CSV cells.
+    """Every submission matching the filter, newest first, as neutralised CSV cells in `words`.
 
     `connect()` opens a connection, closed when done. Each page is its own short read, so no read
     transaction stays open (holding back WAL checkpoints) for the whole download.
@@ -518,13 +636,7 @@ def export_rows(connect, filters: Filters, question_ids: list[str],
         while True:
             rows = _select(db, "*", filters, before=before, limit=page_size)
             for row in rows:
-                row = dbmod.decode(row)
-                answers = row["answers"] or {}
-                cells = [row["reference"], row["created_at"], row["service"], row["outcome"], row["status"],
-                         row["decision"], row["name"], row["contact"],
-                         ";".join(fired_rule_ids(row["fired_rules"])), row["rules_version"]]
-                cells += [_answer_cell(answers.get(qid)) for qid in question_ids]
-                yield [neutralise(c) for c in cells]
+                yield [neutralise(c) for c in words.cells(dbmod.decode(row))]
             if len(rows) < page_size:
                 return
             before = Cursor(rows[-1]["created_at"], rows[-1]["id"])
@@ -552,3 +664,32 @@ def list_audit(db: sqlite_utils.Database, *, reference: str = "", before_id: int
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     older = rows[size - 1]["id"] if len(rows) > size else None
     return rows[:size], older
+
+
+# how set_status and purge write their detail; audit_words reads them back
+CHANGE_RE = re.compile(r"(status|decision): ([^;\s]+) -> ([^;\s]+)")
+PURGE_RE = re.compile(r"(\d+) submissions older than (\d+) days")
+
+
+def audit_words(row: dict[str, Any]) -> dict[str, Any]:
+    """What an audit entry's detail says, as data the page turns into a sentence: the new status
+    or decision of a change, the count and filter of an export, the count and days of a purge.
+    Entries written before a detail had this shape give only what can be read from them."""
+    detail = row.get("detail") or ""
+    words: dict[str, Any] = {"action": row["action"], "changes": [], "count": None, "days": None, "filters": {}}
+    if row["action"] == "status":
+        words["changes"] = [(field, None if new == "-" else new) for field, _old, new in CHANGE_RE.findall(detail)]
+    elif row["action"] == "export" and detail:
+        try:
+            data = json.loads(detail)
+        except ValueError:
+            data = {}
+        if isinstance(data, dict) and "filters" in data:
+            words["filters"], words["count"] = data.get("filters") or {}, data.get("count")
+        elif isinstance(data, dict):      # an export recorded before the count was kept
+            words["filters"] = data
+    elif row["action"] == "purge":
+        m = PURGE_RE.fullmatch(detail)
+        if m:
+            words["count"], words["days"] = int(m.group(1)), int(m.group(2))
+    return words

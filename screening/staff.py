@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -22,6 +24,8 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
@@ -42,10 +46,29 @@ def ruleset() -> RuleSet:
     return current_app.extensions["screening.rules"]
 
 
+# the words for the stored codes, shared by the pages and the CSV export
+STATUS_LABELS = {"new": _l("New"), "reviewed": _l("Reviewed"), "contacted": _l("Contacted"), "closed": _l("Closed")}
+DECISION_LABELS = {"booking_fine": _l("Booking is fine"), "adapt_session": _l("Adapt the session"),
+                   "postpone": _l("Postpone the session"),
+                   "consult_professional": _l("Ask the client to see a health professional")}
+EXPORT_HEADINGS = {
+    "reference": _l("Reference"), "service": _l("Service (code)"), "service_name": _l("Service"),
+    "outcome": _l("Outcome (code)"), "outcome_label": _l("Outcome"), "status": _l("Status (code)"),
+    "status_label": _l("Status"), "decision": _l("Decision (code)"), "decision_label": _l("Decision"),
+    "name": _l("Name"), "contact": _l("E-mail or phone"), "fired_rules": _l("Rules (ids)"),
+    "reasons": _l("Reasons"), "rules_version": _l("Rules version")}
+
+
+def staff_zone() -> str:
+    """The time zone staff times are written in (the CSV's; the pages use the `when` macro)."""
+    return current_app.config["TIMEZONE"]
+
+
 @bp.context_processor
 def staff_helpers():
-    """Staff templates read the rules and the logged-in staff member."""
-    return {"rs": ruleset(), "staff": g.get("staff")}
+    """Staff templates read the rules, the logged-in staff member and the words for the codes."""
+    return {"rs": ruleset(), "staff": g.get("staff"), "status_labels": STATUS_LABELS,
+            "decision_labels": DECISION_LABELS}
 
 
 def _strip(value):
@@ -86,8 +109,11 @@ def _services() -> set[str]:
 def _dashboard(filters, errors, page=None, status=200):
     """Render the dashboard; without a page (bad filter) only the form with its errors."""
     counts = review.attention_counts(dbmod.get_db())
+    chosen = request.args.get("sep")
+    separator = chosen if chosen in review.SEPARATORS else default_separator()
     return render_template("staff/dashboard.html", filters=filters, errors=errors, page=page, counts=counts,
-                           args=request.args, statuses=dbmod.STATUSES, notice=request.args.get("notice")), status
+                           args=request.args, statuses=dbmod.STATUSES, notice=request.args.get("notice"),
+                           separator=separator), status
 
 
 @bp.get("/")
@@ -105,23 +131,46 @@ def dashboard():
 EXPORT_CHUNK = 64 * 1024
 
 
+def default_separator() -> str:
+    """The separator a spreadsheet in the staff member's language expects: Catalan and Spanish
+    ones use the comma for decimals, so they split columns on ';'."""
+    return "comma" if i18n.current() == "en" else "semicolon"
+
+
+def export_words() -> review.ExportWords:
+    """The export's words: the staff member's language, the centre's time zone."""
+    zone = staff_zone()
+    headings = {key: str(text) for key, text in EXPORT_HEADINGS.items()}
+    headings["created_at"] = _("Received (%(zone)s)", zone=zone)
+    return review.ExportWords(ruleset(), i18n.current(), zone, headings,
+                              {k: str(v) for k, v in STATUS_LABELS.items()},
+                              {k: str(v) for k, v in DECISION_LABELS.items()})
+
+
 @bp.get("/export.csv")
 def export():
-    """The dashboard's current filter as CSV, streamed a page of rows at a time."""
+    """The dashboard's current filter as CSV for a spreadsheet (UTF-8 with BOM, the separator of
+    the staff member's language unless chosen), streamed a page of rows at a time."""
     filters, errors = review.parse_filters(request.args, _services())
+    separator = request.args.get("sep") or default_separator()
+    if separator not in review.SEPARATORS:
+        errors["sep"] = review.INVALID
     if errors:
-        return _dashboard(filters, errors, status=400)
+        page = None if set(errors) - {"sep"} else review.list_page(dbmod.get_db(), filters)
+        return _dashboard(filters, errors, page, status=400)
     review.record_export(dbmod.get_db(), filters, g.staff)
-    question_ids = [q.id for q in ruleset().questions]
+    words = export_words()
     path = current_app.config["DATABASE"]
 
     def generate():
         """CSV text in chunks of about 64 KiB, not one small write per row."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(review.export_header(question_ids))
+        # the BOM tells a spreadsheet the file is UTF-8 (else accents arrive as 'NÃºria')
+        buffer = io.StringIO("\ufeff")
+        buffer.seek(0, io.SEEK_END)
+        writer = csv.writer(buffer, delimiter=review.SEPARATORS[separator])
+        writer.writerow([review.neutralise(h) for h in words.header()])
         # a fresh connection: each page is its own short read, none stays open for the download
-        for row in review.export_rows(lambda: dbmod.connect(path), filters, question_ids):
+        for row in review.export_rows(lambda: dbmod.connect(path), filters, words):
             writer.writerow(row)
             if buffer.tell() >= EXPORT_CHUNK:
                 yield buffer.getvalue()
@@ -129,8 +178,9 @@ def export():
                 buffer.truncate()
         yield buffer.getvalue()
 
+    name = review.export_file_name(datetime.now(ZoneInfo(words.zone)).date())
     return Response(stream_with_context(generate()), content_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="submissions.csv"'})
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # --- one submission ---------------------------------------------------------------------------------
@@ -150,8 +200,10 @@ def _detail(submission, *, status_form=None, note_form=None, erase_form=None, st
         "status": submission["status"], "decision": submission["decision"] or ""})
     return render_template(
         "staff/submission.html", sub=submission, service=rs.service(submission["service"]),
+        summary=review.summary_rows(rs, submission, i18n.current()),
+        contact_href=review.contact_href(submission["contact"]),
         answers=review.answer_rows(rs, submission), gone=review.answered_questions(rs, submission)[1],
-        fired=review.fired_rows(rs, submission), rejudged=review.rejudge(rs, submission),
+        rejudged=review.rejudge(rs, submission),
         notes=review.list_notes(dbmod.get_db(), submission["id"]), status_form=status_form,
         note_form=note_form or NoteForm(formdata=None), erase_form=erase_form or EraseForm(formdata=None),
         statuses=dbmod.STATUSES, decisions=("", *review.DECISIONS), saved=request.args.get("saved")), status
@@ -222,6 +274,8 @@ def audit():
         return render_template("staff/audit.html", rows=[], older=None, errors=errors, typed=typed,
                                reference=reference), 400
     rows, older = review.list_audit(dbmod.get_db(), reference=reference, before_id=before_id)
+    for row in rows:
+        row["words"] = review.audit_words(row)
     return render_template("staff/audit.html", rows=rows, older=older, errors=errors, typed=typed,
                            reference=reference, paged=before_id is not None)
 

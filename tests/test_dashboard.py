@@ -74,7 +74,7 @@ def test_it_lists_newest_first(staff_client, make_submission, db):
 
 
 def test_it_says_so_when_nothing_is_there(staff_client):
-    assert "No submissions." in staff_client.get("/staff/").get_data(as_text=True)
+    assert "No shared screenings yet." in staff_client.get("/staff/").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("field,value,matching,other", [
@@ -281,3 +281,57 @@ def test_a_date_or_cursor_not_written_exactly_is_refused_at_the_field_not_a_500(
 def test_the_last_and_first_usable_days_still_work(staff_client, make_submission, db):
     sub = make_submission()
     assert ids(staff_client.get("/staff/?from=0001-01-01&to=9999-12-30")) == [sub["id"]]
+
+
+def test_the_filters_fold_away_until_one_is_set_and_the_search_stays_in_sight(staff_client, make_submission):
+    make_submission()
+    html = staff_client.get("/staff/").get_data(as_text=True)
+    details = re.search(r'<details class="filters-more"( open)?>', html)
+    assert details and details.group(1) is None
+    assert html.index('id="q"') < html.index('<details class="filters-more"')     # search outside the fold
+    for field in ("outcome", "status", "service", "from", "to"):
+        assert html.index('<details class="filters-more"') < html.index(f'id="{field}"') < html.index("</details>")
+    for params in ({"status": "new"}, {"from": "2026-01-01"}, {"outcome": "everything"}):
+        html = staff_client.get("/staff/", query_string=params).get_data(as_text=True)
+        assert '<details class="filters-more" open>' in html, params
+    # a search alone leaves the other filters folded
+    assert '<details class="filters-more">' in staff_client.get("/staff/?q=ana").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("lang", ["en", "ca", "es"])
+def test_each_cell_is_named_by_its_heading_for_the_phone_layout(staff_client, make_submission, lang):
+    make_submission()
+    html = staff_client.get(f"/staff/?lang={lang}").get_data(as_text=True)
+    headings = re.findall(r'<th scope="col">(.*?)</th>', html)
+    row = re.search(r"<tr data-submission=.*?</tr>", html, re.S).group(0)
+    assert re.findall(r'<td data-label="([^"]*)"', row) == headings
+    assert len(headings) == 6
+
+
+@pytest.mark.parametrize(("lang", "words"), [("en", ("reference", "name", "accents", "phone", "e-mail")),
+                                              ("ca", ("referència", "nom", "accents", "telèfon", "correu")),
+                                              ("es", ("referencia", "nombre", "acentos", "teléfono", "correo"))])
+def test_the_search_box_says_what_it_finds(staff_client, lang, words):
+    html = staff_client.get(f"/staff/?lang={lang}").get_data(as_text=True)
+    assert 'aria-describedby="q-hint"' in html
+    hint = re.search(r'<p class="hint" id="q-hint">(.*?)</p>', html).group(1)
+    assert all(word in hint for word in words), hint
+
+
+@pytest.mark.parametrize(("q", "found"), [("nuria", "Núria Peña"), ("NURIA PEÑA", "Núria Peña"),
+                                          ("612 34 56 78", "Jordi Vidal"), ("jordi.vidal@example", "Jordi Vidal")])
+def test_what_the_search_box_says_holds_on_the_page_and_in_the_export(staff_client, make_submission, q, found):
+    make_submission(name="Núria Peña", contact="nuria@example.org")
+    make_submission(name="Jordi Vidal", contact="+34 612 34 56 78")
+    make_submission(name="Jordi Vidal", contact="jordi.vidal@example.cat")
+    make_submission(name="Pere Roca", contact="+34 699 00 11 22")
+    html = staff_client.get("/staff/", query_string={"q": q}).get_data(as_text=True)
+    rows = re.findall(r"<tr data-submission=.*?</tr>", html, re.S)
+    assert len(rows) == 1 and found in rows[0]
+    export = staff_client.get("/staff/export.csv", query_string={"q": q}).get_data().decode("utf-8-sig")
+    assert len(export.splitlines()) == 2 and found in export
+
+
+def test_a_refused_filter_is_said_first_on_the_page(staff_client):
+    html = staff_client.get("/staff/?outcome=everything").get_data(as_text=True)
+    assert html.index('id="error-summary"') < html.index('class="attention"') < html.index('id="q"')

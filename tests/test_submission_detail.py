@@ -56,7 +56,7 @@ def test_it_shows_the_outcome_reasons_rules_version_contact_and_times(staff_clie
     assert "Consult a health professional" in page
     fever = re.search(r'<li data-fired-rule="fever">(.*?)</li>', page, re.S).group(1)
     assert "Please do not book while you have a fever." in fever
-    assert "You answered &#34;not sure&#34;" in fever or "You answered \"not sure\"" in fever
+    assert '<li data-raised-by="fever">Do you have a fever? <strong>Not sure</strong>' in fever
     assert 'data-fired-rule="light_pressure_on_firm_service"' in page
     assert "The back massage uses broader, lighter strokes" in page       # the suggestion
     assert f"<code data-rules-version>{rules.version}</code> (the current rules)" in page
@@ -85,6 +85,11 @@ def test_it_flags_a_submission_the_current_rules_would_judge_differently(staff_c
     assert "The current rules would judge this differently" in flag
     assert 'data-staff-outcome="consult_professional"' in flag
     assert 'data-current-rule="fever"' in flag
+    # the rule by its words in the staff member's language, the id small beside it
+    page = staff_client.get(f"/staff/submissions/{sub['id']}?lang=ca").get_data(as_text=True)
+    fever = re.search(r'<li data-current-rule="fever">(.*?)</li>', page, re.S).group(1)
+    message = next(r for r in rules.rules if r.id == "fever").message.get("ca")
+    assert message.replace("'", "&#39;") in fever and '<span class="rule-id">(regla <code>fever</code>)' in fever
 
 
 def test_same_outcome_but_other_fired_rules_is_flagged_too(staff_client, make_submission, rules):
@@ -208,7 +213,7 @@ def test_an_admin_erases_a_submission_with_its_notes(admin_client, make_submissi
     assert current(db, sub["id"]) is None
     assert db.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
     assert admin_client.get(f"/staff/submissions/{sub['id']}").status_code == 404
-    assert "The submission was erased" in admin_client.get("/staff/?notice=erased").get_data(as_text=True)
+    assert "The shared screening was erased" in admin_client.get("/staff/?notice=erased").get_data(as_text=True)
     assert [r[3] for r in audit_rows(db, "erase")] == [sub["reference"]]
 
 
@@ -269,3 +274,70 @@ def test_the_forms_carry_a_token_that_works(csrf_admin, make_submission, db):
                                data={"status": "reviewed", "decision": "booking_fine", "csrf_token": token})
     assert response.status_code == 302
     assert current(db, sub["id"])["status"] == "reviewed"
+
+
+def summary_of(page):
+    """The summary section at the top of the detail page."""
+    return re.search(r'<section class="staff-summary".*?</section>', page, re.S).group(0)
+
+
+def test_it_leads_with_the_outcome_and_the_answers_that_raised_it_before_the_full_answers(
+        staff_client, make_submission, rules):
+    sub = make_submission(**judged(rules, fever="yes", recent_injury="not_sure"))
+    page = staff_client.get(f"/staff/submissions/{sub['id']}").get_data(as_text=True)
+    summary = summary_of(page)
+    assert page.index("staff-summary") < page.index('id="answers-title"')
+    assert 'data-staff-outcome="consult_professional"' in summary
+    fever = re.search(r'<li data-raised-by="fever">(.*?)</li>', summary, re.S).group(1)
+    assert "Do you have a fever" in fever and "<strong>Yes</strong>" in fever
+    injury = re.search(r'<li data-raised-by="recent_injury">(.*?)</li>', summary, re.S).group(1)
+    assert "<strong>Not sure</strong>" in injury
+    # questions answered "no" raised nothing and are not in the summary
+    assert 'data-raised-by="intense_pain"' not in summary
+    # status and notes come right after the summary (beside it on a wide screen), before the answers
+    assert page.index('id="status-title"') < page.index('id="answers-title"')
+    assert page.index('id="notes-title"') < page.index('id="answers-title"')
+
+
+@pytest.mark.parametrize("lang", ["ca", "es"])
+def test_rules_are_named_in_the_staff_members_language_with_the_id_small_beside(
+        staff_client, make_submission, rules, lang):
+    sub = make_submission(**judged(rules, fever="yes"), locale="en")
+    page = staff_client.get(f"/staff/submissions/{sub['id']}?lang={lang}").get_data(as_text=True)
+    fever_rule = next(r for r in rules.rules if r.id == "fever")
+    item = re.search(r'<li data-fired-rule="fever">(.*?)<ul', summary_of(page), re.S).group(1)
+    assert fever_rule.message.get(lang).replace("'", "&#39;") in item
+    assert fever_rule.message.get("en") not in item
+    assert '<span class="rule-id">(' in item and "<code>fever</code>" in item
+
+
+@pytest.mark.parametrize(("contact", "href"), [
+    ("nuria@example.org", "mailto:nuria@example.org"),
+    ("+34 600 00 00 00", "tel:+34600000000"),
+    ("93 123 45 67", "tel:931234567"),
+    ("(+34) 600-000-000", "tel:+34600000000"),
+    ("600 000", "tel:600000"),
+    ("12345", None),
+    ("+34 600 000 000 ext. 2", None),
+    ("call me after 6", None),
+    ("javascript:alert(1)", None),
+])
+def test_the_clients_contact_is_a_link_to_write_or_call(staff_client, make_submission, contact, href):
+    sub = make_submission(contact=contact)
+    page = staff_client.get(f"/staff/submissions/{sub['id']}").get_data(as_text=True)
+    cell = re.search(r"<dd data-contact>(.*?)</dd>", page, re.S).group(1)
+    if href is None:
+        assert "<a" not in cell
+    else:
+        assert f'<a href="{href}">' in cell
+
+
+@pytest.mark.parametrize("lang", ["en", "ca", "es"])
+def test_the_staff_pages_call_them_shared_screenings_not_submissions(admin_client, make_submission, rules, lang):
+    sub = make_submission(**judged(rules, fever="yes"))
+    words = {"en": r"submission", "ca": r"enviament", "es": r"env[ií]o"}[lang]
+    for url, params in ((f"/staff/submissions/{sub['id']}", {}), ("/staff/", {}), ("/staff/", {"outcome": "x"}),
+                        ("/staff/audit", {}), ("/staff/rules", {})):
+        html = admin_client.get(url, query_string={"lang": lang, **params}).get_data(as_text=True)
+        text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S))
+        assert not re.search(words, text, re.I), (url, re.search(words, text, re.I))

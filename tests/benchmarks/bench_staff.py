@@ -298,8 +298,8 @@ def export_child(path: str, mode: str) -> None:
     t0 = time.perf_counter()
     size = lines = 0
     if mode == "rows":
-        questions = [q.id for q in app.extensions["screening.rules"].questions]
-        for row in review.export_rows(lambda: dbmod.connect(path), review.Filters(), questions):
+        words = review.ExportWords(app.extensions["screening.rules"], "ca", "Europe/Madrid", {}, {}, {})
+        for row in review.export_rows(lambda: dbmod.connect(path), review.Filters(), words):
             lines += 1
             size += sum(map(len, row))
             if lines % 10_000 == 0:
