@@ -10,6 +10,7 @@ HTTP parsing (run.py has those). CSRF is on; shared POSTs each carry a new nonce
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -41,7 +42,9 @@ def per_request_ms(fn, count: int, rounds: int = 3) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--only", help="run only the routes whose name contains this")
     args = parser.parse_args()
+    logging.disable(logging.INFO)      # one "shared screening stored" line per POST would swamp the table
     hello = Flask("hello")
     hello.add_url_rule("/", "hello", lambda: "hello")
     hello_client = hello.test_client()
@@ -64,11 +67,14 @@ def main() -> None:
         routes = {
             "GET / bare Flask": lambda i: hello_client.get("/"),
             "POST /api/v1/evaluate": lambda i: client.post("/api/v1/evaluate", json=evaluate_body),
+            f"GET /screening/{SLUG}": lambda i: client.get(f"/screening/{SLUG}"),
             f"POST /screening/{SLUG} check only": lambda i: post(i, False),
             f"POST /screening/{SLUG} shared": lambda i: post(i, True),
         }
         results = {}
         for name, fn in routes.items():
+            if args.only and args.only not in name and name != "GET / bare Flask":
+                continue
             for i in range(50):
                 fn(10**9 + i)       # warm-up
             results[name] = per_request_ms(fn, args.count)
