@@ -82,12 +82,14 @@ def questionnaire(slug):
 def submit(slug):
     service = service_or_404(slug)
     rs = ruleset()
-    form = forms.questionnaire_form_class(rs)()
-    form.validate_on_submit()          # CSRF was already checked app-wide; this loads the data
+    # CSRF was already checked app-wide (CSRFProtect, before any view): read the answers without
+    # signing a new token, which only the questionnaire shown again with its errors needs
+    form = forms.questionnaire_reader_class(rs)()
     answers, answer_errors = engine.normalize(rs, service, forms.raw_answers(form, rs))
     errors = {qid: rs.text(f"error_{code}", locale()) for qid, code in answer_errors.items()}
     share_errors = forms.share_errors(form)
     if errors or share_errors:
+        form = forms.questionnaire_form_class(rs)()     # the same answers, and the token the page needs
         return _render_form(service, form, errors={**errors, **share_errors}, status=422)
 
     decision = engine.evaluate(rs, service, answers)
