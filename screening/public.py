@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 
 from . import db, engine, forms, i18n, notify
@@ -23,8 +23,18 @@ bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
 
 
+def rules_for(centre=None) -> RuleSet:
+    """The rule set a centre screens with: the shared rules plus its own, built once at start-up
+    (screening/centres.py rule_sets); the shared rules when there is no centre."""
+    if centre is None or not centre.extra:      # no rules of its own: the shared set itself
+        return current_app.extensions["screening.rules"]
+    return current_app.extensions["screening.centre_rules"][centre.slug]
+
+
 def ruleset() -> RuleSet:
-    return current_app.extensions["screening.rules"]
+    """The current centre's rule set (its own rules added to the shared ones)."""
+    centre = g.get("centre") or current_app.extensions.get("screening.default_centre")
+    return rules_for(current_app.extensions["screening.centres"].get(centre) if isinstance(centre, str) else centre)
 
 
 def locale() -> str:
