@@ -65,6 +65,7 @@ def main() -> None:
         app = create_app({"DATABASE": str(Path(tmp) / "p.db"), "SECRET_KEY": "p" * 40,
                           "SHARE_LIMIT_PER_HOUR": 100_000})   # all from one address: count, never refuse
         client = app.test_client()
+        api_client = app.test_client(use_cookies=False)    # as run.py's wrk: an API client sends no cookie
         token = hidden_value(client.get(f"/screening/{SLUG}").get_data(as_text=True), "csrf_token")
         evaluate_body = {"service": SLUG, "answers": all_no(tension_areas=["thoracic"])}
 
@@ -79,7 +80,7 @@ def main() -> None:
 
         routes = {
             "GET / bare Flask": lambda i: hello_client.get("/"),
-            "POST /api/v1/evaluate": lambda i: client.post("/api/v1/evaluate", json=evaluate_body),
+            "POST /api/v1/evaluate": lambda i: api_client.post("/api/v1/evaluate", json=evaluate_body),
             f"GET /screening/{SLUG}": lambda i: client.get(f"/screening/{SLUG}"),
             f"POST /screening/{SLUG} check only": lambda i: post(i, False),
             f"POST /screening/{SLUG} shared": lambda i: post(i, True),
