@@ -39,39 +39,23 @@ class _BaseScreeningForm(FlaskForm):
 
 # Built once per loaded rule set, not per request: composing the class and letting WTForms sort its
 # fields cost about a third of a check-only POST (profiled in tests/benchmarks/profile_post.py).
-# Keyed by the RuleSet object (kept alive here, so its id is never reused) and the kind of class;
-# a few rule sets at most, since tests build many apps.
-_FORM_CLASSES: OrderedDict[tuple[int, bool], tuple[RuleSet, type[FlaskForm]]] = OrderedDict()
-_FORM_CLASSES_MAX = 16
+# Keyed by the RuleSet object (kept alive here, so its id is never reused); a few at most, since
+# tests build many apps.
+_FORM_CLASSES: OrderedDict[int, tuple[RuleSet, type[FlaskForm]]] = OrderedDict()
+_FORM_CLASSES_MAX = 8
 _form_classes_lock = threading.Lock()
 
 
 def questionnaire_form_class(ruleset: RuleSet) -> type[FlaskForm]:
     """The form class for this rule set: one field per question, named after the question id."""
-    return _cached_class(ruleset, reader=False)
-
-
-def questionnaire_reader_class(ruleset: RuleSet) -> type[FlaskForm]:
-    """The same form without its CSRF field, to read a POST that CSRFProtect has already checked
-    app-wide (g.csrf_valid) and whose answer is the result page, which carries no token: binding
-    the full form would sign a new token for nothing. The questionnaire, re-shown with its errors,
-    is bound with questionnaire_form_class (and a token) instead."""
-    return _cached_class(ruleset, reader=True)
-
-
-def _cached_class(ruleset: RuleSet, *, reader: bool) -> type[FlaskForm]:
-    """The form class of this kind for this rule set, built on first use."""
-    key = (id(ruleset), reader)
     with _form_classes_lock:
-        cached = _FORM_CLASSES.get(key)
+        cached = _FORM_CLASSES.get(id(ruleset))
         if cached is not None and cached[0] is ruleset:
-            _FORM_CLASSES.move_to_end(key)
+            _FORM_CLASSES.move_to_end(id(ruleset))
             return cached[1]
     form_class = _build_form_class(ruleset)
-    if reader:
-        form_class = type("QuestionnaireReader", (form_class,), {"Meta": type("Meta", (), {"csrf": False})})
     with _form_classes_lock:
-        _FORM_CLASSES[key] = (ruleset, form_class)
+        _FORM_CLASSES[id(ruleset)] = (ruleset, form_class)
         while len(_FORM_CLASSES) > _FORM_CLASSES_MAX:
             _FORM_CLASSES.popitem(last=False)
     return form_class

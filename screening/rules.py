@@ -633,7 +633,8 @@ def _load_services(data) -> tuple[Service, ...]:
 
 
 REQUIRED_TEXTS = ("disclaimer", "not_sure_note", "stale_notice", "answer_yes", "answer_no", "answer_not_sure",
-                  "error_required", "error_invalid", "error_too_long", "error_not_a_list", "error_unknown",
+                  "next_step_fever", "error_required", "error_invalid", "error_too_long", "error_not_a_list",
+                  "error_unknown",
                   "list_or", "error_unknown_service", "error_unknown_locale", "error_missing_key",
                   "error_not_an_object", "error_unexpected_key", "error_characters")
 
