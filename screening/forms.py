@@ -24,14 +24,17 @@ PHONE_RE = re.compile(r"^\+?[0-9 ().-]+$")
 NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
+# Every field gets an explicit label (its name): the templates write their own labels, and without
+# one WTForms asks gettext for a default label per field and per request, which makes Flask-WTF load
+# the WTForms catalog for the request (profiled: most of the cost of binding the form).
 class _BaseScreeningForm(FlaskForm):
     """What every questionnaire has besides its questions: sharing, contact, consent, the nonce."""
 
-    share = RadioField(choices=["no", "yes"], default="no", validate_choice=False)
-    name = StringField()
-    contact = StringField()
-    consent = BooleanField(false_values=("", "no", "false", "0"))
-    nonce = HiddenField()
+    share = RadioField("share", choices=["no", "yes"], default="no", validate_choice=False)
+    name = StringField("name")
+    contact = StringField("contact")
+    consent = BooleanField("consent", false_values=("", "no", "false", "0"))
+    nonce = HiddenField("nonce")
 
 
 # Built once per loaded rule set, not per request: composing the class and letting WTForms sort its
@@ -64,13 +67,13 @@ def _build_form_class(ruleset: RuleSet) -> type[FlaskForm]:
     for q in ruleset.questions:
         if q.type in ("yes_no_unsure", "yes_no"):
             values = YES_NO_UNSURE if q.type == "yes_no_unsure" else YES_NO
-            fields[q.id] = RadioField(choices=list(values), validate_choice=False)
+            fields[q.id] = RadioField(q.id, choices=list(values), validate_choice=False)
         elif q.type == "single":
-            fields[q.id] = RadioField(choices=list(q.option_ids), validate_choice=False)
+            fields[q.id] = RadioField(q.id, choices=list(q.option_ids), validate_choice=False)
         elif q.type == "multi":
-            fields[q.id] = SelectMultipleField(choices=list(q.option_ids), validate_choice=False)
+            fields[q.id] = SelectMultipleField(q.id, choices=list(q.option_ids), validate_choice=False)
         else:
-            fields[q.id] = TextAreaField()
+            fields[q.id] = TextAreaField(q.id)
     return type("QuestionnaireForm", (_BaseScreeningForm,), fields)
 
 
