@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 
 from . import db, engine, forms, notify
@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 
 def ruleset() -> RuleSet:
     return current_app.extensions["screening.rules"]
+
+
+def current_centre():
+    """The centre this request serves: g.centre on the /c/<centre>/ routes, else the default
+    centre (SCREENING_DEFAULT_CENTRE, or the only one), else None."""
+    centre = g.get("centre")
+    if isinstance(centre, str):     # a slug rather than the Centre itself
+        centre = current_app.extensions["screening.centres"].get(centre)
+    return centre if centre is not None else current_app.extensions.get("screening.default_centre")
 
 
 def locale() -> str:
@@ -134,9 +143,13 @@ def _store(form, decision) -> db.Stored:
         "rules_version": decision.rules_version, "locale": locale(),
         "name": form.name.data.strip(), "contact": form.contact.data.strip(), "consent_at": db.now(),
     }
-    wants_notice = notify.enabled(current_app.config) and decision.outcome.code != "proceed"
+    centre = current_centre()
+    if centre is None:      # several centres and none chosen: the screening would belong to nobody
+        abort(404)
+    wants_notice = notify.enabled(current_app.config, centre) and decision.outcome.code != "proceed"
     try:
-        result = db.store_screening(db.get_db(), nonce=forms.nonce_of(form), record=record, notify=wants_notice,
+        result = db.store_screening(db.get_db(), nonce=forms.nonce_of(form), record=record, centre=centre.slug,
+                                    notify=wants_notice,
                                     limit_key=share_limit_key(request.remote_addr),
                                     limit=current_app.config["SHARE_LIMIT_PER_HOUR"])
     except db.ShareLimitReached:

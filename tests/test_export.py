@@ -2,8 +2,10 @@
 import csv
 import io
 import json
+from datetime import datetime
 
 import pytest
+from conftest import CENTRE
 
 from screening import db as dbmod
 from screening import review
@@ -39,7 +41,11 @@ def test_each_submission_is_one_row_with_its_answers(staff_client, make_submissi
         "status": "closed", "decision": "postpone", "name": "Núria Camps", "contact": "nuria@example.org",
         "fired_rules": "fever", "rules_version": "v1", "fever": "yes", "tension_areas": "thoracic;neck",
         "notes": "Line one\nline, two \"quoted\"", "intense_pain": "", "created_at": None}
-    assert cells["created_at"] == sub["created_at"]
+    # in the centre's time zone (Europe/Madrid), with its offset: the same moment as stored
+    assert cells["created_at"] == review.local_time(sub["created_at"], "Europe/Madrid").isoformat(timespec="seconds")
+    assert cells["created_at"][-6:] in ("+01:00", "+02:00")
+    assert datetime.fromisoformat(cells["created_at"]) == datetime.fromisoformat(sub["created_at"]).replace(
+        microsecond=0)
 
 
 @pytest.mark.parametrize("dangerous", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
@@ -107,7 +113,7 @@ def test_each_page_is_its_own_read_on_a_connection_closed_at_the_end(app, make_s
         opened.append(conn)
         return conn
 
-    rows = review.export_rows(connect, review.Filters(), ["fever"], page_size=2)
+    rows = review.export_rows(connect, review.Filters(), ["fever"], page_size=2, centre=CENTRE)
     first = next(rows)
     assert len(first) == len(review.EXPORT_COLUMNS) + 1
     # between rows no transaction is held open on the export's connection
