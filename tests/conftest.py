@@ -39,6 +39,21 @@ def edit(folder: Path, file: str, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def add_centre(folder: Path, slug: str, *, name: str, timezone: str = "Europe/Madrid",
+               notify_to: str | None = None) -> Path:
+    """Add a centre file to a rules folder: a copy of the shipped centre with another slug, name,
+    time zone and notice address (none when notify_to is None)."""
+    text = (folder / "centres" / f"{CENTRE}.toml").read_text()
+    for old, new in [('name = "Espai Massatge Exemple"', f'name = "{name}"'),
+                     ('timezone = "Europe/Madrid"', f'timezone = "{timezone}"'),
+                     ('notify_to = "recepcio@exemple.example.org"', f'notify_to = "{notify_to}"' if notify_to else "")]:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = folder / "centres" / f"{slug}.toml"
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture(scope="session")
 def rules():
     return load_rules(default_rules_dir())
