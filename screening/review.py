@@ -273,8 +273,11 @@ def attention_counts(db: sqlite_utils.Database, *, centre: str) -> dict[str, int
     per outcome."""
     counts = {code: 0 for code in OUTCOMES if code != "proceed"}
     for outcome, n in db.execute(
-            "SELECT outcome, count(*) FROM submissions WHERE centre = ? AND status IN ('new', 'reviewed')"
-            " AND outcome != 'proceed' GROUP BY outcome", [centre]).fetchall():
+            # without the hint SQLite walks (centre, outcome, ...) to save sorting three groups, reading
+            # every row of the centre: 150 ms at 10^5 rows instead of 1 ms from this covering index
+            "SELECT outcome, count(*) FROM submissions INDEXED BY idx_submissions_centre_status_outcome"
+            " WHERE centre = ? AND status IN ('new', 'reviewed') AND outcome != 'proceed' GROUP BY outcome",
+            [centre]).fetchall():
         counts[outcome] = n
     return counts
 
