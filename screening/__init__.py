@@ -9,7 +9,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, db, security
+from . import config, db, i18n, security
 from .centres import default_centre, load_centres
 from .rules import load_rules
 
@@ -61,6 +61,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         db.init_app(app)
     except (db.StorageError, db.DatabaseError, OSError) as e:
         raise config.SettingsError([_unusable_database(app.config["DATABASE"], e)]) from None
+    i18n.init_app(app)       # the language of each request, the `lang` cookie, the catalogs
     security.init_app(app)   # first: its body-size check must run before CSRFProtect reads the form
     csrf.init_app(app)
 

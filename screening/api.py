@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from . import engine, openapi
+from . import engine, i18n, openapi
 from .rules import DEFAULT_LOCALE, LOCALES, Question, RuleSet, Service
 from .security import error_response
 
@@ -58,11 +58,9 @@ def _locale() -> str:
 
 
 def _locale_or_default() -> str:
-    """`?locale=` when it is a known one, else the best Accept-Language match, else en; never fails."""
-    asked = request.args.get("locale")
-    if asked in LOCALES:
-        return asked
-    return request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+    """`?locale=` when it is a known one, else the best Accept-Language match, else the centre's
+    default language; never fails (i18n.select_language, as for the pages, minus the cookie)."""
+    return i18n.current()
 
 
 def _service_links(slug: str) -> dict[str, str]:

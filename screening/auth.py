@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import click
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from flask.cli import AppGroup
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import InputRequired
@@ -31,8 +32,8 @@ bp = Blueprint("auth", __name__, url_prefix="/staff")
 
 class LoginForm(FlaskForm):
     """Email and password; the messages shown for each error are in the template."""
-    email = StringField("email", validators=[InputRequired()])
-    password = PasswordField("password", validators=[InputRequired()])
+    email = StringField(_l("Email address"), validators=[InputRequired()])
+    password = PasswordField(_l("Password"), validators=[InputRequired()])
 
 
 # --- the current staff member ------------------------------------------------------------------

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from .rules import default_rules_dir
+from .rules import DEFAULT_LOCALE, LOCALES, default_rules_dir
 
 try:
     # gunicorn prints an AppImportError as one plain line and stops (instead of a traceback per
@@ -222,6 +222,8 @@ def settings(instance_path: str) -> dict[str, Setting]:
         "PROXY_COUNT": whole(0, 0, 10),                  # reverse proxies in front that set X-Forwarded-*
         "SHARE_LIMIT_PER_HOUR": whole(20, 0, 100_000),   # shares stored per client address an hour; 0: no limit
         "DEFAULT_CENTRE": text(None, _centre_slug),      # the centre the un-prefixed routes serve
+        # the pages' language when neither ?lang, the lang cookie nor the browser names one we have
+        "DEFAULT_LANGUAGE": choice(DEFAULT_LOCALE, *LOCALES),
     }
 
 

@@ -31,8 +31,10 @@ from email.utils import formatdate, make_msgid
 from typing import NamedTuple
 
 import sqlite_utils
+from flask_babel import force_locale
 
 from . import db as dbmod
+from . import i18n
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +141,13 @@ def compose(app, submission: dict) -> EmailMessage:
     rules = app.extensions["screening.rules"]
     service = rules.service(submission["service"])
     base = (config.get("BASE_URL") or "").rstrip("/")
-    text = render_template(
-        TEMPLATE, reference=submission["reference"], outcome=submission["outcome"],
-        outcome_label=rules.outcomes[submission["outcome"]]["label"].get(),
-        service_name=service.name.get() if service else submission["service"],
-        link=f"{base}/staff/submissions/{submission['id']}")
+    language = i18n.default_language()
+    with force_locale(language):      # staff read notices in the centre's language
+        text = render_template(
+            TEMPLATE, reference=submission["reference"], outcome=submission["outcome"],
+            outcome_label=rules.outcomes[submission["outcome"]]["label"].get(language),
+            service_name=service.name.get(language) if service else submission["service"],
+            link=f"{base}/staff/submissions/{submission['id']}")
     # the template's first line is the subject, then a blank line, then the body
     head, _, body = text.lstrip().partition("\n\n")
     to = recipients(config, app.extensions.get("screening.centres", {}).get(submission.get("centre")))

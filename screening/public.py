@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 
-from . import db, engine, forms, notify
-from .rules import LOCALES, RuleSet
+from . import db, engine, forms, i18n, notify
+from .rules import RuleSet
 
 bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ def current_centre():
 
 
 def locale() -> str:
-    """The client's language among those we have (texts fall back to English)."""
-    return request.accept_languages.best_match(LOCALES) or "en"
+    """The page's language (i18n.select_language); rule texts missing in it fall back to English."""
+    return i18n.current()
 
 
 def service_or_404(slug: str):
@@ -51,7 +51,7 @@ def service_or_404(slug: str):
 @bp.app_context_processor
 def template_helpers():
     """Let templates read translated texts: t(text) for a Text, txt('key') for rules/texts.toml."""
-    loc = locale() if request else "en"
+    loc = locale()
     return {"t": lambda text: text.get(loc) if text is not None else "",
             "txt": lambda key: ruleset().text(key, loc), "locale": loc, "ruleset": ruleset()}
 

@@ -32,7 +32,7 @@ from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from . import db as dbmod
-from . import review
+from . import i18n, review
 from .auth import admin_required, require_staff
 from .characters import forbidden_characters
 from .engine import AnswerErrors, question_text, screen
@@ -287,7 +287,7 @@ def simulate():
             decision = screen(rs, slug, raw)
         except AnswerErrors as e:
             errors, status = e.errors, 422
-    questions = [(q, question_text(rs, q, service)) for q in rs.questions]
+    questions = [(q, question_text(rs, q, service, i18n.current())) for q in rs.questions]
     return render_template("staff/simulate.html", rs=rs, service=service, questions=questions,
                            raw=raw if request.method == "POST" else {}, errors=errors,
                            decision=decision), status

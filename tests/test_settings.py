@@ -45,6 +45,7 @@ BAD = {
     "PROXY_COUNT": ["-1", "one", "1000"],
     "SHARE_LIMIT_PER_HOUR": ["twenty", "-1", "2.5", "20/h", "true", "100001"],
     "DEFAULT_CENTRE": ["Exemple Barcelona", "exemple_barcelona", "nowhere"],
+    "DEFAULT_LANGUAGE": ["fr", "ca-ES", "", "catalan"],
 }
 
 

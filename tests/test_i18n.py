@@ -1,0 +1,315 @@
+"""Languages (SPEC "Languages"): how a page's language is chosen and remembered, the switch on every
+page, `<html lang>`, the API's Content-Language, the notices, and catalogs complete in ca and es."""
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+from conftest import RED_FLAGS, all_no, logged_in_client
+
+from screening import config, notify
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGS = ROOT / "screening" / "translations"
+LANGS = ("en", "ca", "es")
+# a sentence of each language's catalog, on the index page
+INDEX_H1 = {"en": "Before you book a massage", "ca": "Abans de reservar un massatge",
+            "es": "Antes de reservar un masaje"}
+
+
+def html_lang(response) -> str:
+    return re.search(r'<html lang="([^"]+)"', response.text).group(1)
+
+
+def h1(response) -> str:
+    return re.sub(r"<[^>]+>", "", re.search(r"<h1[^>]*>(.*?)</h1>", response.text, re.S).group(1)).strip()
+
+
+def switch(response) -> list[dict]:
+    """The language switch's links: href, hreflang, lang, text and whether marked current."""
+    nav = re.search(r'<nav class="language-switch"[^>]*>(.*?)</nav>', response.text, re.S)
+    assert nav, "no language switch on the page"
+    links = []
+    for attrs, text in re.findall(r"<a ([^>]*)>([^<]*)</a>", nav.group(1)):
+        get = lambda name: (re.search(rf'\b{name}="([^"]*)"', attrs) or [None, None])[1]  # noqa: E731
+        links.append({"href": get("href").replace("&amp;", "&"), "hreflang": get("hreflang"), "lang": get("lang"),
+                      "text": text.strip(), "current": "aria-current" in attrs})
+    return links
+
+
+# --- choosing the language ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_lang_parameter_chooses_the_language_over_browser_and_default(make_app, lang):
+    client = make_app(DEFAULT_LANGUAGE="es" if lang != "es" else "ca").test_client()
+    response = client.get(f"/?lang={lang}", headers={"Accept-Language": "ca" if lang != "ca" else "en"})
+    assert h1(response) == INDEX_H1[lang]
+    assert html_lang(response) == lang
+    assert response.headers["Content-Language"] == lang
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_lang_cookie_remembers_the_choice_on_the_next_pages(client, lang):
+    client.get(f"/?lang={lang}")
+    other = "es" if lang != "es" else "ca"
+    response = client.get("/", headers={"Accept-Language": other})        # the cookie wins over the browser
+    assert h1(response) == INDEX_H1[lang]
+    assert html_lang(client.get("/services/back-massage")) == lang
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_accept_language_chooses_when_there_is_no_lang_parameter_or_cookie(make_app, lang):
+    client = make_app(DEFAULT_LANGUAGE="es" if lang != "es" else "ca").test_client()
+    response = client.get("/", headers={"Accept-Language": f"de, {lang};q=0.8, fr;q=0.5"})
+    assert h1(response) == INDEX_H1[lang]
+    assert html_lang(response) == lang
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_default_language_when_the_browser_names_none_we_have(make_app, lang):
+    client = make_app(DEFAULT_LANGUAGE=lang).test_client()
+    for headers in ({}, {"Accept-Language": "de, fr;q=0.5"}):
+        response = client.get("/", headers=headers)
+        assert h1(response) == INDEX_H1[lang]
+        assert html_lang(response) == lang
+
+
+def test_english_when_nothing_is_said(client):
+    assert html_lang(client.get("/")) == "en"
+
+
+def test_an_unknown_default_language_stops_the_start(make_app):
+    with pytest.raises(config.SettingsError, match="SCREENING_DEFAULT_LANGUAGE: must be one of en, ca, es"):
+        make_app(DEFAULT_LANGUAGE="fr")
+
+
+def test_the_cookie_holds_only_the_language_and_is_not_the_session(client):
+    response = client.get("/services/back-massage?lang=ca")
+    cookies = response.headers.getlist("Set-Cookie")
+    assert len(cookies) == 1
+    parts = [p.strip() for p in cookies[0].split(";")]
+    assert parts[0] == "lang=ca"
+    assert {"HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=31536000"} <= set(parts)
+    assert client.get_cookie("session") is None
+
+
+def test_an_unknown_lang_value_is_ignored_and_changes_no_cookie(client):
+    client.get("/?lang=es")
+    response = client.get("/?lang=fr", headers={"Accept-Language": "ca"})
+    assert html_lang(response) == "es"
+    assert response.headers.getlist("Set-Cookie") == []
+    assert client.get_cookie("lang").value == "es"
+    fresh = client.application.test_client()
+    assert html_lang(fresh.get("/?lang=<script>", headers={"Accept-Language": "ca"})) == "ca"
+
+
+def test_pages_say_they_vary_with_the_browser_language_and_the_cookie(client):
+    vary = {v.strip() for v in client.get("/").headers["Vary"].split(",")}
+    assert {"Accept-Language", "Cookie"} <= vary
+
+
+# --- the switch on every page -------------------------------------------------------------------
+
+def _pages(app, make_staff, make_submission, lang="ca"):
+    """{name: response} for every kind of page (public, staff, errors, each outcome) in `lang`."""
+    public = app.test_client()
+    public.get(f"/?lang={lang}")
+    staff = logged_in_client(app, make_staff, "admin")
+    staff.get(f"/staff/login?lang={lang}")
+    sub = make_submission(outcome="tell_centre")
+    outcomes = {"proceed": all_no(), "tell_centre": all_no(pregnant="yes", pregnancy_complicated="no"),
+                "consult_professional": all_no(fever="yes")}
+    pages = {
+        "index": public.get("/"),
+        "service": public.get("/services/back-massage"),
+        "questionnaire": public.get("/screening/back-massage"),
+        "questionnaire with errors": public.post("/screening/back-massage", data={"fever": "yes"}),
+        "sharing errors": public.post("/screening/back-massage", data=all_no(share="yes", contact="x")),
+        **{code: public.post("/screening/back-massage", data=answers) for code, answers in outcomes.items()},
+        "404": public.get("/no-such-page"),
+        "405": public.post("/"),
+        "login": app.test_client().get(f"/staff/login?lang={lang}"),
+        "login failed": app.test_client().post(f"/staff/login?lang={lang}",
+                                               data={"email": "a@b.example", "password": "wrong"}),
+        "dashboard": staff.get("/staff/"),
+        "detail": staff.get(f"/staff/submissions/{sub['id']}"),
+        "detail with errors": staff.post(f"/staff/submissions/{sub['id']}/status", data={"status": "gone"}),
+        "dashboard with errors": staff.get("/staff/?from=yesterday"),
+        "rules": staff.get("/staff/rules"),
+        "simulate": staff.get("/staff/rules/simulate"),
+        "simulate result": staff.post("/staff/rules/simulate", data={"service": "back-massage", **all_no(fever="yes")}),
+        "audit": staff.get("/staff/audit"),
+    }
+    for code in outcomes:
+        assert f'data-outcome="{code}"' in pages[code].text
+    assert {name: r.status_code for name, r in pages.items() if r.status_code >= 500} == {}
+    assert "Tria un dels estats" in pages["detail with errors"].text or lang != "ca"
+    return pages
+
+
+def test_every_page_has_the_switch_in_three_languages_named_in_themselves(app, make_staff, make_submission):
+    for name, response in _pages(app, make_staff, make_submission).items():
+        assert html_lang(response) == "ca", name
+        links = switch(response)
+        assert [(x["hreflang"], x["lang"], x["text"]) for x in links] == [
+            ("en", "en", "English"), ("ca", "ca", "Català"), ("es", "es", "Español")], name
+        assert [x["current"] for x in links] == [False, True, False], name
+        assert {x["href"].split("?")[0] for x in links} == {re.sub(r"\?.*", "", response.request.path)}, name
+
+
+def test_switch_links_keep_the_path_and_a_staff_filter_but_never_a_post_or_public_query(
+        staff_client, client):
+    dashboard = staff_client.get("/staff/?status=new&q=ana")
+    assert switch(dashboard)[2]["href"] == "/staff/?status=new&q=ana&lang=es"
+    page = client.get("/services/back-massage?utm=x&lang=ca")
+    assert switch(page)[0]["href"] == "/services/back-massage?lang=en"
+    result = client.post("/screening/back-massage?fever=no", data=all_no(notes="my knee hurts"))
+    hrefs = [x["href"] for x in switch(result)]
+    assert hrefs == ["/screening/back-massage?lang=en", "/screening/back-massage?lang=ca",
+                     "/screening/back-massage?lang=es"]
+
+
+def test_following_a_switch_link_changes_the_page_and_the_cookie(client):
+    page = client.get("/services/back-massage")
+    response = client.get(switch(page)[2]["href"])
+    assert html_lang(response) == "es"
+    assert client.get_cookie("lang").value == "es"
+
+
+# --- the API --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_api_answers_in_the_browser_language_and_says_so(client, lang):
+    response = client.get("/api/v1/services", headers={"Accept-Language": lang})
+    assert response.headers["Content-Language"] == lang
+    assert response.get_json()["locale"] == lang
+    evaluated = client.post("/api/v1/evaluate", headers={"Accept-Language": lang},
+                            json={"service": "back-massage", "answers": {**{f: "no" for f in RED_FLAGS},
+                                                                        "pregnant": "no"}})
+    assert evaluated.headers["Content-Language"] == lang
+    assert evaluated.get_json()["outcome"] == "proceed"          # codes never change
+
+
+def test_the_api_ignores_the_lang_cookie_and_falls_back_to_the_default_language(make_app):
+    client = make_app(DEFAULT_LANGUAGE="es").test_client()
+    client.get("/?lang=ca")
+    response = client.get("/api/v1/services")
+    assert response.headers["Content-Language"] == "es"
+    assert "Set-Cookie" not in client.get("/api/v1/services?lang=en").headers
+
+
+# --- dates and notices ---------------------------------------------------------------------------
+
+def test_the_result_time_is_written_the_way_each_language_writes_dates(client):
+    months = {
+        "en": r"(January|February|March|April|May|June|July|August|September|October|November|December) \d",
+        "ca": r"\d+ d(e |’|')(gener|febrer|març|abril|maig|juny|juliol|agost|setembre|octubre|novembre|desembre)",
+        "es": r"\d+ de (enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre)"}
+    for lang, pattern in months.items():
+        response = client.post(f"/screening/back-massage?lang={lang}", data=all_no())
+        shown = re.search(r'<time datetime="[^"]+">([^<]+)</time>', response.text).group(1)
+        assert re.search(pattern, shown), (lang, shown)
+
+
+def test_a_notice_is_written_in_the_centres_default_language(make_app):
+    app = make_app(DEFAULT_LANGUAGE="es", NOTIFY_TO="centre@example.org", SMTP_HOST="localhost")
+    with app.app_context():
+        message = notify.compose(app, {"id": 7, "reference": "K7QF-M3XA", "service": "back-massage",
+                                       "outcome": "tell_centre"})
+    assert message["Subject"].startswith("Nuevo cuestionario K7QF-M3XA")
+    assert "Las respuestas están en las páginas del equipo" in message.get_content()
+
+
+# --- catalogs: complete, and nothing English left on a translated page ---------------------------
+
+def _extracted_ids() -> set[str]:
+    """Every message the code and templates ask for now, extracted as babel.cfg says."""
+    with (ROOT / "babel.cfg").open() as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    keywords = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None}
+    return {msg[2] if isinstance(msg[2], str) else msg[2][0]
+            for msg in extract_from_dir(str(ROOT), method_map, options_map, keywords=keywords)
+            if not msg[0].startswith(".venv")}
+
+
+def _catalog(lang):
+    with (CATALOGS / lang / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        return read_po(f, locale=lang)
+
+
+@pytest.mark.parametrize("lang", ["ca", "es"])
+def test_every_text_of_the_pages_has_a_translation(lang):
+    catalog = _catalog(lang)
+    extracted = _extracted_ids()
+    assert len(extracted) > 200
+    missing = sorted(i for i in extracted if i not in catalog or not catalog[i].string or catalog[i].fuzzy)
+    assert missing == [], f"untranslated in {lang}: run pybabel extract/update (README 'Languages')"
+    problems = [(m.id, errors) for m, errors in catalog.check()]
+    assert problems == []                   # e.g. a %(placeholder)s lost or renamed in translation
+
+
+def _english_phrases() -> set[str]:
+    """Pieces of the catalog's English longer than 12 characters, placeholders and tags removed."""
+    pieces = set()
+    for msgid in _extracted_ids():
+        for piece in re.split(r"%\([a-z_]+\)s|<[^>]+>", msgid):
+            if len(piece.strip()) > 12:
+                pieces.add(piece.strip())
+    return pieces
+
+
+@pytest.mark.parametrize("lang", ["ca", "es"])
+def test_no_english_from_the_catalog_on_a_translated_page(app, make_staff, make_submission, lang):
+    english = _english_phrases()
+    for name, response in _pages(app, make_staff, make_submission, lang).items():
+        assert html_lang(response) == lang, name
+        left = sorted(p for p in english if p in response.text)
+        assert left == [], f"{name} in {lang} still shows English: {left}"
+
+
+# --- installing -------------------------------------------------------------------------------------
+
+def test_a_built_wheel_carries_compiled_catalogs(tmp_path):
+    """`pip install .` (smoke.py) builds a wheel from the committed files, which hold no .mo."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    source = tmp_path / "src"
+    for name in files:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    assert not list(source.rglob("*.mo"))
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
+    assert time.monotonic() - started < 60
+    (wheel,) = (tmp_path / "dist").glob("screening-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        for lang, sentence in (("ca", INDEX_H1["ca"]), ("es", INDEX_H1["es"])):
+            catalog = read_mo(BytesIO(z.read(f"screening/translations/{lang}/LC_MESSAGES/messages.mo")))
+            assert catalog[INDEX_H1["en"]].string == sentence
+
+
+def test_no_template_shows_words_outside_gettext():
+    """A sentence typed straight into a template would stay English on every page: each must be in
+    _() or {% trans %} (then the catalog test above asks for its translations)."""
+    allowed = {"UTC", "Subject:"}       # a time zone's name, and the e-mail header the notice starts with
+    found = []
+    for path in sorted((ROOT / "templates").rglob("*")):
+        if path.suffix not in (".html", ".txt"):
+            continue
+        text = path.read_text()
+        for pattern in (r"\{#.*?#\}", r"\{%-? trans.*?endtrans -?%\}", r"\{%.*?%\}", r"\{\{.*?\}\}", r"<[^>]*>",
+                        r'[\w-]+="[^"\n]*"?', r'^[\w-]*"$'):   # the last two: attributes a macro writes
+            text = re.sub(pattern, "\n", text, flags=re.S | re.M)
+        found += [(path.name, line.strip()) for line in text.splitlines()
+                  if re.search(r"[A-Za-z]{2,}", line) and line.strip() not in allowed]
+    assert found == []
