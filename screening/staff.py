@@ -57,6 +57,10 @@ def centre_zone() -> str:
 def store() -> review.CentreStore:
     """The one way the views reach submissions, notes, counts, export, audit and erasure: narrowed
     to the logged-in account's centre (require_staff has made sure there is one)."""
+    if not g.staff.get("centre"):
+        # an account written by an older version during an upgrade, before it was given a centre:
+        # it may see nothing rather than everything
+        abort(403)
     if "centre_store" not in g:
         g.centre_store = review.CentreStore(dbmod.get_db(), g.staff["centre"], centre_zone())
     return g.centre_store

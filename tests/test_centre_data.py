@@ -137,6 +137,7 @@ def old_database(path):
 
 
 def centres_of(path):
+    """({table: the centres its rows belong to}, {table: how many rows}) of a database file."""
     conn = dbmod.connect(path)
     try:
         return {t: sorted({r[0] for r in conn.execute(f"SELECT centre FROM {t}")}, key=str)  # noqa: S608
@@ -243,6 +244,7 @@ def test_an_admin_administers_its_own_centre_only(two_centres_app):
 # --- purge ---------------------------------------------------------------------------------------------
 
 def backdate(conn, submission_id, days):
+    """Make a submission `days` days old."""
     with dbmod.immediate(conn):
         conn.execute("UPDATE submissions SET created_at = ? WHERE id = ?", [retention.cutoff(days), submission_id])
 
@@ -292,3 +294,16 @@ def test_staff_read_times_in_their_centres_zone_named(two_centres_app):
     # a day of the filter is the centre's day: 07:30 in New York is on the 15th there
     assert "Bea Client" in b.get("/staff/?from=2026-01-15&to=2026-01-15").get_data(as_text=True)
     assert " EST" in b.get("/staff/audit").get_data(as_text=True)
+
+
+def test_an_account_without_a_centre_sees_nothing(app, db, make_staff, make_submission):
+    """One written by an older version mid-upgrade: refused (403), never shown every centre's data."""
+    sub = make_submission(name="Hidden From Nobody")
+    staff = make_staff()
+    with dbmod.immediate(db):
+        db.execute("UPDATE staff SET centre = NULL WHERE id = ?", [staff["id"]])
+    client = app.test_client()
+    assert login(client, staff["email"], staff["password"]).status_code == 302
+    for url in ["/staff/", f"/staff/submissions/{sub['id']}", "/staff/export.csv"]:
+        response = client.get(url)
+        assert response.status_code == 403 and b"Hidden From Nobody" not in response.data, url
