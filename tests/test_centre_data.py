@@ -307,3 +307,23 @@ def test_an_account_without_a_centre_sees_nothing(app, db, make_staff, make_subm
     for url in ["/staff/", f"/staff/submissions/{sub['id']}", "/staff/export.csv"]:
         response = client.get(url)
         assert response.status_code == 403 and b"Hidden From Nobody" not in response.data, url
+
+
+def test_the_centres_audit_trail_and_counts_are_read_from_indexes_led_by_the_centre(conn):
+    """At a million rows a scan of every centre's entries would be slow; each statement starts
+    with the centre in an index."""
+    statements = []
+    conn.conn.set_trace_callback(statements.append)
+    try:
+        store = review.CentreStore(conn, CENTRE)
+        store.list_audit()
+        store.list_audit(reference="AAAA-BBBB", before_id=10)
+        store.attention_counts()
+        retention.purge(conn, 30, centre=CENTRE)
+    finally:
+        conn.conn.set_trace_callback(None)
+    reads = [s for s in statements if s.startswith("SELECT") and ("audit_log" in s or "submissions" in s)]
+    assert len(reads) >= 4
+    for sql in reads:
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
+        assert "INDEX idx_" in plan and "(centre=?" in plan and "SCAN" not in plan, (sql, plan)
