@@ -9,7 +9,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, db, i18n, security
+from . import checker, config, db, i18n, security
 from .centres import default_centre, load_centres
 from .rules import load_rules
 
@@ -49,7 +49,12 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    rules = app.extensions["screening.rules"] = load_rules(app.config["RULES_DIR"])
+    rules = load_rules(app.config["RULES_DIR"])
+    # the same proof as `screening check-rules`: rules not proven safe are never served. Its
+    # verdict is remembered per rules version and code, in the process and in the instance folder
+    # (not by tests: they must not write the checkout's instance/).
+    checker.prove(rules, cache_dir=None if app.testing else app.instance_path)
+    app.extensions["screening.rules"] = rules
     centres = app.extensions["screening.centres"] = load_centres(app.config["RULES_DIR"],
                                                                  tuple(rules.services_by_slug))
     try:

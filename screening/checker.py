@@ -11,8 +11,11 @@
 (d) every outcome, every rule and every suggestion can happen;
 (e) every example in examples.toml gives its outcome (and exactly its rules, when listed);
 (f) no rule, clearance or suggestion message promises a medical result;
-(g) a red flag answered "yes" or "not sure" gives consult_professional unless a professional
-    has cleared it (the screening policy in SPEC.md).
+(g) the screening policy of SPEC.md, as screening/policy.py writes it: its questions exist with
+    the right shape, every red flag answered "yes" or "not sure" gives consult_professional
+    unless a professional has cleared it (fever even then), a clearance never gives proceed,
+    pregnancy gives at least tell_centre and asks its follow-up, and every "not sure" to these
+    is named in a reason. This is proved over the answer space, not read from examples.toml.
 
 How the whole space stays small and the proof stays sound
 ---------------------------------------------------------
@@ -43,16 +46,22 @@ the group to prove that the bit sets and the engine agree.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import random
 import re
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from . import engine
+from . import conditions, engine, policy, rules
 from .conditions import All, Any_, Condition, Not, Test
-from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RuleSet, Text, missing_translations
+from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RulesError, RuleSet, Text, missing_translations
 
 RULES_FILE, QUESTIONS_FILE, EXAMPLES_FILE = "rules.toml", "questions.toml", "examples.toml"
 
@@ -200,6 +209,8 @@ class Space:
             return self.full if test({test.var: outer_values[test.var]}) else 0
         if test.var in self.facts:
             return self.full if test(self.facts) else 0
+        if test.var not in self.domains:
+            return 0        # a question the rules do not have (the policy names it): never answered
         if test in self._patterns:
             return self._patterns[test]
         truth = tuple(test({test.var: v}) for v in self.domains[test.var])
@@ -216,18 +227,28 @@ class Space:
         """The bit set of inner combinations where a condition holds (for these follow-up values)."""
         if isinstance(cond, Test):
             return self.test_mask(cond, outer_values)
+        # empty and full sets are common (a follow-up or service fact is fixed within a block):
+        # they short-cut without touching the big integers (`is`: the full set is one object)
         if isinstance(cond, All):
             result = self.full
             for part in cond.parts:
-                result &= self.mask(part, outer_values)
+                part_mask = self.mask(part, outer_values)
+                if not part_mask:
+                    return 0
+                if part_mask is not self.full:
+                    result = part_mask if result is self.full else result & part_mask
             return result
         if isinstance(cond, Any_):
             result = 0
             for part in cond.parts:
-                result |= self.mask(part, outer_values)
+                part_mask = self.mask(part, outer_values)
+                if part_mask is self.full:
+                    return part_mask
+                result |= part_mask
             return result
         if isinstance(cond, Not):
-            return self.full ^ self.mask(cond.inner, outer_values)
+            inner = self.mask(cond.inner, outer_values)
+            return 0 if inner is self.full else self.full if not inner else self.full ^ inner
         raise TypeError(f"the checker does not know condition type {type(cond).__name__}")
 
     def answers(self, index: int, outer_values: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +307,11 @@ def _outcome_at(block: Block, index: int) -> int:
     return sum((level >> index) & 1 for level in block.at_least)
 
 
+def _without(mask: int, other: int) -> int:
+    """`mask & ~other`, without `~`: a negative big integer makes `&` some ten times slower."""
+    return mask ^ (mask & other)
+
+
 def _align(mask: int, shift: int) -> int:
     """Move bit i + shift of `mask` to bit i (shift may be negative)."""
     return mask >> shift if shift >= 0 else mask << -shift
@@ -311,26 +337,46 @@ def _check_group(ruleset: RuleSet, group: list, literals, report: Report, seen: 
         for rule in ruleset.rules:
             if rule.clearable and block.fired[rule.id] & block.cleared:
                 seen["cleared"][rule.id] = True
-        _check_red_flags(space, block, report, seen["red_flags"])
+        _check_policy(space, block, report, seen["policy"])
     _check_agrees_with_engine(space, blocks, group, report)
     _check_required_refused(space, blocks, report)
     _check_monotone(space, blocks, report, seen["lowering"])
 
 
-def _check_red_flags(space: Space, block: Block, report: Report, reported: set) -> None:
-    """(g) A raised red flag without a professional's clearance always gives consult_professional."""
-    for q in space.ruleset.questions:
-        if not q.red_flag or q.id in reported:
+def _check_policy(space: Space, block: Block, report: Report, reported: set) -> None:
+    """(g) The screening policy's outcomes, follow-up and "not sure" reasons, for one block."""
+    def counterexample(missed: int) -> str:
+        index = (missed & -missed).bit_length() - 1
+        return f"e.g. for {space.service.slug} with {_show(space.answers(index, block.values))}"
+
+    for n, duty in enumerate(policy.obligations(space.ruleset)):
+        level = OUTCOMES.index(duty.at_least)
+        if not level or n in reported:
             continue
-        raised = space.mask(Test(q.id, "in", frozenset({"yes", "not_sure"})), block.values)
-        missed = block.valid & raised & ~block.cleared & ~block.at_least[1]
+        missed = _without(block.valid & space.mask(duty.when, block.values), block.at_least[level - 1])
         if missed:
-            index = (missed & -missed).bit_length() - 1
-            reported.add(q.id)
-            report.add(RULES_FILE, f"red flag {q.id!r}", f"answered yes or not sure without a professional's "
-                                                         f"clearance, it does not give consult_professional, e.g. "
-                                                         f"for {space.service.slug} with "
-                                                         f"{_show(space.answers(index, block.values))}")
+            reported.add(n)
+            report.add(duty.file, duty.entry, f"{duty.problem}, {counterexample(missed)}")
+    for follow_up, trigger in policy.asked_after().items():
+        if follow_up not in block.asked or ("asked", follow_up) in reported:
+            continue        # missing is reported on its own; not a follow-up means always asked
+        missed = _without(block.valid & space.mask(policy.raised(trigger), block.values), block.asked[follow_up])
+        if missed:
+            reported.add(("asked", follow_up))
+            report.add(QUESTIONS_FILE, f"question {follow_up!r}", f"not asked when {trigger} is yes or not sure, "
+                                                                  f"{counterexample(missed)}")
+    for question in policy.explained_not_sure():
+        if ("about", question) in reported:
+            continue
+        named = 0
+        for rule in space.ruleset.rules:
+            if rule.about == question:
+                named |= block.fired[rule.id]
+        missed = _without(block.valid & space.mask(Test(question, "equals", "not_sure"), block.values), named)
+        if missed:
+            reported.add(("about", question))
+            report.add(RULES_FILE, f"question {question!r}", f"answered not sure, no reason says so (no rule with "
+                                                             f"about = {question!r} fires), {counterexample(missed)}")
 
 
 def _check_agrees_with_engine(space: Space, blocks: list[Block], group: list, report: Report) -> None:
@@ -383,9 +429,17 @@ def _check_required_refused(space: Space, blocks: list[Block], report: Report) -
 def _check_monotone(space: Space, blocks: list[Block], report: Report, reported: set) -> None:
     """(b) "no" -> "not sure"/"yes", or "yes" -> "not sure", never lowers the outcome."""
     clearance = space.ruleset.clearance.question if space.ruleset.clearance else None
+    blocks = [b for b in blocks if b.valid]
+    depends = _asked_depends_on(space)
+    shapes: dict[tuple, list] = {}     # pairs of blocks that can be "before" and "after" a change
     for q in space.ruleset.questions:
         if q.type != "yes_no_unsure" or q.id == clearance:
             continue
+        # only a follow-up whose being asked depends on q can start or stop being asked
+        movable = frozenset(f for f, on in depends.items() if q.id in on)
+        key = (q.id if q.follow_up else None, movable)
+        if key not in shapes:
+            shapes[key] = _pair_shapes(space, blocks, key[0], movable, clearance)
         for old, new in (("no", "not_sure"), ("no", "yes"), ("yes", "not_sure")):
             if (q.id, old, new) in reported:
                 continue        # one counterexample per change is enough
@@ -395,23 +449,24 @@ def _check_monotone(space: Space, blocks: list[Block], report: Report, reported:
                 domain = space.domains[q.id]
                 shift = (domain.index(new) - domain.index(old)) * space.strides[q.id]
                 selected = space.test_mask(Test(q.id, "equals", old), {})
-            # block b's bit sets moved onto a's indices, once per block rather than once per pair
-            moved = {id(b): (_align(b.valid, shift), [_align(level, shift) for level in b.at_least])
-                     for b in blocks if b.valid}
-            for a, b in itertools.product(blocks, repeat=2):
-                if not (a.valid and b.valid) or (q.follow_up and (a.values[q.id], b.values[q.id]) != (old, new)):
+            moved: dict[int, tuple] = {}    # block b's bit sets moved onto a's indices, once per block
+            for a, b, newly_asked, no_longer_asked in shapes[key]:
+                if q.follow_up and (a.values[q.id], b.values[q.id]) != (old, new):
                     continue
-                compatible = _compatible(space, a, b, shift, q.id, clearance)
-                if compatible is None:
-                    continue
+                if id(b) not in moved:
+                    moved[id(b)] = (_align(b.valid, shift), [_align(level, shift) for level in b.at_least]) \
+                        if shift else (b.valid, b.at_least)
                 b_valid, b_levels = moved[id(b)]
-                pairs = selected & a.valid & b_valid & compatible
+                pairs = selected & a.valid & b_valid
+                for qid in newly_asked:
+                    pairs = _without(pairs, a.asked[qid])
+                for qid in no_longer_asked:
+                    pairs = _without(pairs, _align(b.asked[qid], shift))
                 if not pairs:
                     continue
                 lowered = 0
                 for level_a, level_b in zip(a.at_least, b_levels, strict=True):
-                    lowered |= level_a & ~level_b
-                lowered &= pairs
+                    lowered |= _without(level_a & pairs, level_b)
                 if lowered:
                     index = (lowered & -lowered).bit_length() - 1
                     _report_lowering(space, q.id, old, new, space.answers(index, a.values),
@@ -420,30 +475,45 @@ def _check_monotone(space: Space, blocks: list[Block], report: Report, reported:
                     break
 
 
-def _compatible(space: Space, a: Block, b: Block, shift: int, changed: str, clearance: str | None) -> int | None:
-    """Where block b's follow-up answers are what a's become once `changed` is raised (None: nowhere).
+def _asked_depends_on(space: Space) -> dict[str, set]:
+    """For each follow-up, every question whether it is asked can depend on (through other follow-ups too)."""
+    depends: dict[str, set] = {}
+    for q in space.outer:           # in order: asked_when reads only earlier questions
+        on = set(q.asked_when.variables())
+        for var in list(on):
+            on |= depends.get(var, set())
+        depends[q.id] = on
+    return depends
+
+
+def _pair_shapes(space: Space, blocks: list[Block], changed: str | None, movable: frozenset,
+                 clearance: str | None) -> list[tuple]:
+    """Pairs (a, b, newly asked, no longer asked) where b's follow-ups can be a's once `changed` is raised.
 
     A follow-up asked on both sides keeps its answer; one that stops being asked goes blank; one
     that starts being asked may take any answer, except the clearance question, which may only
-    stay "not cleared" (a clearance lowers the outcome by design).
+    stay "not cleared" (a clearance lowers the outcome by design). Only the `movable` follow-ups
+    can start or stop being asked; the others keep their answers. Worked out once per shape of
+    change (`changed`: the follow-up changed, None when the changed question is not one).
     """
-    newly_asked, no_longer_asked = [], []
-    for q in space.outer:
-        va, vb = a.values[q.id], b.values[q.id]
-        if q.id == changed or va == vb or (q.id == clearance and {va, vb} == {None, "no"}):
-            continue                                   # (blank and "no" both mean not cleared)
-        if va is None and vb is not None and q.id != clearance:
-            newly_asked.append(q.id)
-        elif va is not None and vb is None:
-            no_longer_asked.append(q.id)
+    shapes = []
+    for a, b in itertools.product(blocks, repeat=2):
+        newly_asked, no_longer_asked = [], []
+        for q in space.outer:
+            va, vb = a.values[q.id], b.values[q.id]
+            if q.id == changed or va == vb or (q.id == clearance and {va, vb} == {None, "no"}):
+                continue                                   # (blank and "no" both mean not cleared)
+            if q.id not in movable:
+                break
+            if va is None and vb is not None and q.id != clearance:
+                newly_asked.append(q.id)
+            elif va is not None and vb is None:
+                no_longer_asked.append(q.id)
+            else:
+                break
         else:
-            return None
-    mask = space.full
-    for qid in newly_asked:
-        mask &= space.full ^ a.asked[qid]
-    for qid in no_longer_asked:
-        mask &= ~_align(b.asked[qid], shift)
-    return mask
+            shapes.append((a, b, tuple(newly_asked), tuple(no_longer_asked)))
+    return shapes
 
 
 def _report_lowering(space: Space, question: str, old: str, new: str, before: dict, after: dict,
@@ -521,7 +591,9 @@ def check(ruleset: RuleSet) -> Report:
     literals = _literals(ruleset)
     seen = {"outcomes": dict.fromkeys(OUTCOMES, False), "rules": {r.id: False for r in ruleset.rules},
             "suggestions": {s.id: False for s in ruleset.suggestions},
-            "cleared": {r.id: False for r in ruleset.rules if r.clearable}, "lowering": set(), "red_flags": set()}
+            "cleared": {r.id: False for r in ruleset.rules if r.clearable}, "lowering": set(), "policy": set()}
+    for file, entry, problem in policy.question_problems(ruleset):
+        report.add(file, entry, problem)
     groups = _service_groups(ruleset, literals)
     report.service_groups = len(groups)
     for group in groups:
@@ -546,3 +618,85 @@ def check(ruleset: RuleSet) -> Report:
         report.add(file, entry, problem)
     report.seconds = time.perf_counter() - started
     return report
+
+
+# --- the proof at start-up ---------------------------------------------------------------------
+
+class RulesRefused(RulesError):
+    """The rules load, but `check` finds problems: str() is one 'file: entry: problem' line each,
+    exactly as `screening check-rules` prints them."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        first = self.problems[0]
+        super().__init__(first.file, first.entry, first.problem)
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self.problems))
+
+
+PROOF_FILE = "rules-proven"          # in the instance folder: the key of the last rule set proven safe
+_verdicts: dict[str, tuple[Problem, ...]] = {}      # proof key -> problems (empty: proven), this process
+_verdicts_lock = threading.Lock()
+_code_hash: str | None = None
+
+
+def code_hash() -> str:
+    """A hash of the source of every module the proof depends on: changed code is proved anew."""
+    global _code_hash
+    if _code_hash is None:
+        digest = hashlib.sha256()
+        for module in (sys.modules[__name__], conditions, engine, policy, rules):
+            digest.update(Path(module.__file__).read_bytes())
+        _code_hash = digest.hexdigest()[:16]
+    return _code_hash
+
+
+def proof_key(ruleset: RuleSet) -> str:
+    """What a verdict is valid for: these rule files (their version) judged by this code."""
+    return f"{ruleset.version}-{code_hash()}"
+
+
+def prove(ruleset: RuleSet, cache_dir: str | None = None) -> None:
+    """Raise RulesRefused unless `check` passes: the same proof as `screening check-rules`.
+
+    The verdict is remembered in this process per proof key (tests build many apps on the same
+    rules), and a passing one is also written to `cache_dir/rules-proven` so that the next start
+    (each gunicorn worker, each restart) on the same rules and code reads it instead of proving
+    again. A key never seen is always proved: the cache can only skip a proof already made.
+    """
+    key = proof_key(ruleset)
+    with _verdicts_lock:           # threads building apps at once prove a rule set once
+        if key not in _verdicts:
+            if cache_dir is not None and _read_proof(cache_dir) == key:
+                _verdicts[key] = ()
+            else:
+                _verdicts[key] = tuple(check(ruleset).problems)
+                if cache_dir is not None and not _verdicts[key]:
+                    _write_proof(cache_dir, key)
+        problems = _verdicts[key]
+    if problems:
+        raise RulesRefused(list(problems))
+
+
+def _read_proof(cache_dir: str) -> str | None:
+    """The key written by the last passing proof, or None."""
+    try:
+        return (Path(cache_dir) / PROOF_FILE).read_text().strip()
+    except OSError:
+        return None
+
+
+def _write_proof(cache_dir: str, key: str) -> None:
+    """Record a passing proof, atomically (workers starting together may all write it).
+
+    The folder is not created here: one that does not exist yet (a checkout whose instance/ was
+    never made) is left alone, and the next start proves again.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".rules-proven-")
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        os.replace(tmp, Path(cache_dir) / PROOF_FILE)
+    except OSError:
+        pass            # a folder not there yet or unwritable only means proving again at the next start

@@ -8,18 +8,26 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask import Flask, current_app, has_app_context
+from flask.cli import FlaskGroup, ScriptInfo
 
+from .checker import RulesRefused
 from .rules import RulesError, load_rules
 
 
 def _create_app() -> Flask:
-    """create_app for the console script: a rules folder that fails to load is one clean line, not a traceback."""
+    """create_app for the console script: rules that fail to load or to pass the proof are clean lines."""
     from . import create_app
 
     try:
         return create_app()
+    except RulesRefused as e:
+        # the very lines `screening check-rules` prints for these rules
+        for problem in e.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(e.problems)} problem(s) found: the rules are not proven safe, so the app does not start.",
+                   err=True)
+        sys.exit(1)
     except RulesError as e:
         click.echo(f"The rules fail to load: {e}", err=True)
         sys.exit(1)
@@ -43,22 +51,27 @@ def main() -> None:
 @click.command("check-rules")
 @click.option("--rules-dir", type=click.Path(file_okay=False, path_type=str),
               help="Check this rules folder instead of the one the app uses (the app is not started on it).")
-@with_appcontext
-def check_rules_command(rules_dir: str | None) -> None:
+@click.pass_context
+def check_rules_command(ctx: click.Context, rules_dir: str | None) -> None:
     """Validate the rules and prove their safety properties over every possible answer.
 
     Loads the rule files, then checks every combination of answers for every service: each gets
     one outcome, answering "not sure" or "yes" instead of "no" never lowers it, an unanswered
     required question is refused, every rule, suggestion and outcome can happen, every example
-    in examples.toml holds and no message promises a medical result. Prints one
-    `file: entry: problem` line per problem and exits 1 when there is any, else exits 0.
+    in examples.toml holds, the screening policy holds (screening/policy.py) and no message
+    promises a medical result. Prints one `file: entry: problem` line per problem and exits 1
+    when there is any, else exits 0. The app runs the same proof at start-up and refuses to
+    start on rules that fail it.
 
     Example: screening check-rules --rules-dir ./my-rules
     """
     from .checker import check
 
     if rules_dir is None:
-        ruleset = current_app.extensions["screening.rules"]
+        # the app's own rules: starting the app proves them already, and refuses (with these
+        # lines) when they fail; --rules-dir needs no app, so a broken app does not stop it
+        app = current_app if has_app_context() else ctx.ensure_object(ScriptInfo).load_app()
+        ruleset = app.extensions["screening.rules"]
     else:
         try:
             ruleset = load_rules(rules_dir)
@@ -80,5 +93,8 @@ def check_rules_command(rules_dir: str | None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register check-rules on the app's CLI."""
+    """Register check-rules on the app's CLI (for `flask --app screening check-rules`)."""
     app.cli.add_command(check_rules_command)
+
+
+group.add_command(check_rules_command)      # found by `screening` without starting the app

@@ -6,13 +6,14 @@ start-up instead of failing a client's request later.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .conditions import Condition, ConditionError, compile_condition
+from .conditions import TESTS, All, Any_, Condition, ConditionError, Not, Test, compile_condition
 
 OUTCOMES = ("proceed", "tell_centre", "consult_professional")
 LOCALES = ("en", "ca", "es")
@@ -21,6 +22,7 @@ QUESTION_TYPES = ("yes_no_unsure", "yes_no", "single", "multi", "text")
 YES_NO_UNSURE = ("yes", "no", "not_sure")
 YES_NO = ("yes", "no")
 RULE_FILES = ("questions.toml", "rules.toml", "services.toml", "texts.toml", "examples.toml")
+LOAD_ORDER = ("services.toml", "questions.toml", "rules.toml", "texts.toml", "examples.toml")
 SERVICE_VARS = ("service.slug", "service.pressure", "service.areas")
 
 
@@ -178,16 +180,53 @@ class RuleSet:
 
 # --- helpers that read one kind of value and fail with the file and entry ----------------------
 
+# What each file may hold at its top level: key -> (TOML type, required). Anything else (a
+# `[[rule]]` for `[[rules]]`, a stray `version = 2`) is refused, never skipped: a skipped table
+# could be the rule that keeps a client with a fever from being told to proceed.
+FILE_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
+    "questions.toml": {"questions": (list, True)},
+    "rules.toml": {"clearance": (dict, False), "rules": (list, True), "suggestions": (list, False)},
+    "services.toml": {"services": (list, True)},
+    "texts.toml": {"texts": (dict, True), "outcomes": (dict, True)},
+    "examples.toml": {"examples": (list, False)},
+}
+KIND_NAMES = {dict: "a table", list: "an array", str: "a string", bool: "true or false", int: "a whole number",
+              float: "a number"}
+
+
+def _kind_of(value: Any) -> str:
+    """How a TOML value reads to an admin: 'a table', 'an array', 'a string', ..."""
+    for kind, name in KIND_NAMES.items():
+        if type(value) is kind:
+            return name
+    return type(value).__name__
+
+
+def did_you_mean(name: Any, known) -> str:
+    """' (did you mean 'x'?)' when `name` is close to one of `known` (case, '-' and '_' aside), else ''."""
+    def norm(value):
+        return str(value).lower().replace("-", "_")
+    by_norm = {norm(k): k for k in known}
+    match = difflib.get_close_matches(norm(name), list(by_norm), n=1, cutoff=0.6)
+    return f" (did you mean {by_norm[match[0]]!r}?)" if match and by_norm[match[0]] != name else ""
+
+
+def _unknown_keys_problem(keys, allowed) -> str:
+    """'unknown key 'x' (did you mean 'y'?); allowed: ...' for the keys of a table that are not allowed."""
+    named = ", ".join(f"{k!r}{did_you_mean(k, allowed)}" for k in sorted(keys, key=str))
+    return f"unknown key{'s' if len(keys) > 1 else ''} {named}; allowed: {', '.join(sorted(allowed)) or 'none'}"
+
+
 class _Reader:
     """Reads values from one entry of one file, raising RulesError that names both."""
 
     def __init__(self, file: str, entry: str, data: dict, allowed: set[str]):
         self.file, self.entry, self.data = file, entry, data
         if not isinstance(data, dict):
-            self.fail(f"expected a table, got {type(data).__name__}")
-        unknown = set(data) - allowed
+            self.fail(f"expected a table, got {_kind_of(data)}")
+        unknown = set(data) - set(allowed)
         if unknown:
-            self.fail(f"unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})")
+            self.fail(_unknown_keys_problem(unknown, allowed))
 
     def fail(self, problem: str):
         raise RulesError(self.file, self.entry, problem)
@@ -199,7 +238,7 @@ class _Reader:
             return default
         value = self.data[key]
         if kind is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
-            self.fail(f"'{key}' must be {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+            self.fail(f"'{key}' must be {KIND_NAMES.get(kind, getattr(kind, '__name__', kind))}, got {_kind_of(value)}")
         return value
 
     def ident(self, key="id"):
@@ -227,7 +266,26 @@ class _Reader:
         try:
             return compile_condition(self.data[key], known_vars, path=key)
         except ConditionError as e:
-            self.fail(f"bad condition: {e}")
+            self.fail(f"bad condition: {e}{_condition_hint(self.data[key], known_vars)}")
+
+
+CONDITION_KEYS = ("all", "any", "not", "var", *TESTS)
+
+
+def _condition_hint(node: Any, known_vars) -> str:
+    """A 'did you mean' for the first unknown key or var in a condition that failed to compile."""
+    if isinstance(node, list):
+        return next((h for h in (_condition_hint(n, known_vars) for n in node) if h), "")
+    if not isinstance(node, dict):
+        return ""
+    for key, value in node.items():
+        if key not in CONDITION_KEYS and did_you_mean(key, CONDITION_KEYS):
+            return f"; {key!r}{did_you_mean(key, CONDITION_KEYS)}"
+        if key == "var" and value not in known_vars and did_you_mean(value, known_vars):
+            return f"; {value!r}{did_you_mean(value, known_vars)}"
+        if isinstance(value, (dict, list)) and (hint := _condition_hint(value, known_vars)):
+            return hint
+    return ""
 
 
 def parse_text(value, fail, key):
@@ -235,10 +293,11 @@ def parse_text(value, fail, key):
     if isinstance(value, str):
         value = {DEFAULT_LOCALE: value}
     if not isinstance(value, dict):
-        fail(f"'{key}' must be a string or a table of translations")
+        fail(f"'{key}' must be a string or a table of translations, got {_kind_of(value)}")
     for locale, text in value.items():
         if locale not in LOCALES:
-            fail(f"'{key}' has unknown locale {locale!r} (known: {', '.join(LOCALES)})")
+            fail(f"'{key}' has unknown locale {locale!r}{did_you_mean(locale, LOCALES)} "
+                 f"(known: {', '.join(LOCALES)})")
         if not isinstance(text, str) or not text.strip():
             fail(f"'{key}.{locale}' must be a non-empty string")
     if DEFAULT_LOCALE not in value:
@@ -246,22 +305,42 @@ def parse_text(value, fail, key):
     return Text(value)
 
 
-def _read_file(directory: Path, name: str) -> dict:
-    path = directory / name
+def _read_file(directory: Path, name: str) -> bytes:
+    """The bytes of one rule file, or RulesError when it is missing."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return (directory / name).read_bytes()
     except FileNotFoundError:
         raise RulesError(name, "(file)", f"missing from {directory}") from None
+
+
+def _parse_file(name: str, content: bytes) -> dict:
+    """One rule file's TOML document, or RulesError naming what is wrong with it."""
+    try:
+        return tomllib.loads(content.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RulesError(name, "(file)", f"not UTF-8 text: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise RulesError(name, "(file)", f"not valid TOML: {e}") from None
 
 
+def _top_level(file: str, data: dict) -> None:
+    """Refuse a key the file may not hold at its top level, or a known one of the wrong type."""
+    allowed = FILE_KEYS[file]
+    r = _Reader(file, "(top level)", data, set(allowed))
+    for key, (kind, required) in allowed.items():
+        value = r.get(key, None, required=False)
+        if value is None:
+            if required:
+                r.fail(f"no [[{key}]] tables" if kind is list else f"no [{key}] table")
+        elif kind is list and not (isinstance(value, list) and all(isinstance(e, dict) for e in value)):
+            r.fail(f"'{key}' must be [[{key}]] tables (an array of tables), got {_kind_of(value)}")
+        elif kind is dict and not isinstance(value, dict):
+            r.fail(f"'{key}' must be a [{key}] table, got {_kind_of(value)}")
+
+
 def _entries(file, data, key):
-    entries = data.get(key, [])
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise RulesError(file, key, f"expected [[{key}]] tables")
-    return entries
+    """The [[key]] tables of a file whose top level `_top_level` has checked."""
+    return data.get(key, [])
 
 
 def _check_unique(file, kind, ids):
@@ -274,11 +353,17 @@ def _check_unique(file, kind, ids):
 
 def rules_version(directory: Path) -> str:
     """A short hash of every rule file: it changes whenever any of them changes."""
+    directory = Path(directory)
+    return _version({name: (directory / name).read_bytes() if (directory / name).exists() else b""
+                     for name in RULE_FILES})
+
+
+def _version(contents: dict[str, bytes]) -> str:
+    """The rules version of these file contents (see rules_version)."""
     digest = hashlib.sha256()
     for name in RULE_FILES:
-        path = directory / name
         digest.update(name.encode() + b"\0")
-        digest.update(path.read_bytes() if path.exists() else b"")
+        digest.update(contents.get(name, b""))
     return digest.hexdigest()[:12]
 
 
@@ -287,10 +372,21 @@ def rules_version(directory: Path) -> str:
 def load_rules(directory: str | Path) -> RuleSet:
     """Read and validate every rule file in `directory`; raise RulesError on the first problem."""
     directory = Path(directory)
-    services = _load_services(_read_file(directory, "services.toml"))
-    questions = _load_questions(_read_file(directory, "questions.toml"))
+    # services first: a folder that is not a rules folder at all is reported by its first file
+    contents = {name: _read_file(directory, name) for name in LOAD_ORDER}
+    documents = {name: _parse_file(name, content) for name, content in contents.items()}
+    # the version is the hash of the very bytes parsed: the start-up proof is remembered by it
+    return parse_rules(documents, version=_version(contents), directory=str(directory))
+
+
+def parse_rules(documents: dict[str, dict], *, version: str, directory: str) -> RuleSet:
+    """Validate the parsed rule files ({file name: TOML document}) into a RuleSet, or raise RulesError."""
+    for name in LOAD_ORDER:
+        _top_level(name, documents[name])
+    services = _load_services(documents["services.toml"])
+    questions = _load_questions(documents["questions.toml"])
     q_by_id = {q.id: q for q in questions}
-    rules_data = _read_file(directory, "rules.toml")
+    rules_data = documents["rules.toml"]
     known_vars = set(q_by_id) | set(SERVICE_VARS)
     clearance = _load_clearance(rules_data, q_by_id)
     rules = _load_rules(rules_data, known_vars, q_by_id, clearance)
@@ -299,13 +395,15 @@ def load_rules(directory: str | Path) -> RuleSet:
     conditions += [("rules.toml", f"rule {r.id!r}", r.when) for r in rules]
     conditions += [("rules.toml", f"suggestion {s.id!r}", s.when) for s in suggestions]
     for file, entry, cond in conditions:
+        _check_tests(file, entry, cond, q_by_id)
         _check_literals(file, entry, cond, q_by_id, services)
-    texts, outcomes = _load_texts(_read_file(directory, "texts.toml"))
-    examples = _load_examples(_read_file(directory, "examples.toml"), q_by_id, {s.slug for s in services})
+    texts, outcomes = _load_texts(documents["texts.toml"])
+    examples = _load_examples(documents["examples.toml"], q_by_id, {s.slug for s in services},
+                              {r.id for r in rules})
     return RuleSet(
         questions=questions, rules=rules, suggestions=suggestions, services=services,
         clearance=clearance, texts=texts, outcomes=outcomes, examples=examples,
-        version=rules_version(directory), directory=str(directory),
+        version=version, directory=directory,
         questions_by_id=q_by_id, services_by_slug={s.slug: s for s in services},
     )
 
@@ -320,7 +418,7 @@ def _load_questions(data) -> tuple[Question, ...]:
         qid = r.ident()
         qtype = r.get("type", str)
         if qtype not in QUESTION_TYPES:
-            r.fail(f"unknown type {qtype!r} (known: {', '.join(QUESTION_TYPES)})")
+            r.fail(f"unknown type {qtype!r}{did_you_mean(qtype, QUESTION_TYPES)} (known: {', '.join(QUESTION_TYPES)})")
         options = ()
         if qtype in ("yes_no_unsure", "yes_no"):
             if "options" in raw:
@@ -337,6 +435,8 @@ def _load_questions(data) -> tuple[Question, ...]:
                 parsed.append(Option(orr.ident(), orr.text("label")))
             _check_unique(file, f"{entry} option", [o.id for o in parsed])
             options = tuple(parsed)
+        elif "options" in raw:
+            r.fail("a text question has no options; remove 'options'")
         red_flag = r.get("red_flag", bool, required=False, default=False)
         if red_flag and qtype != "yes_no_unsure":
             r.fail("a red flag must offer yes, no and not sure (type = 'yes_no_unsure')")
@@ -365,14 +465,14 @@ def _load_clearance(data, q_by_id) -> Clearance | None:
     file = "rules.toml"
     if "clearance" not in data:
         return None
-    r = _Reader(file, "clearance", data["clearance"], {"question", "outcome"})
+    r = _Reader(file, "[clearance]", data["clearance"], {"question", "outcome"})
     question, outcome = r.get("question", str), r.get("outcome", str)
     if question not in q_by_id:
-        r.fail(f"unknown question id {question!r}")
+        r.fail(f"unknown question id {question!r}{did_you_mean(question, q_by_id)}")
     if q_by_id[question].type != "yes_no":
         r.fail(f"the clearance question {question!r} must be a yes/no question")
     if outcome not in OUTCOMES:
-        r.fail(f"unknown outcome {outcome!r} (known: {', '.join(OUTCOMES)})")
+        r.fail(f"unknown outcome {outcome!r}{did_you_mean(outcome, OUTCOMES)} (known: {', '.join(OUTCOMES)})")
     return Clearance(question, outcome)
 
 
@@ -385,18 +485,25 @@ def _load_rules(data, known_vars, q_by_id, clearance) -> tuple[Rule, ...]:
                                        "cleared_message"})
         outcome = r.get("outcome", str)
         if outcome not in OUTCOMES:
-            r.fail(f"unknown outcome {outcome!r} (known: {', '.join(OUTCOMES)})")
+            r.fail(f"unknown outcome {outcome!r}{did_you_mean(outcome, OUTCOMES)} (known: {', '.join(OUTCOMES)})")
         about = r.get("about", str, required=False)
         if about is not None and about not in q_by_id:
-            r.fail(f"'about' names unknown question id {about!r}")
+            r.fail(f"'about' names unknown question id {about!r}{did_you_mean(about, q_by_id)}")
         clearable = r.get("clearable", bool, required=False, default=False)
         cleared_message = r.text("cleared_message", required=clearable)
         if clearable and clearance is None:
             r.fail("clearable rule but rules.toml has no [clearance] section")
+        if cleared_message is not None and not clearable:
+            # a cleared message on a rule that is never cleared is a key left behind or put in the wrong rule
+            r.fail("'cleared_message' without 'clearable = true': it would never be shown")
         source = r.get("source", str)
         if not source.strip():
             r.fail("'source' must quote the sentence of the page (or the centre's decision) it comes from")
-        rules.append(Rule(id=r.ident(), when=r.condition("when", known_vars), outcome=outcome,
+        when = r.condition("when", known_vars)
+        if about is not None and about not in when.variables():
+            # the "not sure" note names `about`: it must be a question this rule reads
+            r.fail(f"'about' names {about!r}, which this rule's 'when' does not read")
+        rules.append(Rule(id=r.ident(), when=when, outcome=outcome,
                           message=r.text("message"), source=source, about=about, clearable=clearable,
                           cleared_message=cleared_message))
     _check_unique(file, "rule", [x.id for x in rules])
@@ -411,11 +518,45 @@ def _load_suggestions(data, known_vars, slugs) -> tuple[Suggestion, ...]:
         r = _Reader(file, entry, raw, {"id", "when", "service", "message", "source"})
         service = r.get("service", str)
         if service not in slugs:
-            r.fail(f"unknown service slug {service!r}")
+            r.fail(f"unknown service slug {service!r}{did_you_mean(service, slugs)}")
         out.append(Suggestion(id=r.ident(), when=r.condition("when", known_vars), service=service,
                               message=r.text("message"), source=r.get("source", str)))
     _check_unique(file, "suggestion", [x.id for x in out])
     return tuple(out)
+
+
+def _tests(cond: Condition):
+    """Every atomic test of a condition."""
+    if isinstance(cond, Test):
+        yield cond
+    elif isinstance(cond, (All, Any_)):
+        for part in cond.parts:
+            yield from _tests(part)
+    elif isinstance(cond, Not):
+        yield from _tests(cond.inner)
+
+
+def _check_tests(file, entry, cond, q_by_id):
+    """A test that can never hold for the kind of value it reads is a typo: refuse it.
+
+    `contains` on a yes/no answer, `equals` on a list of choices, `gt` on anything (no answer is
+    a number) and a literal that is not text are all always false, so a rule written with one
+    would silently never fire.
+    """
+    for t in _tests(cond):
+        q = q_by_id.get(t.var)
+        what = f"a {q.type} question" if q is not None else "a service attribute"
+        is_list = t.var == "service.areas" or (q is not None and q.type == "multi")
+        allowed = ("contains",) if is_list else ("equals", "not_equals", "in")
+        if t.test not in allowed:
+            kind = f"{what}, a list" if is_list else what
+            raise RulesError(file, entry, f"condition: '{t.test}' can never hold for {t.var} ({kind}); "
+                                          f"use {' or '.join(allowed)}")
+        values = t.value if t.test == "in" else (t.value,)
+        bad = [v for v in values if not isinstance(v, str)]
+        if bad:
+            raise RulesError(file, entry, f"condition compares {t.var} with {bad[0]!r}, but its values are text "
+                                          f"(write it in quotes)")
 
 
 def _check_literals(file, entry, cond, q_by_id, services):
@@ -474,27 +615,40 @@ REQUIRED_TEXTS = ("disclaimer", "not_sure_note", "stale_notice", "answer_yes", "
 
 def _load_texts(data):
     file = "texts.toml"
-    r = _Reader(file, "(top level)", data, {"texts", "outcomes"})
-    raw_texts = r.get("texts", dict)
-    tr = _Reader(file, "[texts]", raw_texts, set(raw_texts))
+    raw_texts = data["texts"]
+    # only the texts the app shows are allowed: a misspelt key would otherwise sit unused
+    tr = _Reader(file, "[texts]", raw_texts, set(REQUIRED_TEXTS))
     texts = {key: tr.text(key) for key in raw_texts}
     for key in REQUIRED_TEXTS:
         if key not in texts:
             tr.fail(f"missing '{key}'")
-    raw_outcomes = r.get("outcomes", dict)
+    raw_outcomes = data["outcomes"]
+    unknown = set(raw_outcomes) - set(OUTCOMES)
+    if unknown:
+        named = ", ".join(repr(k) + did_you_mean(k, OUTCOMES) for k in sorted(unknown))
+        raise RulesError(file, "[outcomes]", f"unknown outcome(s) {named}")
     outcomes = {}
     for code in OUTCOMES:
         if code not in raw_outcomes:
             raise RulesError(file, f"[outcomes.{code}]", "missing")
         orr = _Reader(file, f"[outcomes.{code}]", raw_outcomes[code], {"label", "explanation", "next_step"})
         outcomes[code] = {k: orr.text(k) for k in ("label", "explanation", "next_step")}
-    unknown = set(raw_outcomes) - set(OUTCOMES)
-    if unknown:
-        raise RulesError(file, "[outcomes]", f"unknown outcome(s) {sorted(unknown)}")
     return texts, outcomes
 
 
-def _load_examples(data, q_by_id, slugs) -> tuple[Example, ...]:
+def _answer_problem(q: Question, value: Any) -> str | None:
+    """Why an example's answer is not one a client could give to `q`, or None when it is."""
+    if q.type == "text":
+        return None if isinstance(value, str) else f"{q.id} must be text, got {_kind_of(value)}"
+    choices = value if q.type == "multi" and isinstance(value, list) else [value]
+    for choice in choices:
+        if not isinstance(choice, str) or choice not in q.option_ids:
+            return (f"{q.id} = {choice!r} is not one of {', '.join(q.option_ids)}"
+                    f"{did_you_mean(choice, q.option_ids) if isinstance(choice, str) else ''}")
+    return None
+
+
+def _load_examples(data, q_by_id, slugs, rule_ids) -> tuple[Example, ...]:
     file = "examples.toml"
     out = []
     for i, raw in enumerate(_entries(file, data, "examples")):
@@ -502,14 +656,20 @@ def _load_examples(data, q_by_id, slugs) -> tuple[Example, ...]:
         r = _Reader(file, entry, raw, {"name", "service", "answers", "outcome", "rules"})
         service, outcome = r.get("service", str), r.get("outcome", str)
         if service not in slugs:
-            r.fail(f"unknown service slug {service!r}")
+            r.fail(f"unknown service slug {service!r}{did_you_mean(service, slugs)}")
         if outcome not in OUTCOMES:
-            r.fail(f"unknown outcome {outcome!r}")
+            r.fail(f"unknown outcome {outcome!r}{did_you_mean(outcome, OUTCOMES)}")
         answers = r.get("answers", dict)
         unknown = set(answers) - set(q_by_id)
         if unknown:
-            r.fail(f"unknown question id(s) {sorted(unknown)}")
+            r.fail(f"unknown question id(s) {sorted(unknown)}{did_you_mean(min(unknown), q_by_id)}")
+        for qid, value in answers.items():
+            if problem := _answer_problem(q_by_id[qid], value):
+                r.fail(f"answers: {problem}")
         rules = r.get("rules", list, required=False)
+        for rule in rules or ():
+            if rule not in rule_ids:
+                r.fail(f"'rules' names unknown rule {rule!r}{did_you_mean(rule, rule_ids)}")
         out.append(Example(r.get("name", str), service, answers, outcome, tuple(rules) if rules is not None else None))
     _check_unique(file, "example", [e.name for e in out])
     return tuple(out)

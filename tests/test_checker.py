@@ -1,5 +1,6 @@
 """The exhaustive checker behind `screening check-rules`: the shipped rules pass, and each kind of
 unsafe or broken rule set is caught with the file and entry to fix."""
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,8 @@ def test_an_example_with_unanswered_red_flags_is_caught(rules_copy):
 def test_an_optional_pregnancy_question_is_caught(rules_copy):
     edit(rules_copy, "questions.toml", 'id = "pregnant"\ntype = "yes_no_unsure"\nrequired = true',
          'id = "pregnant"\ntype = "yes_no_unsure"\nrequired = false')
-    assert problems(rules_copy) == ["questions.toml: question 'pregnant': rules read it but it is not required, "
+    assert problems(rules_copy) == ["questions.toml: question 'pregnant': must be required: unanswered is never 'no'",
+                                    "questions.toml: question 'pregnant': rules read it but it is not required, "
                                     "so leaving it blank would count as no"]
 
 
@@ -214,3 +216,168 @@ def test_a_rule_that_forgets_not_sure_is_caught(rules_copy):
     found = problems(rules_copy)
     assert any(p.startswith("rules.toml: rule 'radiating_pain': changing radiating_pain from yes to not_sure lowers "
                             "the outcome from consult_professional to proceed") for p in found)
+
+
+# --- the screening policy (screening/policy.py), proved with examples.toml emptied -----------------
+
+def without_examples(folder: Path) -> Path:
+    """Empty examples.toml, so that whatever is found is found by the checker itself."""
+    (folder / "examples.toml").write_text("")
+    return folder
+
+
+def remove_entry(folder: Path, file: str, header: str, entry_id: str) -> None:
+    """Delete the [[header]] table whose first line after the header is `id = "entry_id"`."""
+    path = folder / file
+    text = path.read_text()
+    start = text.index(f'[[{header}]]\nid = "{entry_id}"\n')
+    end = text.find("\n[[", start + 1)
+    path.write_text(text[:start] + (text[end + 1:] if end != -1 else ""))
+
+
+def test_the_shipped_rules_prove_the_policy_without_any_example(rules_copy):
+    assert problems(without_examples(rules_copy)) == []
+
+
+POLICY_BREACHES = {
+    "fever made clearable": (
+        lambda d: edit_entry(d, "rules.toml", "fever", 'outcome = "consult_professional"\n',
+                             'outcome = "consult_professional"\nclearable = true\ncleared_message = "Fine."\n'),
+        "rules.toml: red flag 'fever': answered yes or not sure, it does not give consult_professional when a "
+        "professional's clearance is given: it must never be cleared, e.g. for "),
+    "a clearance to proceed": (
+        lambda d: edit(d, "rules.toml", '[clearance]\nquestion = "professional_cleared"\noutcome = "tell_centre"',
+                       '[clearance]\nquestion = "professional_cleared"\noutcome = "proceed"'),
+        "rules.toml: [clearance]: with a red flag raised, a professional's clearance gives proceed, e.g. for "),
+    "a red flag's rule removed": (
+        lambda d: remove_entry(d, "rules.toml", "rules", "skin_problem_in_area"),
+        "rules.toml: red flag 'skin_problem_in_area': answered yes or not sure without a professional's "
+        "clearance, it does not give consult_professional, e.g. for "),
+    "fever lowered to tell the centre": (
+        lambda d: edit_entry(d, "rules.toml", "fever", 'outcome = "consult_professional"', 'outcome = "tell_centre"'),
+        "rules.toml: red flag 'fever': answered yes or not sure without a professional's clearance, it does not "
+        "give consult_professional, e.g. for "),
+    "fever no longer marked a red flag": (
+        lambda d: edit_entry(d, "questions.toml", "fever", "red_flag = true\n", ""),
+        "questions.toml: question 'fever': must be marked red_flag = true (a red flag of the policy)"),
+    "not sure dropped from fever (yes/no, no longer a red flag)": (
+        lambda d: (edit_entry(d, "questions.toml", "fever", 'type = "yes_no_unsure"\nred_flag = true',
+                              'type = "yes_no"\nrequired = true'),
+                   edit(d, "rules.toml", 'var = "fever", in = ["yes", "not_sure"]', 'var = "fever", equals = "yes"')),
+        "questions.toml: question 'fever': must offer yes, no and not sure (type = 'yes_no_unsure'): 'not sure' "
+        "counts as yes"),
+    "a red flag asked of some services only": (
+        lambda d: edit_entry(d, "questions.toml", "skin_problem_in_area", "red_flag = true\n",
+                             'red_flag = true\nasked_when = { var = "service.slug", equals = "back-massage" }\n'),
+        "questions.toml: question 'skin_problem_in_area': must be asked of every client: remove 'asked_when'"),
+    "a red flag question removed": (
+        lambda d: (remove_entry(d, "questions.toml", "questions", "ongoing_diagnosis"),
+                   remove_entry(d, "rules.toml", "rules", "ongoing_diagnosis"),
+                   edit(d, "questions.toml", '  { var = "ongoing_diagnosis", in = ["yes", "not_sure"] },\n', "")),
+        "questions.toml: question 'ongoing_diagnosis': missing: the screening policy needs this red-flag question"),
+    "pregnancy no longer tells the centre": (
+        lambda d: remove_entry(d, "rules.toml", "rules", "pregnancy"),
+        "rules.toml: question 'pregnant': answered yes or not sure, it does not give at least tell_centre, e.g. "),
+    "the pregnancy follow-up not asked when not sure": (
+        lambda d: edit(d, "questions.toml", 'asked_when = { var = "pregnant", in = ["yes", "not_sure"] }',
+                       'asked_when = { var = "pregnant", equals = "yes" }'),
+        "questions.toml: question 'pregnancy_complicated': not asked when pregnant is yes or not sure, e.g. "),
+    "a not sure answer no reason names": (
+        lambda d: edit_entry(d, "rules.toml", "radiating_pain", 'about = "radiating_pain"\n', ""),
+        "rules.toml: question 'radiating_pain': answered not sure, no reason says so (no rule with about = "
+        "'radiating_pain' fires), e.g. "),
+}
+
+
+@pytest.mark.parametrize("case", POLICY_BREACHES.values(), ids=POLICY_BREACHES.keys())
+def test_a_breach_of_the_policy_is_caught_without_any_example(rules_copy, case):
+    change, expected = case
+    change(without_examples(rules_copy))
+    found = problems(rules_copy)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_fever_stays_consult_when_cleared_alongside_another_red_flag(rules):
+    # the counterexample the policy looks for, run through the engine: it holds for the shipped rules
+    answers = {**{q.id: "no" for q in rules.questions if q.red_flag and not q.follow_up}, "pregnant": "no",
+               "fever": "yes", "intense_pain": "yes", "professional_cleared": "yes"}
+    assert engine.screen(rules, "back-massage", answers).outcome.code == "consult_professional"
+
+
+# --- the proof at start-up: remembered per rules version and code, never skipped for a new one -----
+
+@pytest.fixture
+def proofs(monkeypatch):
+    """A fresh in-process memory of verdicts, and a count of the proofs actually run."""
+    from screening import checker
+    monkeypatch.setattr(checker, "_verdicts", {})
+    runs = []
+    real_check = checker.check
+
+    def counting_check(ruleset):
+        runs.append(ruleset.version)
+        return real_check(ruleset)
+
+    monkeypatch.setattr(checker, "check", counting_check)
+    return runs
+
+
+def test_the_start_up_proof_runs_once_per_rules_version(proofs, make_app, rules_copy):
+    make_app()
+    make_app()
+    assert len(proofs) == 1
+    edit_entry(rules_copy, "rules.toml", "fever", 'message = { en = "', 'message = { en = "Stay home. ')
+    make_app(RULES_DIR=str(rules_copy))
+    assert len(proofs) == 2                     # a new version is proved, never assumed
+
+
+def test_a_refused_rule_set_stays_refused_without_proving_again(proofs, make_app, rules_copy):
+    from screening.checker import RulesRefused
+    edit_entry(rules_copy, "rules.toml", "fever", 'outcome = "consult_professional"', 'outcome = "tell_centre"')
+    for _ in range(2):
+        with pytest.raises(RulesRefused, match=r"^rules.toml: red flag 'fever': answered yes or not sure without"):
+            make_app(RULES_DIR=str(rules_copy))
+    assert len(proofs) == 1
+
+
+def test_a_passing_proof_is_kept_in_the_instance_folder_and_read_at_the_next_start(proofs, rules, tmp_path,
+                                                                                   monkeypatch):
+    from screening import checker
+    checker.prove(rules, cache_dir=str(tmp_path))
+    assert (tmp_path / "rules-proven").read_text().strip() == checker.proof_key(rules)
+    monkeypatch.setattr(checker, "_verdicts", {})          # a new process (a worker, a restart)
+    checker.prove(rules, cache_dir=str(tmp_path))
+    assert len(proofs) == 1
+
+
+def test_a_proof_on_disk_for_other_rules_or_code_is_not_trusted(proofs, rules, tmp_path, monkeypatch):
+    from screening import checker
+    (tmp_path / "rules-proven").write_text(f"{rules.version}-0000000000000000\n")    # same rules, older code
+    checker.prove(rules, cache_dir=str(tmp_path))
+    assert len(proofs) == 1
+    monkeypatch.setattr(checker, "_verdicts", {})
+    monkeypatch.setattr(checker, "_code_hash", "another-checker")                   # the code changed since
+    checker.prove(rules, cache_dir=str(tmp_path))
+    assert len(proofs) == 2
+
+
+def test_a_refused_rule_set_is_never_written_as_proven(proofs, rules_copy, tmp_path):
+    from screening import checker
+    edit_entry(rules_copy, "rules.toml", "fever", 'outcome = "consult_professional"', 'outcome = "tell_centre"')
+    with pytest.raises(checker.RulesRefused):
+        checker.prove(load_rules(rules_copy), cache_dir=str(tmp_path))
+    assert not (tmp_path / "rules-proven").exists()
+
+
+def test_the_proof_key_follows_the_checker_and_engine_source():
+    from screening import checker, conditions, policy, rules
+    digest = checker.code_hash()
+    sources = [Path(m.__file__).read_bytes() for m in (checker, conditions, engine, policy, rules)]
+    assert digest == hashlib.sha256(b"".join(sources)).hexdigest()[:16]
+
+
+def test_a_proof_cache_folder_that_does_not_exist_is_not_made(proofs, rules, tmp_path):
+    from screening import checker
+    checker.prove(rules, cache_dir=str(tmp_path / "instance"))      # a checkout whose instance/ was never made
+    assert not (tmp_path / "instance").exists()
+    assert len(proofs) == 1

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from conftest import edit
 
 from screening.cli import group
-from screening.rules import default_rules_dir
+from screening.rules import RulesError, default_rules_dir
 
 FEVER_RULE = 'when = { var = "fever", in = ["yes", "not_sure"] }'
 
@@ -101,3 +101,63 @@ def test_the_installed_screening_command_checks_the_rules(script_env):
                             env={"PATH": str(script.parent), **script_env})
     assert result.returncode == 0, result.stderr
     assert "All rules hold." in result.stdout
+
+
+# --- start-up and check-rules agree ------------------------------------------------------------
+
+def _set_fever_clearable(folder):
+    edit(folder, "rules.toml", 'outcome = "consult_professional"\nmessage = { en = "Please do not book while you',
+         'outcome = "consult_professional"\nclearable = true\ncleared_message = "Fine."\n'
+         'message = { en = "Please do not book while you')
+
+
+REFUSED = {
+    "fever lowered to tell the centre": lambda d: edit(
+        d, "rules.toml", 'outcome = "consult_professional"\nmessage = { en = "Please do not book while you',
+        'outcome = "tell_centre"\nmessage = { en = "Please do not book while you'),
+    "not sure dropped from a red flag": lambda d: edit(
+        d, "questions.toml", 'id = "fever"\ntype = "yes_no_unsure"', 'id = "fever"\ntype = "yes_no"'),
+    "pregnant made optional": lambda d: edit(
+        d, "questions.toml", 'id = "pregnant"\ntype = "yes_no_unsure"\nrequired = true',
+        'id = "pregnant"\ntype = "yes_no_unsure"\nrequired = false'),
+    "contains on a yes/no question": lambda d: edit(d, "rules.toml", FEVER_RULE,
+                                                    'when = { var = "fever", contains = "yes" }'),
+    "fever made clearable": _set_fever_clearable,
+    "a clearance to proceed": lambda d: edit(d, "rules.toml", 'outcome = "tell_centre"\n\n[[rules]]',
+                                             'outcome = "proceed"\n\n[[rules]]'),
+    "the fever rule's header mistyped": lambda d: edit(d, "rules.toml", '[[rules]]\nid = "fever"',
+                                                        '[[rule]]\nid = "fever"'),
+    "a question without its Catalan text": lambda d: edit(d, "questions.toml", 'ca = "Tens febre?", ', ""),
+}
+
+
+@pytest.mark.parametrize("breakage", REFUSED.values(), ids=REFUSED.keys())
+def test_start_up_refuses_exactly_what_check_rules_refuses(script_env, rules_copy, make_app, breakage):
+    breakage(rules_copy)
+    (rules_copy / "examples.toml").write_text("")      # the proof must not lean on the examples
+    checked = CliRunner().invoke(group, ["check-rules", "--rules-dir", str(rules_copy)], env=script_env)
+    assert checked.exit_code == 1
+    lines = [line for line in checked.stderr.splitlines() if not line.endswith("problem(s) found.")]
+    assert lines and all(": " in line for line in lines)
+
+    with pytest.raises(RulesError) as refused:
+        make_app(RULES_DIR=str(rules_copy))
+    assert str(refused.value).splitlines() == lines
+
+    started = CliRunner().invoke(group, ["check-rules"], env={**script_env, "SCREENING_RULES_DIR": str(rules_copy)})
+    assert started.exit_code == 1
+    said = [line.removeprefix("The rules fail to load: ") for line in started.stderr.splitlines()]
+    assert said[:len(lines)] == lines
+    assert "All rules hold" not in started.output
+
+
+def test_check_rules_on_another_folder_works_while_the_apps_own_rules_are_refused(script_env, rules_copy, tmp_path):
+    REFUSED["fever made clearable"](rules_copy)
+    good = tmp_path / "good"
+    good.mkdir()
+    for path in default_rules_dir().glob("*.toml"):
+        (good / path.name).write_bytes(path.read_bytes())
+    result = CliRunner().invoke(group, ["check-rules", "--rules-dir", str(good)],
+                                env={**script_env, "SCREENING_RULES_DIR": str(rules_copy)})
+    assert result.exit_code == 0, result.output
+    assert "All rules hold." in result.output

@@ -5,7 +5,7 @@ import pytest
 from conftest import RED_FLAGS, edit
 
 from screening.checker import check
-from screening.rules import load_rules, missing_translations
+from screening.rules import RulesError, load_rules, missing_translations
 
 HEALTH_PROFESSIONAL = {"en": "health professional", "ca": "professional de la salut", "es": "profesional sanitario"}
 TELL_THE_CENTRE = {"en": "Tell the centre", "ca": "Avisa el centre", "es": "Avisa al centro"}
@@ -111,9 +111,15 @@ def test_the_api_answers_in_catalan_or_spanish_with_the_same_codes(client, langu
 
 
 def test_a_missing_translation_falls_back_to_english_at_run_time(make_app, rules_copy):
-    file, old, new, _ = MISSING["rule message"]
+    file, old, new, problem = MISSING["rule message"]
     edit(rules_copy, file, old, new)
-    client = make_app(RULES_DIR=str(rules_copy)).test_client()
+    # start-up refuses such rules, as check-rules does (SPEC "Rules as data") ...
+    with pytest.raises(RulesError, match=problem):
+        make_app(RULES_DIR=str(rules_copy))
+    # ... and were they served all the same, English would stand in at run time
+    app = make_app()
+    app.extensions["screening.rules"] = load_rules(rules_copy)
+    client = app.test_client()
     body = _evaluate(client, "ca", fever="yes").get_json()
     assert body["reasons"][0]["message"].startswith("Please do not book while you have a fever.")
     assert body["outcome_label"] == "Consulta un professional de la salut"
