@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
+from collections import OrderedDict
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, RadioField, SelectMultipleField, StringField, TextAreaField
@@ -32,8 +34,32 @@ class _BaseScreeningForm(FlaskForm):
     nonce = HiddenField()
 
 
+# Built once per loaded rule set, not per request: composing the class and letting WTForms sort its
+# fields cost about a third of a check-only POST (profiled in tests/benchmarks/profile_post.py).
+# Keyed by the RuleSet object (kept alive here, so its id is never reused); a few at most, since
+# tests build many apps.
+_FORM_CLASSES: OrderedDict[int, tuple[RuleSet, type[FlaskForm]]] = OrderedDict()
+_FORM_CLASSES_MAX = 8
+_form_classes_lock = threading.Lock()
+
+
 def questionnaire_form_class(ruleset: RuleSet) -> type[FlaskForm]:
-    """A form class with one field per question, named after the question id."""
+    """The form class for this rule set: one field per question, named after the question id."""
+    with _form_classes_lock:
+        cached = _FORM_CLASSES.get(id(ruleset))
+        if cached is not None and cached[0] is ruleset:
+            _FORM_CLASSES.move_to_end(id(ruleset))
+            return cached[1]
+    form_class = _build_form_class(ruleset)
+    with _form_classes_lock:
+        _FORM_CLASSES[id(ruleset)] = (ruleset, form_class)
+        while len(_FORM_CLASSES) > _FORM_CLASSES_MAX:
+            _FORM_CLASSES.popitem(last=False)
+    return form_class
+
+
+def _build_form_class(ruleset: RuleSet) -> type[FlaskForm]:
+    """Compose the questionnaire form class from the questions."""
     fields = {}
     for q in ruleset.questions:
         if q.type in ("yes_no_unsure", "yes_no"):

@@ -205,12 +205,75 @@ def _where(db: sqlite_utils.Database, filters: Filters, *, centre: str,
             where.append("reference = ?")
             params.append(reference)
         else:
-            # a name starting with the words, or a word of the name starting with them (LIKE is
-            # case-insensitive for ASCII)
-            like = _like_escape(filters.q)
-            where.append("(name LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')")
-            params += [like + "%", "% " + like + "%"]
+            search_where, search_params = _search(db, filters.q, centre)
+            where += search_where
+            params += search_params
     return where, params
+
+
+PHONE_RE = re.compile(r"^[0-9 +().\-/]+$")
+TRIGRAM = 3     # the full-text index (db.m004_search_fts) finds pieces of 3 characters or more
+# Above this many candidates, a search reads the newest-first index and keeps the matching rows
+# (about 51 × total/candidates index entries) instead of fetching and sorting every candidate:
+# at a million rows "garcia" has 24,485 candidates, and sorting them took longer than 30 ms.
+SORT_MAX = 2000
+
+
+def _fts_phrase(text: str) -> str:
+    """`text` as one FTS5 string: matched as a piece of the indexed text, never read as syntax."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _search(db: sqlite_utils.Database, q: str, centre: str) -> tuple[list[str], list[Any]]:
+    """SQL conditions for the staff search box (a reference is handled before).
+
+    Through the full-text index, in any case and with or without accents ("nuria" finds "Núria"):
+    a word of letters is a piece of the name; a word with digits, '.', '_' or '+' a piece of the
+    contact; an e-mail address is looked up by its longest part, then checked whole; a phone
+    number by its digits however it is written. Words shorter than the index's pieces narrow what
+    the index found; a search made only of such words matches the start of the name (through its
+    (centre, NOCASE name) index). The caller's conditions keep the answer to `centre`; the index's
+    candidates, counted across centres, only choose the plan."""
+    digits = "".join(ch for ch in q if ch.isdigit())
+    if PHONE_RE.match(q) and len(digits) >= TRIGRAM:
+        return _fts_condition(db, "phone : " + _fts_phrase(digits), [], [])
+    phrases, extra, extra_params = [], [], []
+    for word in q.split():
+        if "@" in word:
+            # every address shares its "example.org"-like part: look up the longest piece (the
+            # rarest, as a rule), then check the whole address on those few rows
+            piece = max(word.split("@"), key=len)
+            if len(piece) >= TRIGRAM:
+                phrases.append("contact : " + _fts_phrase(piece))
+            extra.append("contact LIKE ? ESCAPE '\\'")
+            extra_params.append("%" + _like_escape(word) + "%")
+        elif len(word) >= TRIGRAM:
+            # only the column the word can be in: matching both read every name's pieces twice
+            column = "contact" if any(ch.isdigit() or ch in "._+" for ch in word) else "name"
+            phrases.append(f"{column} : " + _fts_phrase(word))
+        else:
+            extra.append("name LIKE ? ESCAPE '\\'")
+            extra_params.append("%" + _like_escape(word) + "%")
+    if phrases:
+        return _fts_condition(db, " AND ".join(phrases), extra, extra_params)
+    # LIKE is case-insensitive for ASCII and, on a prefix, uses the (centre, NOCASE name) index
+    prefix = _like_escape(q) + "%"
+    candidates = db.execute("SELECT count(*) FROM (SELECT 1 FROM submissions WHERE centre = ? AND name LIKE ?"
+                            " ESCAPE '\\' LIMIT ?)", [centre, prefix, SORT_MAX + 1]).fetchone()[0]
+    # with many candidates, the unary + keeps SQLite on the newest-first index (see SORT_MAX)
+    return [("+" if candidates > SORT_MAX else "") + "name LIKE ? ESCAPE '\\'"], [prefix]
+
+
+def _fts_condition(db: sqlite_utils.Database, match: str, extra: list[str],
+                   extra_params: list[Any]) -> tuple[list[str], list[Any]]:
+    """Conditions for rows the full-text `match` finds. Up to SORT_MAX of them are read once
+    from the index and fetched by id; with more, SQLite walks the newest-first index and keeps the
+    rows in the index's answer (the unary + keeps it from fetching and sorting all of them)."""
+    found = [row[0] for row in db.execute(
+        "SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ? LIMIT ?", [match, SORT_MAX + 1])]
+    if len(found) <= SORT_MAX:
+        return ["id IN (SELECT value FROM json_each(?))", *extra], [json.dumps(found), *extra_params]
+    return ["+id IN (SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ?)", *extra], [match, *extra_params]
 
 
 LIST_COLUMNS = "id, reference, name, service, outcome, status, decision, created_at"

@@ -1,6 +1,7 @@
 """Issue 9, the data side: screenings, staff and audit entries belong to a centre; the store
 narrows every staff query to one; a database from before centres keeps everything, given to the
 default centre; accounts, purge, notices and times per centre."""
+import re
 import threading
 
 import pytest
@@ -322,8 +323,21 @@ def test_the_centres_audit_trail_and_counts_are_read_from_indexes_led_by_the_cen
         retention.purge(conn, 30, centre=CENTRE)
     finally:
         conn.conn.set_trace_callback(None)
-    reads = [s for s in statements if s.startswith("SELECT") and ("audit_log" in s or "submissions" in s)]
+    # the store's own reads (not those of the full-text index's triggers)
+    reads = [s for s in statements if re.match(r"SELECT .* FROM (audit_log|submissions)( INDEXED BY \w+)? WHERE", s)]
     assert len(reads) >= 4
     for sql in reads:
         plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
         assert "INDEX idx_" in plan and "(centre=?" in plan and "SCAN" not in plan, (sql, plan)
+
+
+@pytest.mark.parametrize("sort_max", [0, 10**6])      # both ways the full-text search reads its index
+@pytest.mark.parametrize("q", ["garcia", "laia garcia", "La", "612 345 678", "laia@exam", "laia@example.org"])
+def test_the_full_text_search_finds_only_the_centres_own(conn, monkeypatch, q, sort_max):
+    monkeypatch.setattr(review, "SORT_MAX", sort_max)
+    for centre in (CENTRE, OTHER):
+        for contact in ("612 345 678", "laia@example.org"):
+            dbmod.store_submission(conn, nonce=f"n-{centre}-{contact}", centre=centre,
+                                   record=record(name=f"Laia Garcia {centre}", contact=contact))
+    found = review.CentreStore(conn, CENTRE).list_page(review.Filters(q=q)).rows
+    assert {row["name"] for row in found} == {f"Laia Garcia {CENTRE}"}

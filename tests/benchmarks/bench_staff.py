@@ -33,11 +33,11 @@ from screening import db as dbmod
 SERVICES = {"decontracting-back-massage": 40, "back-massage": 25, "decontracting-massage": 15,
             "back-and-neck-massage": 12, "deep-tissue-massage": 8}
 OUTCOMES = {"proceed": 60, "tell_centre": 25, "consult_professional": 15}
-FIRST = ("Maria Anna Laura Marta Julia Carla Sara Paula Nuria Elena Montserrat Cristina Lucia Claudia "
+FIRST = ("Maria Anna Laura Marta Julia Carla Sara Paula Núria Elena Montserrat Cristina Lucía Claudia "
          "Jordi Marc David Pau Joan Josep Albert Xavier Carlos Javier Daniel Sergi Oriol Pere Miquel Alex").split()
 LAST = ("Garcia Martinez Lopez Sanchez Perez Gonzalez Rodriguez Fernandez Puig Vidal Ferrer Soler Serra "
         "Roca Font Pujol Valls Mas Coll Riera Sala Vila Costa Castells Torres Ruiz Moreno Navarro Romero "
-        "Gil Molina Ortiz Ramos Blanco Prat Bosch Camps Marti Rovira").split()
+        "Gil Molina Ortiz Ramos Blanco Prat Bosch Camps Martí Rovira Peña Muñoz").split()
 RED_FLAGS = ("intense_pain", "persistent_pain", "recent_injury", "radiating_pain", "tingling_or_weakness",
              "spinal_condition", "fever", "skin_problem_in_area", "ongoing_diagnosis")
 PASSWORD = "a long benchmark password"
@@ -60,6 +60,15 @@ def answer_pool(rng, size=400):
                                          "I sit at a desk all day and my lower back aches by evening."])}
         pool.append(json.dumps(answers, ensure_ascii=False))
     return pool
+
+
+def contact_for(rng, name, i):
+    """An e-mail address (70 %) or a Spanish mobile number written as people write them (30 %)."""
+    if rng.random() < 0.7:
+        return f"{name.lower().replace(' ', '.')}{i % 97}@example.org"
+    digits = f"6{rng.randrange(10**8):08d}"
+    return rng.choice((f"+34 {digits[:3]} {digits[3:6]} {digits[6:]}", digits,
+                       f"{digits[:3]}-{digits[3:5]}-{digits[5:]}"))
 
 
 def status_for(rng, age_days):
@@ -99,7 +108,7 @@ def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
             name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
             status = status_for(rng, (end - (start + step * i)).days)
             chunk.append((reference, f"bench-{i:09d}", weighted(rng, SERVICES), outcome, rng.choice(pool), fired,
-                          "[]", "bench", "en", name, f"{name.lower().replace(' ', '.')}{i % 97}@example.org",
+                          "[]", "bench", "en", name, contact_for(rng, name, i),
                           created, created, status,
                           None if status == "new" else rng.choice(review.DECISIONS), None,
                           # most rows are the measured centre's; the rest another's, which every query skips
@@ -117,13 +126,14 @@ def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
 CENTRE = "exemple-barcelona"     # the shipped centre: the app's default, whose staff the benchmark logs in as
 
 
-def median_seconds(fn, runs):
-    """Median wall time of `runs` calls of fn()."""
+def median_seconds(fn, runs, clock=time.perf_counter):
+    """Median time of `runs` calls of fn() by `clock` (wall time, or time.process_time for the
+    CPU this process spent, which hardly moves with the machine's load)."""
     times = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times)
 
 
@@ -162,9 +172,10 @@ def logged_in_client(app):
 def bench_queries(path: Path, runs: int) -> None:
     """Time the real review.py queries and dashboard requests; print a table and the query plans."""
     conn = dbmod.connect(path)
-    total = conn.execute("SELECT count(*) FROM submissions").fetchone()[0]
-    middle = conn.execute("SELECT created_at, id FROM submissions ORDER BY created_at DESC, id DESC"
-                          " LIMIT 1 OFFSET ?", [total // 2]).fetchone()
+    # the measured centre's rows (the staff see only theirs), through its (centre, created_at, id) index
+    total = conn.execute("SELECT count(*) FROM submissions WHERE centre = ?", [CENTRE]).fetchone()[0]
+    middle = conn.execute("SELECT created_at, id FROM submissions WHERE centre = ? ORDER BY created_at DESC,"
+                          " id DESC LIMIT 1 OFFSET ?", [CENTRE, total // 2]).fetchone()
     deep = review.Cursor(*middle)
     last_month = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
     cases = [
@@ -177,7 +188,7 @@ def bench_queries(path: Path, runs: int) -> None:
         (f"deep page (row {total // 2:,})", review.Filters(), deep),
         ("search name 'garcia'", review.Filters(q="garcia"), None),
         ("search reference", review.Filters(q=conn.execute(
-            "SELECT reference FROM submissions WHERE id = 1234").fetchone()[0]), None),
+            "SELECT reference FROM submissions WHERE centre = ? LIMIT 1 OFFSET 1234", [CENTRE]).fetchone()[0]), None),
         ("search name, no match", review.Filters(q="Zzyzx"), None),
     ]
     baseline = median_seconds(lambda: conn.execute("SELECT 1").fetchone(), max(runs, 200))
@@ -216,6 +227,68 @@ def bench_queries(path: Path, runs: int) -> None:
             if sql.lstrip().upper().startswith("SELECT"):
                 print("    " + " | ".join(query_plan(conn, sql)))
     conn.close()
+
+
+def both(fn, runs) -> tuple[float, float]:
+    """(median wall ms, median CPU ms) of fn()."""
+    return median_seconds(fn, runs) * 1e3, median_seconds(fn, runs, time.process_time) * 1e3
+
+
+def search_samples(conn) -> dict[str, str]:
+    """Searches a receptionist would type, taken from the stored rows: a reference, a name without
+    its accent and in lower case, an e-mail address, part of a phone number, and nothing."""
+    phone = conn.execute("SELECT contact FROM submissions WHERE centre = ? AND contact NOT LIKE '%@%'"
+                         " LIMIT 1 OFFSET 777", [CENTRE]).fetchone()[0]
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return {"reference": conn.execute("SELECT reference FROM submissions WHERE centre = ? LIMIT 1 OFFSET 1234",
+                                      [CENTRE]).fetchone()[0],
+            "name": "garcia", "accent": "nuria pena", "email": conn.execute(
+                "SELECT contact FROM submissions WHERE centre = ? AND contact LIKE '%@%' LIMIT 1 OFFSET 4321",
+                [CENTRE]).fetchone()[0],
+            "phone": f"{digits[:3]} {digits[3:6]} {digits[6:]}", "no match": "Zzyzx"}
+
+
+def measure(path: Path, runs: int) -> list[tuple[str, float, float]]:
+    """(label, median wall ms, median CPU ms) of every dashboard query of review.py and of each
+    whole staff request (server time through a logged-in test client), at the rows stored in `path`."""
+    conn = dbmod.connect(path)
+    # the measured centre's rows (the staff see only theirs), through its (centre, created_at, id) index
+    total = conn.execute("SELECT count(*) FROM submissions WHERE centre = ?", [CENTRE]).fetchone()[0]
+    middle = conn.execute("SELECT created_at, id FROM submissions WHERE centre = ? ORDER BY created_at DESC,"
+                          " id DESC LIMIT 1 OFFSET ?", [CENTRE, total // 2]).fetchone()
+    last_month = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
+    params = [("no filter", {}), ("outcome", {"outcome": "consult_professional"}), ("status", {"status": "new"}),
+              ("service", {"service": "deep-tissue-massage"}),
+              ("outcome + status", {"outcome": "tell_centre", "status": "new"}),
+              ("last 30 days", {"from": last_month}),
+              ("deep page", {"before": review.Cursor(*middle).token()})]
+    params += [(f"search {kind} {q!r}", {"q": q}) for kind, q in search_samples(conn).items()]
+    out: list[tuple[str, float]] = []
+    services = set(SERVICES)
+    for label, args in params:
+        filters, errors = review.parse_filters(args, services)
+        before, _after, page_errors = review.parse_page(args)
+        assert not errors and not page_errors, (errors, page_errors)
+        review.list_page(conn, filters, before=before, centre=CENTRE)
+        out.append((f"query, {label}", *both(lambda f=filters, b=before: review.list_page(conn, f, before=b,
+                                                                                          centre=CENTRE), runs)))
+    out.append(("query, attention counts", *both(lambda: review.attention_counts(conn, centre=CENTRE), runs)))
+    conn.close()
+    app = make_app(path)
+    client = logged_in_client(app)
+    from urllib.parse import urlencode
+    for label, args in params:
+        url = "/staff/?" + urlencode(args)
+        assert client.get(url).status_code == 200, url
+        out.append((f"GET /staff/, {label}", *both(lambda u=url: client.get(u).close(), runs)))
+    return out
+
+
+def run_export_child(path: Path, mode: str) -> dict:
+    """The export figures of `export_child` from a fresh process."""
+    out = subprocess.run([sys.executable, __file__, "--export-child", str(path), "--mode", mode],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def rss_kib() -> int:
@@ -267,9 +340,7 @@ def bench_export(path: Path) -> None:
     labels = {"plain": "GET /staff/export.csv", "traced": "same, under tracemalloc",
               "rows": "review.export_rows alone"}
     for mode, label in labels.items():
-        out = subprocess.run([sys.executable, __file__, "--export-child", str(path), "--mode", mode],
-                             capture_output=True, text=True, check=True).stdout
-        f = json.loads(out.strip().splitlines()[-1])
+        f = run_export_child(path, mode)
         line = (f"  {label:<24} {f['lines'] - 1:>9,} rows {f['bytes'] / 2**20:>6,.0f} MiB {f['seconds']:>7.1f} s"
                 f"   RSS {f['rss_start_kib'] / 1024:.0f} MiB at start, peak {f['rss_peak_kib'] / 1024:.0f} MiB")
         if f["traced_peak"] is not None:
