@@ -206,6 +206,11 @@ def _where(db: sqlite_utils.Database, filters: Filters, *, centre: str,
             params.append(reference)
         else:
             search_where, search_params = _search(db, filters.q, centre)
+            if BY_IDS in search_where:
+                # at most SORT_MAX rows, fetched by id and checked for the centre: with the centre
+                # usable by an index, SQLite would walk all of the centre's rows instead (12 ms at
+                # 45,000 rows for a name nobody has, against 0.1 ms)
+                where[0] = "+centre = ?"
             where += search_where
             params += search_params
     return where, params
@@ -264,6 +269,9 @@ def _search(db: sqlite_utils.Database, q: str, centre: str) -> tuple[list[str], 
     return [("+" if candidates > SORT_MAX else "") + "name LIKE ? ESCAPE '\\'"], [prefix]
 
 
+BY_IDS = "id IN (SELECT value FROM json_each(?))"     # the rows a full-text search found, by id
+
+
 def _fts_condition(db: sqlite_utils.Database, match: str, extra: list[str],
                    extra_params: list[Any]) -> tuple[list[str], list[Any]]:
     """Conditions for rows the full-text `match` finds. Up to SORT_MAX of them are read once
@@ -272,7 +280,7 @@ def _fts_condition(db: sqlite_utils.Database, match: str, extra: list[str],
     found = [row[0] for row in db.execute(
         "SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ? LIMIT ?", [match, SORT_MAX + 1])]
     if len(found) <= SORT_MAX:
-        return ["id IN (SELECT value FROM json_each(?))", *extra], [json.dumps(found), *extra_params]
+        return [BY_IDS, *extra], [json.dumps(found), *extra_params]
     return ["+id IN (SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ?)", *extra], [match, *extra_params]
 
 

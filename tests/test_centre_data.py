@@ -341,3 +341,14 @@ def test_the_full_text_search_finds_only_the_centres_own(conn, monkeypatch, q, s
                                    record=record(name=f"Laia Garcia {centre}", contact=contact))
     found = review.CentreStore(conn, CENTRE).list_page(review.Filters(q=q)).rows
     assert {row["name"] for row in found} == {f"Laia Garcia {CENTRE}"}
+
+
+def test_a_search_with_few_matches_fetches_them_by_id_not_by_walking_the_centre(conn):
+    """With the centre usable by an index, SQLite walked every row of the centre to check each
+    against the few the full-text index found (12 ms at 45,000 rows for a name nobody has)."""
+    stored(conn, CENTRE, "Laia Garcia")
+    where, params = review._where(conn, review.Filters(q="zzyzx"), centre=CENTRE)
+    plan = [row[3] for row in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM submissions WHERE " + " AND ".join(where)
+        + " ORDER BY created_at DESC, id DESC LIMIT 51", params)]
+    assert plan[0] == "SEARCH submissions USING INTEGER PRIMARY KEY (rowid=?)", plan
