@@ -11,6 +11,7 @@ Read shared/RELIABILITY.md before changing anything here. In short:
 """
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import hashlib
 import json
@@ -360,6 +361,12 @@ def m005_centres(db: sqlite_utils.Database) -> None:
     always narrowed to one centre, is still answered from an index at a million rows."""
     for table in CENTRE_TABLES:
         db[table].add_column("centre", str)
+    centre = _default_centre.get()
+    if centre:
+        # before the indexes exist: giving a million rows their centre afterwards rewrote every
+        # entry of six indexes (see adopt_orphans, which then finds nothing left to do)
+        for table in CENTRE_TABLES:
+            db.execute(f"UPDATE {table} SET centre = ? WHERE centre IS NULL", [centre])  # noqa: S608
     for index in ("idx_submissions_created_at_id", "idx_submissions_outcome_created_at_id",
                   "idx_submissions_status_created_at_id", "idx_submissions_service_created_at_id",
                   "idx_submissions_name", "idx_submissions_status_outcome"):
@@ -415,22 +422,29 @@ ORPHAN_WAIT_SECONDS = 600
 
 
 MIGRATION_WAIT_SECONDS = 600
+# the default centre's slug while migrate() runs, for m005 (a migration receives only the database)
+_default_centre: contextvars.ContextVar[str | None] = contextvars.ContextVar("default_centre", default=None)
 
 
-def migrate(db: sqlite_utils.Database) -> None:
+def migrate(db: sqlite_utils.Database, *, default_centre: str | None = None) -> None:
     """Apply pending migrations. Safe when several workers start at once: BEGIN IMMEDIATE makes
     them queue, and each one that follows finds the migrations recorded and does nothing. A
     migration may take longer than the busy timeout (m004 indexes every stored row: tens of
-    seconds at a million), so a worker that finds the lock taken keeps waiting, within a bound."""
+    seconds at a million), so a worker that finds the lock taken keeps waiting, within a bound.
+    `default_centre` (a slug) is the centre that rows from before centres belong to (m005)."""
     deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
-    while True:
-        try:
-            with immediate(db):
-                migrations.apply(db)
-            return
-        except OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
+    token = _default_centre.set(default_centre)
+    try:
+        while True:
+            try:
+                with immediate(db):
+                    migrations.apply(db)
+                return
+            except OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+    finally:
+        _default_centre.reset(token)
 
 
 # --- public side -------------------------------------------------------------------------------
@@ -695,8 +709,8 @@ def init_app(app) -> None:
     db = connect(app.config["DATABASE"])
     default = app.extensions.get("screening.default_centre")
     try:
-        migrate(db)
-        adopt_orphans(db, default.slug if default else None)
+        migrate(db, default_centre=default.slug if default else None)
+        adopt_orphans(db, default.slug if default else None)      # rows an older version wrote meanwhile
     except NoDefaultCentre as e:
         from .config import SettingsError
 
