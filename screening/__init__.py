@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import checker, config, db, i18n, security
-from .centres import default_centre, load_centres
+from .centres import default_centre, load_centres, rule_sets
 from .rules import load_rules
 
 csrf = CSRFProtect()
@@ -50,13 +50,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     rules = load_rules(app.config["RULES_DIR"])
-    # the same proof as `screening check-rules`: rules not proven safe are never served. Its
-    # verdict is remembered per rules version and code, in the process and in the instance folder
-    # (not by tests: they must not write the checkout's instance/).
-    checker.prove(rules, cache_dir=None if app.testing else app.instance_path)
+    centres = load_centres(app.config["RULES_DIR"], tuple(rules.services_by_slug), rules)
+    # the same proof as `screening check-rules`, of the shared rules and of each centre's own (never
+    # laxer): rules not proven safe are never served. Its verdict is remembered per rules version,
+    # centre rules and code, in the process and in the instance folder (not by tests: they must not
+    # write the checkout's instance/).
+    checker.prove(rules, cache_dir=None if app.testing else app.instance_path, centres=centres.values())
     app.extensions["screening.rules"] = rules
-    centres = app.extensions["screening.centres"] = load_centres(app.config["RULES_DIR"],
-                                                                 tuple(rules.services_by_slug))
+    app.extensions["screening.centres"] = centres
+    app.extensions["screening.centre_rules"] = rule_sets(rules, centres)     # by slug; see public.rules_for
     try:
         app.extensions["screening.default_centre"] = default_centre(centres, app.config["DEFAULT_CENTRE"])
     except KeyError:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
-from . import engine, i18n, openapi
+from . import engine, i18n, openapi, public
 from .rules import DEFAULT_LOCALE, LOCALES, Question, RuleSet, Service
 from .security import error_response
 
@@ -47,7 +47,8 @@ def _language_headers(response):
 
 
 def _ruleset() -> RuleSet:
-    return current_app.extensions["screening.rules"]
+    """The current centre's rule set, as for the pages (public.ruleset)."""
+    return public.ruleset()
 
 
 def _locale() -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .rules import LOCALES, RulesError
+from .rules import LOCALES, Example, Rule, RulesError, RuleSet, load_rules, parse_extra_rules
 
 CENTRES_DIR = "centres"
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -32,7 +33,13 @@ FIELDS = {
     "timezone": (True, "an IANA time zone such as 'Europe/Madrid'"),
     "services": (True, "the slugs of the services it offers"),
     "notify_to": (False, "the e-mail address(es) notices of shared screenings go to, comma-separated"),
+    "rules": (False, "the centre's own extra [[rules]], in the format of rules.toml"),
+    "examples": (False, "the centre's own [[examples]], in the format of examples.toml"),
 }
+# what a centre may not change: said plainly rather than as an unknown key
+SHARED_ONLY = {"clearance": "the [clearance] is shared (rules.toml): a centre may only add [[rules]]",
+               "suggestions": "suggestions are shared (rules.toml): a centre may only add [[rules]]",
+               "questions": "the questions are shared (questions.toml): a centre may only add [[rules]]"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,14 @@ class Centre:
     services: tuple[str, ...]
     notify_to: tuple[str, ...]
     version: str          # a hash of the centre's file, part of the rules_version of its screenings
+    rules: tuple[Rule, ...] = ()         # its own extra rules, added to the shared ones
+    examples: tuple[Example, ...] = ()   # its own examples, run against its rule set
+    extra: str = ""       # a hash of its own rules and examples as parsed ("" when none): equal ones are proved once
+
+    @property
+    def file(self) -> str:
+        """The centre's file as problems name it: centres/<slug>.toml."""
+        return f"{CENTRES_DIR}/{self.slug}.toml"
 
     @property
     def tel(self) -> str:
@@ -95,8 +110,26 @@ def _services(file: str, value, catalogue: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(value)
 
 
-def load_centre(path: Path, catalogue: tuple[str, ...]) -> Centre:
-    """Read and validate one centre file; its slug is the file's name without .toml."""
+def _extra(file: str, data: dict, shared: RuleSet | None, directory: Path):
+    """The centre's own rules and examples, validated like rules.toml, and a hash of their parsed content."""
+    if "rules" not in data and "examples" not in data:
+        return (), (), ""
+    if shared is None:      # called without the shared rules: read them from the same rules folder
+        shared = load_rules(directory)
+    rules, examples = parse_extra_rules(file, data, shared)
+    if not rules and not examples:
+        return (), (), ""
+    # the parsed tables, not the bytes: two centres with the same rules written differently share a proof
+    content = json.dumps({"rules": data.get("rules", []), "examples": data.get("examples", [])},
+                         sort_keys=True, ensure_ascii=False, default=str)
+    return rules, examples, hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def load_centre(path: Path, catalogue: tuple[str, ...], shared: RuleSet | None = None) -> Centre:
+    """Read and validate one centre file; its slug is the file's name without .toml.
+
+    Its own [[rules]] and [[examples]] are validated against `shared` (read from the rules folder
+    when not given), with the loader's own functions."""
     file = f"{CENTRES_DIR}/{path.name}"
     slug = path.stem
     if not SLUG_RE.match(slug):
@@ -107,6 +140,8 @@ def load_centre(path: Path, catalogue: tuple[str, ...]) -> Centre:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         _fail(file, f"not valid TOML: {e}", "(file)")
     for key in data:
+        if key in SHARED_ONLY:
+            _fail(file, SHARED_ONLY[key], key)
         if key not in FIELDS:
             hint = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.5)
             _fail(file, f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
@@ -123,23 +158,29 @@ def load_centre(path: Path, catalogue: tuple[str, ...]) -> Centre:
         bad = [a for a in notify_to if not EMAIL_RE.match(a)]
         if bad or not notify_to:
             _fail(file, f"'notify_to' holds something that is not an e-mail address: {bad!r}", "notify_to")
+    rules, examples, extra = _extra(file, data, shared, path.parent.parent)
     return Centre(
         slug=slug, name=_string(file, data, "name"), phone=_string(file, data, "phone", PHONE_RE),
         email=_string(file, data, "email", EMAIL_RE), address=_string(file, data, "address"),
         booking_url=_string(file, data, "booking_url", URL_RE), default_language=language,
         timezone=_timezone(file, _string(file, data, "timezone")),
         services=_services(file, data["services"], catalogue), notify_to=notify_to,
-        version=hashlib.sha256(raw).hexdigest()[:12],
+        version=hashlib.sha256(raw).hexdigest()[:12], rules=rules, examples=examples, extra=extra,
     )
 
 
-def load_centres(directory: str | Path, catalogue: tuple[str, ...]) -> dict[str, Centre]:
-    """Every centre in `directory`/centres, by slug, in the order of their names; at least one."""
+def load_centres(directory: str | Path, catalogue: tuple[str, ...],
+                 shared: RuleSet | None = None) -> dict[str, Centre]:
+    """Every centre in `directory`/centres, by slug, in the order of their names; at least one.
+
+    Pass the shared rules (`shared`) when they are loaded already: centre rules are read against them."""
     folder = Path(directory) / CENTRES_DIR
     paths = sorted(folder.glob("*.toml")) if folder.is_dir() else []
     if not paths:
         _fail(CENTRES_DIR, f"no centre defined: add a file {CENTRES_DIR}/<centre-slug>.toml to {directory}", "(folder)")
-    centres = [load_centre(p, catalogue) for p in paths]
+    if shared is None and any(_mentions_rules(p) for p in paths):
+        shared = load_rules(directory)     # once, not once per centre
+    centres = [load_centre(p, catalogue, shared) for p in paths]
     return {c.slug: c for c in sorted(centres, key=lambda c: (c.name.casefold(), c.slug))}
 
 
@@ -152,3 +193,26 @@ def default_centre(centres: dict[str, Centre], configured: str | None) -> Centre
     if len(centres) == 1:
         return next(iter(centres.values()))
     return None
+
+
+def _mentions_rules(path: Path) -> bool:
+    """Whether a centre file may hold rules or examples (a cheap look before parsing it)."""
+    text = path.read_bytes()
+    return b"rules" in text or b"examples" in text
+
+
+def centre_rules(shared: RuleSet, centre: Centre) -> RuleSet:
+    """The rule set a centre screens with: the shared rules plus its own, and its own examples.
+
+    A centre without rules of its own screens with the shared set itself (same version). One with
+    rules gets a version covering the shared files and its own file, recorded with its screenings.
+    """
+    if not centre.extra:
+        return shared
+    version = hashlib.sha256(f"{shared.version}+{centre.version}".encode()).hexdigest()[:12]
+    return replace(shared, rules=shared.rules + centre.rules, examples=centre.examples, version=version)
+
+
+def rule_sets(shared: RuleSet, centres: dict[str, Centre]) -> dict[str, RuleSet]:
+    """Each centre's rule set by slug, built once (at start-up)."""
+    return {slug: centre_rules(shared, c) for slug, c in centres.items()}

@@ -46,6 +46,7 @@ the group to prove that the bit sets and the engine agree.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import os
@@ -59,6 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import centres as centres_module
 from . import conditions, engine, policy, rules
 from .conditions import All, Any_, Condition, Not, Test
 from .rules import LOCALES, OUTCOMES, SERVICE_VARS, Question, RulesError, RuleSet, Text, missing_translations
@@ -319,11 +321,21 @@ def _align(mask: int, shift: int) -> int:
 
 # --- the checks --------------------------------------------------------------------------------
 
-def _check_group(ruleset: RuleSet, group: list, literals, report: Report, seen: dict) -> None:
-    """Run checks (a) to (d) for one group of services that conditions cannot tell apart."""
+def _check_group(ruleset: RuleSet, group: list, literals, report: Report, seen: dict,
+                 floor: RuleSet | None = None) -> None:
+    """Run checks (a) to (d) for one group of services that conditions cannot tell apart.
+
+    With a `floor` (the shared rules, `ruleset` being a centre's), also prove that no combination
+    gets a lower outcome than the floor gives it, in the same space (the centre's literals refine it).
+    """
     space = Space(ruleset, group[0], literals)
     blocks = [_compile_block(space, values) for values in space.blocks]
     slugs = {s.slug for s in group}
+    if floor is not None:
+        floor_space = copy.copy(space)      # the same answer space and bit patterns, the floor's rules
+        floor_space.ruleset = floor
+        for block, floor_block in zip(blocks, (_compile_block(floor_space, v) for v in space.blocks), strict=True):
+            _check_floor(space, block, floor_block, report)
     for block in blocks:
         report.combinations += block.valid.bit_count()
         not_proceed, consult = block.at_least
@@ -339,8 +351,40 @@ def _check_group(ruleset: RuleSet, group: list, literals, report: Report, seen: 
                 seen["cleared"][rule.id] = True
         _check_policy(space, block, report, seen["policy"])
     _check_agrees_with_engine(space, blocks, group, report)
-    _check_required_refused(space, blocks, report)
-    _check_monotone(space, blocks, report, seen["lowering"])
+    if floor is None:
+        _check_required_refused(space, blocks, report)
+        _check_monotone(space, blocks, report, seen["lowering"])
+    else:
+        # the questions are the floor's, already proved; for monotonicity only a change that the
+        # centre's own rules can see needs proving again (see _movers)
+        _check_monotone(space, blocks, report, seen["lowering"], _movers(space, ruleset, floor))
+
+
+FLOOR_ENTRY = "stricter, never laxer"
+
+
+def _check_floor(space: Space, block: Block, floor: Block, report: Report) -> None:
+    """A centre's outcome is never lower than the shared rules' outcome, for any valid combination."""
+    lowered = 0
+    for level, floor_level in zip(block.at_least, floor.at_least, strict=True):
+        lowered |= _without(floor_level & block.valid, level)
+    if lowered and not any(p.entry == FLOOR_ENTRY for p in report.problems):
+        index = (lowered & -lowered).bit_length() - 1
+        report.add(RULES_FILE, FLOOR_ENTRY, f"gives {OUTCOMES[_outcome_at(block, index)]} where the shared rules "
+                                            f"give {OUTCOMES[_outcome_at(floor, index)]}, e.g. for "
+                                            f"{space.service.slug} with {_show(space.answers(index, block.values))}")
+
+
+def _movers(space: Space, ruleset: RuleSet, floor: RuleSet) -> set[str]:
+    """The questions whose change the centre's own rules can see: they read it, or a follow-up it asks.
+
+    The floor is proved monotone; a change of any other question leaves what the centre's rules
+    add (their bit sets) unchanged on both sides, so the union stays monotone as well.
+    """
+    floor_ids = {r.id for r in floor.rules}
+    read = set().union(*(r.when.variables() for r in ruleset.rules if r.id not in floor_ids))
+    depends = _asked_depends_on(space)
+    return read | {q for f in read if f in depends for q in depends[f]}
 
 
 def _check_policy(space: Space, block: Block, report: Report, reported: set) -> None:
@@ -426,14 +470,15 @@ def _check_required_refused(space: Space, blocks: list[Block], report: Report) -
                 report.add(QUESTIONS_FILE, f"question {q.id!r}", "left unanswered, it is not refused")
 
 
-def _check_monotone(space: Space, blocks: list[Block], report: Report, reported: set) -> None:
-    """(b) "no" -> "not sure"/"yes", or "yes" -> "not sure", never lowers the outcome."""
+def _check_monotone(space: Space, blocks: list[Block], report: Report, reported: set,
+                    only: set[str] | None = None) -> None:
+    """(b) "no" -> "not sure"/"yes", or "yes" -> "not sure", never lowers the outcome (for the questions `only`)."""
     clearance = space.ruleset.clearance.question if space.ruleset.clearance else None
     blocks = [b for b in blocks if b.valid]
     depends = _asked_depends_on(space)
     shapes: dict[tuple, list] = {}     # pairs of blocks that can be "before" and "after" a change
     for q in space.ruleset.questions:
-        if q.type != "yes_no_unsure" or q.id == clearance:
+        if q.type != "yes_no_unsure" or q.id == clearance or (only is not None and q.id not in only):
             continue
         # only a follow-up whose being asked depends on q can start or stop being asked
         movable = frozenset(f for f, on in depends.items() if q.id in on)
@@ -584,8 +629,12 @@ def _check_wording(ruleset: RuleSet, report: Report) -> None:
         scan(f"suggestion {s.id!r}", "message", s.message)
 
 
-def check(ruleset: RuleSet) -> Report:
-    """Check every property above for a loaded rule set; the report lists what does not hold."""
+def check(ruleset: RuleSet, floor: RuleSet | None = None) -> Report:
+    """Check every property above for a loaded rule set; the report lists what does not hold.
+
+    `floor`: the shared rules when `ruleset` is a centre's (the shared ones plus its own); then it
+    is also proved never to give a lower outcome than the floor (see check_centres).
+    """
     started = time.perf_counter()
     report = Report()
     literals = _literals(ruleset)
@@ -597,7 +646,7 @@ def check(ruleset: RuleSet) -> Report:
     groups = _service_groups(ruleset, literals)
     report.service_groups = len(groups)
     for group in groups:
-        _check_group(ruleset, group, literals, report, seen)
+        _check_group(ruleset, group, literals, report, seen, floor)
     for code, reached in seen["outcomes"].items():
         if not reached:
             report.add(RULES_FILE, f"outcome {code!r}", "no combination of answers leads to it")
@@ -616,6 +665,50 @@ def check(ruleset: RuleSet) -> Report:
     _check_wording(ruleset, report)
     for file, entry, problem in missing_translations(ruleset):   # SPEC "Languages"
         report.add(file, entry, problem)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# --- the centres: stricter, never laxer ------------------------------------------------------------
+
+def _as_centre_problem(centre, problem: Problem) -> Problem:
+    """A problem of a centre's rule set, named by the centre's file (its rules and examples stand in
+    for rules.toml and examples.toml there)."""
+    text = problem.problem if problem.file in (RULES_FILE, EXAMPLES_FILE) else f"{problem.problem} ({problem.file})"
+    return Problem(centre.file, problem.entry, text)
+
+
+def centre_groups(centres) -> dict[str, list]:
+    """The centres with rules or examples of their own, grouped by their parsed content: one proof each."""
+    groups: dict[str, list] = {}
+    for centre in centres:
+        if centre.extra:
+            groups.setdefault(centre.extra, []).append(centre)
+    return groups
+
+
+def check_centre_group(shared: RuleSet, centre) -> Report:
+    """Every property for one centre's rule set, plus: never a lower outcome than the shared rules."""
+    return check(centres_module.centre_rules(shared, centre), floor=shared)
+
+
+def check_centres(shared: RuleSet, centres) -> Report:
+    """Prove each centre's rule set: every property above, and never lower than the shared rules.
+
+    A centre without rules of its own screens with the shared set, proved once by `check`; the
+    others are grouped by what their rules and examples say, and each distinct group is proved
+    once. The problems name each centre's file (centres/<slug>.toml). `service_groups` counts the
+    distinct rule sets proved here.
+    """
+    started = time.perf_counter()
+    report = Report()
+    for members in centre_groups(centres).values():
+        found = check_centre_group(shared, members[0])
+        report.combinations += found.combinations
+        report.service_groups += 1
+        for centre in members:
+            for problem in found.problems:
+                report.problems.append(_as_centre_problem(centre, problem))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -646,7 +739,7 @@ def code_hash() -> str:
     global _code_hash
     if _code_hash is None:
         digest = hashlib.sha256()
-        for module in (sys.modules[__name__], conditions, engine, policy, rules):
+        for module in (sys.modules[__name__], conditions, engine, policy, rules, centres_module):
             digest.update(Path(module.__file__).read_bytes())
         _code_hash = digest.hexdigest()[:16]
     return _code_hash
@@ -657,26 +750,55 @@ def proof_key(ruleset: RuleSet) -> str:
     return f"{ruleset.version}-{code_hash()}"
 
 
-def prove(ruleset: RuleSet, cache_dir: str | None = None) -> None:
-    """Raise RulesRefused unless `check` passes: the same proof as `screening check-rules`.
+def directory_key(ruleset: RuleSet, centres=()) -> str:
+    """The proof key of the shared rules and every distinct set of centre rules (their parsed content).
+
+    Without centre rules it is the shared proof key: adding a centre that only has its identity
+    (or editing a phone number) proves nothing again.
+    """
+    extras = sorted(centre_groups(centres))
+    if not extras:
+        return proof_key(ruleset)
+    digest = hashlib.sha256("\n".join(extras).encode()).hexdigest()[:16]
+    return f"{proof_key(ruleset)}+{digest}"
+
+
+def prove(ruleset: RuleSet, cache_dir: str | None = None, centres=()) -> None:
+    """Raise RulesRefused unless `check` passes, and `check_centres` for `centres`: the same proof as
+    `screening check-rules`.
 
     The verdict is remembered in this process per proof key (tests build many apps on the same
-    rules), and a passing one is also written to `cache_dir/rules-proven` so that the next start
-    (each gunicorn worker, each restart) on the same rules and code reads it instead of proving
-    again. A key never seen is always proved: the cache can only skip a proof already made.
+    rules), the shared one and each distinct set of centre rules apart, and a passing one is also
+    written to `cache_dir/rules-proven` so that the next start (each gunicorn worker, each restart)
+    on the same rules and code reads it instead of proving again. A key never seen is always
+    proved: the cache can only skip a proof already made.
     """
-    key = proof_key(ruleset)
+    key = directory_key(ruleset, centres)
     with _verdicts_lock:           # threads building apps at once prove a rule set once
         if key not in _verdicts:
             if cache_dir is not None and _read_proof(cache_dir) == key:
                 _verdicts[key] = ()
             else:
-                _verdicts[key] = tuple(check(ruleset).problems)
+                _verdicts[key] = _prove_parts(ruleset, centres)
                 if cache_dir is not None and not _verdicts[key]:
                     _write_proof(cache_dir, key)
         problems = _verdicts[key]
     if problems:
         raise RulesRefused(list(problems))
+
+
+def _prove_parts(ruleset: RuleSet, centres) -> tuple[Problem, ...]:
+    """The problems of the shared rules, then of each centre's: each part proved once per process."""
+    shared_key = proof_key(ruleset)
+    if shared_key not in _verdicts:
+        _verdicts[shared_key] = tuple(check(ruleset).problems)
+    problems = list(_verdicts[shared_key])
+    for extra, members in centre_groups(centres).items():
+        part = f"{shared_key}~{extra}"
+        if part not in _verdicts:
+            _verdicts[part] = tuple(check_centre_group(ruleset, members[0]).problems)
+        problems += [_as_centre_problem(c, p) for c in members for p in _verdicts[part]]
+    return tuple(problems)
 
 
 def _read_proof(cache_dir: str) -> str | None:

@@ -6,11 +6,13 @@ Other modules register their own commands (`staff`, `purge`) on `app.cli` from t
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app, has_app_context
 from flask.cli import FlaskGroup, ScriptInfo
 
+from .centres import CENTRES_DIR, load_centres
 from .checker import RulesRefused
 from .rules import RulesError, load_rules
 
@@ -59,35 +61,56 @@ def check_rules_command(ctx: click.Context, rules_dir: str | None) -> None:
     one outcome, answering "not sure" or "yes" instead of "no" never lowers it, an unanswered
     required question is refused, every rule, suggestion and outcome can happen, every example
     in examples.toml holds, the screening policy holds (screening/policy.py) and no message
-    promises a medical result. Prints one `file: entry: problem` line per problem and exits 1
-    when there is any, else exits 0. The app runs the same proof at start-up and refuses to
-    start on rules that fail it.
+    promises a medical result. Then each centre with rules of its own (rules/centres/<slug>.toml):
+    the same properties for the shared rules plus its own, with its own examples, and that no
+    answers ever get a lower outcome there than with the shared rules (stricter, never laxer);
+    centres whose own rules are the same are proved once. Prints one `file: entry: problem` line
+    per problem and exits 1 when there is any, else exits 0. The app runs the same proof at
+    start-up and refuses to start on rules that fail it.
 
     Example: screening check-rules --rules-dir ./my-rules
     """
-    from .checker import check
+    from .checker import check, check_centres
 
     if rules_dir is None:
         # the app's own rules: starting the app proves them already, and refuses (with these
         # lines) when they fail; --rules-dir needs no app, so a broken app does not stop it
         app = current_app if has_app_context() else ctx.ensure_object(ScriptInfo).load_app()
         ruleset = app.extensions["screening.rules"]
+        centres = app.extensions["screening.centres"]
     else:
         try:
             ruleset = load_rules(rules_dir)
+            # a rules folder without centres/ is checked as shared rules alone
+            centres = load_centres(rules_dir, tuple(ruleset.services_by_slug), ruleset) \
+                if (Path(rules_dir) / CENTRES_DIR).is_dir() else {}
         except RulesError as e:
             click.echo(str(e), err=True)
             raise SystemExit(1) from None
     report = check(ruleset)
     for problem in report.problems:
         click.echo(str(problem), err=True)
+    own = [c for c in centres.values() if c.extra]
+    centre_report = check_centres(ruleset, own)
+    failing = {p.file for p in centre_report.problems}
+    for problem in centre_report.problems:
+        click.echo(str(problem), err=True)
     summary = (f"{ruleset.directory} (version {ruleset.version}): {len(ruleset.rules)} rules, "
                f"{len(ruleset.suggestions)} suggestions, {len(ruleset.examples)} examples; "
                f"checked {report.combinations:,} answer combinations over {report.service_groups} "
                f"service group(s) in {report.seconds:.1f} s.")
     click.echo(summary)
-    if report.problems:
-        click.echo(f"{len(report.problems)} problem(s) found.", err=True)
+    for centre in own:
+        if centre.file not in failing:
+            click.echo(f"{centre.file}: {len(centre.rules)} rule(s) and {len(centre.examples)} example(s) of its "
+                       f"own: stricter, never laxer, and every property holds.")
+    if centres:
+        click.echo(f"{len(centres):,} centre(s): {len(centres) - len(own):,} with the shared rules only, {len(own):,} "
+                   f"with rules of their own in {centre_report.service_groups:,} distinct set(s), proved over "
+                   f"{centre_report.combinations:,} answer combinations in {centre_report.seconds:.1f} s.")
+    problems = report.problems + centre_report.problems
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found.", err=True)
         raise SystemExit(1)
     click.echo("All rules hold.")
 

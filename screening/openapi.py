@@ -6,10 +6,24 @@ caller (api.py) passes the mount point.
 """
 from __future__ import annotations
 
+import functools
+import sys
+import unicodedata
 from typing import Any
 
-from .conditions import TESTS
-from .rules import LOCALES, OUTCOMES, QUESTION_TYPES, SERVICE_VARS, YES_NO, YES_NO_UNSURE, Question, RuleSet
+from . import engine
+from .conditions import TESTS, All, Any_, Condition, Not, Test
+from .rules import (
+    LOCALES,
+    OUTCOMES,
+    QUESTION_TYPES,
+    SERVICE_VARS,
+    YES_NO,
+    YES_NO_UNSURE,
+    Question,
+    RuleSet,
+    Text,
+)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -27,19 +41,131 @@ STRING = {"type": "string"}
 STRINGS = {"type": "array", "items": STRING}
 
 
-def answer_schema(q: Question) -> dict[str, Any]:
-    """What the engine accepts for one question; null (or leaving it out) means unanswered."""
+@functools.cache
+def refused_in_text() -> str:
+    """The characters the engine refuses inside a text answer, as the inside of a regex character
+    class ('' when none). Found by asking the engine itself about every character of the Unicode
+    categories it could refuse (control, format, separators) through its own per-answer check, so
+    the document follows the engine.
+    Lone surrogates (Cs) are left out: a regex cannot name them portably, and no JSON text decodes to
+    one except by a lone \\u escape; the server still refuses them."""
+    probe = Question(id="probe", type="text", text=Text({"en": "probe"}), help=None, required=False,
+                     red_flag=False, options=(), asked_when=None, max_length=3, source="")
+    refused = [cp for cp in range(sys.maxunicode + 1)
+               if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+               and engine._normalize_one(probe, f"a{chr(cp)}a") in engine.ERROR_CODES]
+    ranges: list[list[int]] = []
+    for cp in refused:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return "".join(_escape(a) if a == b else f"{_escape(a)}-{_escape(b)}" for a, b in ranges)
+
+
+def _escape(cp: int) -> str:
+    return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
+
+
+# What the engine reads as "not answered", like leaving the question out (engine._normalize_one).
+UNANSWERED = {"enum": [None, "", []], "description": "not answered"}
+
+
+def answer_schema(q: Question, *, answered: bool = False) -> dict[str, Any]:
+    """What the engine accepts for one question; with `answered`, only the values that count as an
+    answer (for a required question), else those or one of UNANSWERED."""
     if q.type in ("yes_no_unsure", "yes_no"):
         words = YES_NO_UNSURE if q.type == "yes_no_unsure" else YES_NO
-        return {"enum": [True, False, *words, None], "description": "true means yes, false means no"}
-    if q.type == "single":
-        return {"enum": [*q.option_ids, None]}
-    if q.type == "multi":
-        return {"anyOf": [{"type": "array", "items": {"enum": list(q.option_ids)}},
-                          {"enum": list(q.option_ids)}, {"type": "null"}],
-                "description": "a list of option ids (a single id is read as a list of one)"}
-    return {"type": ["string", "null"], "maxLength": q.max_length,
-            "description": "free text; surrounding spaces are trimmed before the length is checked"}
+        schema = {"enum": [True, False, *words], "description": "true means yes, false means no"}
+    elif q.type == "single":
+        schema = {"enum": list(q.option_ids)}
+    elif q.type == "multi":
+        schema = {"anyOf": [{"type": "array", "items": {"enum": list(q.option_ids)}, "minItems": 1},
+                            {"enum": list(q.option_ids)}],
+                  "description": "a list of option ids (a single id is read as a list of one)"}
+    else:
+        schema = {"type": "string", "maxLength": q.max_length, "pattern": r"\S",
+                  "description": "free text; surrounding spaces are trimmed before the length is checked"}
+        refused = refused_in_text()
+        if refused:
+            schema = {**schema, "allOf": [{"pattern": f"^[^{refused}]*$"}],
+                      "description": schema["description"] + "; control and invisible format characters are "
+                                                             "refused (line breaks and tabs are fine)"}
+        if not answered:     # only spaces is not answered either
+            return {"anyOf": [schema, UNANSWERED, {"type": "string", "pattern": r"^\s*$"}]}
+    return schema if answered else {"anyOf": [schema, UNANSWERED]}
+
+
+# --- when a follow-up is asked, as JSON Schema over the EvaluateRequest ------------------------------
+
+def _raw_values(q: Question, canonical: set) -> list:
+    """Every JSON value the engine reads as one of the `canonical` answers of a yes/no or single question."""
+    values = [v for v in q.option_ids if v in canonical]
+    if q.type in ("yes_no_unsure", "yes_no"):
+        values += [flag for flag, word in ((True, "yes"), (False, "no")) if word in canonical]
+    return values
+
+
+def _holds(ruleset: RuleSet, cond: Condition) -> dict[str, Any] | None:
+    """A JSON Schema that an EvaluateRequest matches exactly when `cond` holds for its answers (a
+    question that is not asked, or unanswered, has no value); None when it cannot be said in JSON
+    Schema (the document then says less than the server checks, never more)."""
+    if isinstance(cond, (All, Any_)):
+        parts = [_holds(ruleset, p) for p in cond.parts]
+        if any(p is None for p in parts):
+            return None
+        return {"allOf" if isinstance(cond, All) else "anyOf": parts}
+    if isinstance(cond, Not):
+        inner = _holds(ruleset, cond.inner)
+        return None if inner is None else {"not": inner}
+    assert isinstance(cond, Test)
+    if cond.var in SERVICE_VARS:
+        # a fact of the service: the condition holds for a fixed set of services
+        return {"required": ["service"],
+                "properties": {"service": {"enum": [s.slug for s in ruleset.services if cond(s.facts())]}}}
+    q = ruleset.questions_by_id[cond.var]
+    if q.type in ("yes_no_unsure", "yes_no", "single"):
+        if cond.test not in ("equals", "not_equals", "in"):
+            return {"not": {}}        # contains and comparisons never hold for a word
+        wanted = {cond.value} if cond.test == "equals" else set(cond.value) if cond.test == "in" else (
+            set(q.option_ids) - {cond.value})
+        value = {"enum": _raw_values(q, wanted)}
+    elif q.type == "multi" and cond.test == "contains":
+        value = {"anyOf": [{"const": cond.value}, {"type": "array", "contains": {"const": cond.value}}]}
+    elif q.type == "multi" and cond.test == "not_equals":
+        value = answer_schema(q, answered=True)     # a list is never equal to a single value
+    elif q.type == "multi":
+        return {"not": {}}
+    else:
+        return None                   # text: trimming cannot be said in JSON Schema
+    holds = {"required": ["answers"], "properties": {"answers": {"required": [q.id], "properties": {q.id: value}}}}
+    if q.asked_when is None:
+        return holds
+    asked = _holds(ruleset, q.asked_when)
+    return None if asked is None else {"allOf": [asked, holds]}
+
+
+def _follow_ups(ruleset: RuleSet) -> list[dict[str, Any]]:
+    """For each follow-up question: when it is asked, its answer must be valid (and given, when
+    required); when it is not asked, whatever is sent for it is ignored."""
+    checks = []
+    for q in ruleset.questions:
+        asked = _holds(ruleset, q.asked_when) if q.asked_when is not None else None
+        if asked is None:
+            continue
+        answers = {"properties": {q.id: answer_schema(q, answered=q.required)}}
+        if q.required:
+            answers["required"] = [q.id]
+        checks.append({"if": asked, "then": {"properties": {"answers": answers}}})
+    return checks
+
+
+def _answer_property(q: Question) -> dict[str, Any]:
+    """The answer to a question that is always asked; for a follow-up any value, which is read only
+    when the follow-up is asked (EvaluateRequest's `allOf` says what it must be then)."""
+    if q.asked_when is None:
+        return answer_schema(q, answered=q.required)
+    return {"description": "read only when this follow-up is asked; then it must be as EvaluateRequest says"}
 
 
 def _schemas(ruleset: RuleSet) -> dict[str, Any]:
@@ -94,10 +220,12 @@ def _schemas(ruleset: RuleSet) -> dict[str, Any]:
         "Questionnaire": _obj({"service": {"enum": slugs}, "locale": {"enum": list(LOCALES)},
                                "rules_version": STRING,
                                "questions": {"type": "array", "items": _ref("Question")}}),
-        "Answers": _obj({q.id: answer_schema(q) for q in ruleset.questions}, required=always_required,
+        "Answers": _obj({q.id: _answer_property(q) for q in ruleset.questions},
+                        required=always_required,
                         description="answers by question id; answers to questions that are not asked "
                                     "(a follow-up whose condition does not hold) are ignored"),
-        "EvaluateRequest": _obj({"service": {"enum": slugs}, "answers": _ref("Answers")}),
+        "EvaluateRequest": _obj({"service": {"enum": slugs}, "answers": _ref("Answers")},
+                                allOf=_follow_ups(ruleset)),
         "Reason": _obj({"rule": {"enum": [r.id for r in ruleset.rules]}, "outcome": {"enum": list(OUTCOMES)},
                         "message": STRING}),
         "Suggestion": _obj({"id": {"enum": [s.id for s in ruleset.suggestions]}, "service": {"enum": slugs},

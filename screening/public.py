@@ -13,6 +13,7 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from babel.dates import get_timezone_name
 from flask import Blueprint, abort, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 
@@ -23,8 +24,18 @@ bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
 
 
+def rules_for(centre=None) -> RuleSet:
+    """The rule set a centre screens with: the shared rules plus its own, built once at start-up
+    (screening/centres.py rule_sets); the shared rules when there is no centre."""
+    if centre is None or not centre.extra:      # no rules of its own: the shared set itself
+        return current_app.extensions["screening.rules"]
+    return current_app.extensions["screening.centre_rules"][centre.slug]
+
+
 def ruleset() -> RuleSet:
-    return current_app.extensions["screening.rules"]
+    """The current centre's rule set (its own rules added to the shared ones)."""
+    centre = g.get("centre") or current_app.extensions.get("screening.default_centre")
+    return rules_for(current_app.extensions["screening.centres"].get(centre) if isinstance(centre, str) else centre)
 
 
 def current_centre():
@@ -93,6 +104,12 @@ def submit(slug):
     rs = ruleset()
     form = forms.questionnaire_form_class(rs)()
     form.validate_on_submit()          # CSRF was already checked app-wide; this loads the data
+    if request.form.get("edit"):
+        # "Answer again" on the result posts the answers back: the form comes back filled in, from
+        # this POST alone (never from storage, never in a URL); nothing is judged or stored
+        if not forms.NONCE_RE.match(form.nonce.data or ""):
+            form.nonce.data = forms.new_nonce()
+        return _render_form(service, form)
     answers, answer_errors = engine.normalize(rs, service, forms.raw_answers(form, rs))
     errors = {qid: rs.text(f"error_{code}", locale()) for qid, code in answer_errors.items()}
     share_errors = forms.share_errors(form)
@@ -108,11 +125,27 @@ def submit(slug):
         except db.ShareLimitReached as e:
             # the client still sees the result (it may say "consult"); the page says it was not sent
             status, headers = 429, {"Retry-After": str(e.retry_after)}
-    return render_template("public/result.html", service=service, decision=decision,
-                           reasons=[(r, r.text(rs, locale())) for r in decision.reasons],
+    return render_template("public/result.html", service=service, decision=decision, form=form,
+                           reasons=[(r, r.text(rs, locale())) for r in most_severe_first(decision.reasons)],
+                           answered=[(q, engine.question_text(rs, q, service, locale()), decision.answers[q.id])
+                                     for q in rs.questions if decision.answers.get(q.id) not in (None, ())],
                            outcome_texts=rs.outcomes[decision.outcome.code], made_at=made_at,
+                           zone=zone_name(made_at),
                            shared=shared, limited=status == 429,
                            services=rs.services_by_slug), status, headers
+
+
+def zone_name(moment: datetime) -> str:
+    """The time zone in words, as read inside a sentence: "Central European Standard Time", and in
+    Catalan and Spanish without the capital CLDR gives it ("hora estàndard d'Europa central")."""
+    name = get_timezone_name(moment, "long", locale=locale())
+    return name if locale() == "en" else name[:1].lower() + name[1:]
+
+
+def most_severe_first(reasons):
+    """The reasons in falling order of outcome; among equals, a reason a professional cleared comes
+    after one that still stands, so a cleared reason never reads first under a stricter heading."""
+    return sorted(reasons, key=lambda r: (-r.outcome, r.cleared))
 
 
 def share_limit_key(remote_addr: str | None) -> str:

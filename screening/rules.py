@@ -408,6 +408,31 @@ def parse_rules(documents: dict[str, dict], *, version: str, directory: str) -> 
     )
 
 
+def parse_extra_rules(file: str, data: dict, shared: RuleSet) -> tuple[tuple[Rule, ...], tuple[Example, ...]]:
+    """A centre file's own [[rules]] and [[examples]], validated exactly as rules.toml and examples.toml are.
+
+    `data` is the centre file's TOML document (its other keys are the centre's business). A rule
+    may not reuse the id of a shared rule: a centre adds rules, it never replaces one. Its examples
+    may name shared rules and its own.
+    """
+    for key in ("rules", "examples"):
+        value = data.get(key, [])
+        if not (isinstance(value, list) and all(isinstance(e, dict) for e in value)):
+            raise RulesError(file, key, f"'{key}' must be [[{key}]] tables (an array of tables), got {_kind_of(value)}")
+    q_by_id, services = shared.questions_by_id, shared.services
+    rules = _load_rules(data, set(q_by_id) | set(SERVICE_VARS), q_by_id, shared.clearance, file=file)
+    shared_ids = {r.id for r in shared.rules}
+    for rule in rules:
+        if rule.id in shared_ids:
+            raise RulesError(file, f"rule {rule.id!r}", "reuses the id of a rule in rules.toml: a centre may add "
+                                                         "rules, never replace one (give it an id of its own)")
+        _check_tests(file, f"rule {rule.id!r}", rule.when, q_by_id)
+        _check_literals(file, f"rule {rule.id!r}", rule.when, q_by_id, services)
+    examples = _load_examples(data, q_by_id, set(shared.services_by_slug), shared_ids | {r.id for r in rules},
+                              file=file)
+    return rules, examples
+
+
 def _load_questions(data) -> tuple[Question, ...]:
     file = "questions.toml"
     questions: list[Question] = []
@@ -476,8 +501,8 @@ def _load_clearance(data, q_by_id) -> Clearance | None:
     return Clearance(question, outcome)
 
 
-def _load_rules(data, known_vars, q_by_id, clearance) -> tuple[Rule, ...]:
-    file = "rules.toml"
+def _load_rules(data, known_vars, q_by_id, clearance, file="rules.toml") -> tuple[Rule, ...]:
+    """The [[rules]] tables of `file` (rules.toml, or a centre file's own rules)."""
     rules = []
     for i, raw in enumerate(_entries(file, data, "rules")):
         entry = f"rule {raw.get('id', '#' + str(i + 1))!r}"
@@ -608,7 +633,8 @@ def _load_services(data) -> tuple[Service, ...]:
 
 
 REQUIRED_TEXTS = ("disclaimer", "not_sure_note", "stale_notice", "answer_yes", "answer_no", "answer_not_sure",
-                  "error_required", "error_invalid", "error_too_long", "error_not_a_list", "error_unknown",
+                  "next_step_fever", "error_required", "error_invalid", "error_too_long", "error_not_a_list",
+                  "error_unknown",
                   "list_or", "error_unknown_service", "error_unknown_locale", "error_missing_key",
                   "error_not_an_object", "error_unexpected_key", "error_characters")
 
@@ -648,8 +674,8 @@ def _answer_problem(q: Question, value: Any) -> str | None:
     return None
 
 
-def _load_examples(data, q_by_id, slugs, rule_ids) -> tuple[Example, ...]:
-    file = "examples.toml"
+def _load_examples(data, q_by_id, slugs, rule_ids, file="examples.toml") -> tuple[Example, ...]:
+    """The [[examples]] tables of `file` (examples.toml, or a centre file's own examples)."""
     out = []
     for i, raw in enumerate(_entries(file, data, "examples")):
         entry = f"example {raw.get('name', '#' + str(i + 1))!r}"

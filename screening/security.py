@@ -56,9 +56,17 @@ def refuse_streamed_body_over_limit():
             abort(413)
 
 
+def refuse_unnamed_form_fields():
+    """A multipart part whose name cannot be read (a CR in it) comes out of Werkzeug's parser with
+    the name None, on which Flask-WTF's token search fails with a 500: refuse the form as bad."""
+    if request.method == "POST" and any(not isinstance(key, str) for key in request.form):
+        abort(400)
+
+
 def init_app(app) -> None:
     """Register before CSRFProtect: its check parses the form, which must be whole by then."""
     app.before_request(refuse_streamed_body_over_limit)
+    app.before_request(refuse_unnamed_form_fields)
     app.after_request(set_headers)
 
     @app.errorhandler(CSRFError)

@@ -24,7 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 PHONE = {"width": 360, "height": 740}
 LAPTOP = {"width": 1280, "height": 900}
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 BLOCKING_IMPACTS = {"serious", "critical"}
 RED_FLAGS = ["intense_pain", "persistent_pain", "recent_injury", "radiating_pain", "tingling_or_weakness",
              "spinal_condition", "fever", "skin_problem_in_area", "ongoing_diagnosis"]
@@ -58,7 +58,7 @@ def live_server(app):
 
 
 def axe_violations(page) -> list[dict]:
-    """Every axe-core violation of the WCAG 2.0/2.1 A and AA rules on the page as it is now."""
+    """Every axe-core violation of the WCAG 2.0/2.1/2.2 A and AA rules on the page as it is now."""
     if page.evaluate("typeof window.axe") == "undefined":   # once per page: the script is large
         page.evaluate(AXE_SCRIPT)
     options = {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]}
@@ -118,3 +118,18 @@ def submit(page) -> None:
     with page.expect_navigation():
         # "Check my answers", or "Check and send to the centre" once sharing is chosen
         page.get_by_role("button", name=re.compile(r"^Check (my answers|and send to the centre)$")).click()
+
+
+def submit_any_language(page) -> None:
+    """Press the questionnaire's one submit button, whatever language it is labelled in."""
+    with page.expect_navigation():
+        page.locator("form.questionnaire button[type=submit]").click()
+
+
+def tab_to(page, selector: str, limit: int = 80) -> None:
+    """Press Tab (and nothing else) until the element matching `selector` has the focus."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} never got the focus after {limit} presses of Tab")

@@ -11,6 +11,7 @@ folder and not the checkout's `instance/`: the key logic runs unchanged, on a fo
 from __future__ import annotations
 
 import html
+import http.client
 import os
 import re
 import signal
@@ -24,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from pathlib import Path
+
+from conftest import all_no
 
 import screening
 
@@ -58,6 +61,9 @@ def app_folder(tmp_path: Path) -> Path:
     link = folder / "screening"
     if not link.exists():
         link.symlink_to(PACKAGE_DIR, target_is_directory=True)
+    # as in a deployment, the instance folder exists, so the start-up proof of the rules is made
+    # once and remembered there (checker.prove), not again by every worker of every restart
+    (folder / "instance").mkdir(exist_ok=True)
     return folder
 
 
@@ -206,3 +212,89 @@ def form_fields(page: str, answers: dict) -> dict:
             fields[name] = value
     fields.update(answers)
     return fields
+
+
+# --- sharing a screening, and reading the server's log -------------------------------------------------
+
+SLUG = "decontracting-back-massage"
+FORM = f"/screening/{SLUG}"
+
+
+def shared_answers(i=0):
+    """A complete shared screening; `i` varies the client."""
+    return all_no(share="yes", name=f"Client {i}", contact=f"client{i}@example.org", consent="yes")
+
+
+def share_once(browser, i=0):
+    """GET the form, POST it shared; return the POST's response."""
+    page = browser.get(FORM)
+    assert page.status == 200
+    return browser.post(FORM, form_fields(page.text, shared_answers(i)))
+
+
+def problems_in(log, *, allow=()):
+    """Lines of a server log that show something went wrong in a worker (except those containing
+    one of `allow`)."""
+    bad = ("Traceback", "database is locked", "Worker failed to boot", "Exception in worker", "WORKER TIMEOUT",
+           " ERROR ", "[ERROR]", "CRITICAL")
+    return [line for line in log.splitlines()
+            if any(b in line for b in bad) and not any(a in line for a in allow)]
+
+
+# --- killing a server, and what must hold after ------------------------------------------------------
+
+# A dropped connection: what a client sees from a worker killed in the middle of its request, or
+# from a server that is gone (URLError wraps "connection refused").
+CONNECTION_LOST = (OSError, http.client.HTTPException)
+
+
+def worker_pids(server: Server) -> set[int]:
+    """The arbiter's live children: its workers right now."""
+    try:
+        text = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
+    except FileNotFoundError:
+        return set()
+    return {int(pid) for pid in text.split()}
+
+
+def kill_group(server: Server) -> None:
+    """kill -9 of the arbiter and every worker at once (a power cut, the OOM killer on the group),
+    then wait until no process of the group is left, so the next start finds the file free."""
+    try:
+        os.killpg(server.process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    server.process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(server.process.pid, 0)     # orphaned workers, until init has reaped them
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    raise RuntimeError("processes of the killed group are still alive")
+
+
+def wait_for(condition, timeout: float = START_TIMEOUT, what: str = "condition"):
+    """Poll `condition()` until it returns something true; bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def stored_screenings(path: Path) -> dict[str, dict]:
+    """Every stored screening by reference, read straight from the file (no app involved), after
+    checking that the file is whole (`PRAGMA integrity_check`)."""
+    from screening import db as dbmod
+
+    conn = dbmod.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        return {row["reference"]: row for row in conn["submissions"].rows}
+    finally:
+        conn.close()
+

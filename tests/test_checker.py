@@ -314,9 +314,9 @@ def proofs(monkeypatch):
     runs = []
     real_check = checker.check
 
-    def counting_check(ruleset):
+    def counting_check(ruleset, floor=None):
         runs.append(ruleset.version)
-        return real_check(ruleset)
+        return real_check(ruleset, floor)
 
     monkeypatch.setattr(checker, "check", counting_check)
     return runs
@@ -370,9 +370,9 @@ def test_a_refused_rule_set_is_never_written_as_proven(proofs, rules_copy, tmp_p
 
 
 def test_the_proof_key_follows_the_checker_and_engine_source():
-    from screening import checker, conditions, policy, rules
+    from screening import centres, checker, conditions, policy, rules
     digest = checker.code_hash()
-    sources = [Path(m.__file__).read_bytes() for m in (checker, conditions, engine, policy, rules)]
+    sources = [Path(m.__file__).read_bytes() for m in (checker, conditions, engine, policy, rules, centres)]
     assert digest == hashlib.sha256(b"".join(sources)).hexdigest()[:16]
 
 

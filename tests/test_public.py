@@ -322,3 +322,114 @@ def test_the_result_shows_when_it_was_made_on_the_centres_clock(make_app, zone, 
     html = client.post("/screening/back-massage", data=all_no()).text
     stamp = re.search(r'<time datetime="([^"]+)"', html).group(1)
     assert stamp.endswith(offset)
+
+
+# --- the result says exactly what to do ---------------------------------------------------------
+
+def hidden_fields(html):
+    """The (name, value) pairs of the hidden inputs of the result's "Answer again" form."""
+    form = re.search(r'<form method="post"[^>]*>(.*?)</form>', html, re.S).group(1)
+    return re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form)
+
+
+def test_reasons_read_most_severe_first_and_a_cleared_one_never_leads_under_consult(client):
+    # the cleared injury (tell the centre) comes before fever in the rules; fever (consult) must lead
+    html = client.post("/screening/back-massage",
+                       data=all_no(recent_injury="yes", fever="yes", professional_cleared="yes")).text
+    assert outcomes(html) == ["consult_professional"]
+    assert reasons(html) == ["fever", "recent_injury"]
+    why, also = html.index(">Why<"), html.index(">Also tell the centre<")
+    assert why < html.index('data-reason="fever"') < also < html.index('data-reason="recent_injury"')
+
+
+def test_fever_has_its_own_next_step_postpone_and_answer_again_when_well(client):
+    html = client.post("/screening/back-massage", data=all_no(fever="yes")).text
+    step = re.search(r'data-next-step="fever">([^<]+)<', html).group(1)
+    assert step.startswith("Do not book while you have a fever. When you are well again")
+    # the generic "ask a doctor whether a massage is right for you" would contradict "postpone"
+    assert "whether a massage is right for you now" not in html
+    both = client.post("/screening/back-massage", data=all_no(fever="yes", intense_pain="yes")).text
+    assert 'data-next-step="fever"' in both and "whether a massage is right for you now" in both
+
+
+@pytest.mark.parametrize("lang", ["en", "ca", "es"])
+@pytest.mark.parametrize("answers", [{}, {"pregnant": "yes", "pregnancy_complicated": "no"}, {"fever": "yes"}])
+def test_no_sentence_points_below_or_at_a_control_the_result_lacks(client, lang, answers):
+    html = client.post(f"/screening/back-massage?lang={lang}", data=all_no(**answers)).text
+    text = re.sub(r"<[^>]+>", " ", html).lower()
+    for words in ("below", "a continuació", "a continuación", "with this page", "des d'aquesta pàgina",
+                  "desde esta página"):
+        assert words not in text, (lang, words)
+
+
+def test_after_sharing_the_result_says_the_centre_has_the_answers(client):
+    html = client.post("/screening/back-massage", data=shared(pregnant="yes", pregnancy_complicated="no")).text
+    assert "The centre has your answers now" in html
+    assert "To send your answers to the centre" not in html
+    checked = client.post("/screening/back-massage", data=all_no(pregnant="yes", pregnancy_complicated="no")).text
+    assert "The centre has your answers" not in checked
+    assert "To send your answers to the centre, choose “Answer the questions again”" in checked
+
+
+def test_the_title_names_the_service_the_time_its_zone_and_the_headline_is_plain(client):
+    html = client.post("/screening/back-massage", data=all_no()).text
+    title = re.search(r"<title>([^<]+)</title>", html).group(1)
+    assert "You can book" in title and "Back massage" in title
+    assert re.search(r"<h1[^>]*>.*You can book</h1>", html)
+    assert "Proceed" not in html
+    assert re.search(r"</time> \(Central European (Standard|Summer) Time\)", html)
+    ca = client.post("/screening/back-massage?lang=ca", data=all_no()).text
+    assert re.search(r"</time> \(hora (estàndard|d’estiu) d’Europa central\)", ca)
+
+
+def test_the_result_lists_the_answers_the_client_gave(client):
+    html = client.post("/screening/back-massage",
+                       data=all_no(tension_areas=["lumbar", "neck"], notes="Left shoulder")).text
+    assert '<dd data-answer="tension_areas">Lower back, Neck and base of the skull</dd>' in html
+    assert '<dd data-answer="notes">Left shoulder</dd>' in html
+    assert '<dd data-answer="fever">No</dd>' in html
+    assert 'data-answer="pregnancy_complicated"' not in html      # not asked, not listed
+
+
+def test_copy_and_print_come_from_a_script_file_and_the_reference_stays_text(client):
+    html = client.post("/screening/back-massage", data=shared()).text
+    assert '<script src="/static/result.js" defer></script>' in html
+    assert re.search(r'<p class="reference-tools no-print" data-reference-tools hidden', html)
+    assert re.search(r'<strong class="reference" data-reference>[A-Z0-9-]+</strong>', html)
+    assert client.get("/static/result.js").status_code == 200
+
+
+def test_answer_again_posts_the_answers_back_and_the_form_comes_back_filled(client, db):
+    html = client.post("/screening/back-massage",
+                       data=shared(recent_injury="yes", professional_cleared="yes", tension_areas=["lumbar", "neck"],
+                                   notes="Left shoulder")).text
+    fields = hidden_fields(html)
+    assert ("recent_injury", "yes") in fields and ("tension_areas", "lumbar") in fields
+    assert ("tension_areas", "neck") in fields and ("notes", "Left shoulder") in fields
+    assert ("edit", "yes") in fields and ("consent", "yes") not in fields
+    assert re.search(r'<form method="post" action="/screening/back-massage"', html)   # a POST: no answers in a URL
+    stored = count(db)
+
+    again = client.post("/screening/back-massage", data=_multi(fields))
+    assert again.status_code == 200
+    assert outcomes(again.text) == [] and 'class="questionnaire"' in again.text
+    assert re.search(r'id="recent_injury-yes"[^>]*value="yes" checked', again.text)
+    assert re.search(r'id="tension_areas-neck"[^>]*value="neck" checked', again.text)
+    assert re.search(r'id="tension_areas-lumbar"[^>]*value="lumbar" checked', again.text)
+    assert "Left shoulder</textarea>" in again.text
+    assert 'id="consent" name="consent" value="yes" checked' not in again.text   # consent is given again
+    assert count(db) == stored                                                   # nothing judged or stored
+
+
+def _multi(fields):
+    """Form data with repeated names kept (a MultiDict), as a browser sends them."""
+    from werkzeug.datastructures import MultiDict
+    return MultiDict(fields)
+
+
+def test_the_error_summary_is_a_count_and_one_short_link_per_question(client):
+    html = client.post("/screening/back-massage", data={"share": "no"}).text
+    summary = re.search(r'<div class="error-summary".*?</div>', html, re.S).group(0)
+    assert re.search(r"There are \d+ problems", summary)
+    assert "Choose an answer to this question." not in summary     # the message is at each field only
+    assert '<a href="#intense_pain-yes">Do you have intense pain right now?</a>' in summary
