@@ -100,31 +100,35 @@ def _public(row: dict[str, Any] | None) -> dict[str, Any] | None:
     """An account without its password hash."""
     if row is None:
         return None
-    return {k: row[k] for k in ("id", "email", "name", "role", "active", "created_at", "password_changed_at")}
+    return {k: row[k] for k in ("id", "email", "name", "role", "active", "created_at", "password_changed_at",
+                                "centre")}
 
 
-def create_staff(db: sqlite_utils.Database, *, email: str, password: str, name: str | None = None,
+def create_staff(db: sqlite_utils.Database, *, email: str, password: str, centre: str, name: str | None = None,
                  role: str = "staff") -> dict[str, Any]:
-    """Create an account; AccountError('bad_email' | 'short_password' | 'long_password' | 'bad_role'
-    | 'duplicate') when it cannot be."""
+    """Create an account of `centre` (a slug: the account sees that centre's screenings only, and
+    an admin administers that centre only); AccountError('bad_email' | 'short_password' |
+    'long_password' | 'bad_role' | 'no_centre' | 'duplicate') when it cannot be."""
     email = check_email(email)
     if role not in ROLES:
         raise AccountError("bad_role")
+    if not centre:
+        raise AccountError("no_centre")
     password_hash = hash_password(password)
     stamp = now()
     try:
         with immediate(db):
             cursor = db.execute(
                 "INSERT INTO staff (email, name, role, active, password_hash, created_at,"
-                " password_changed_at) VALUES (?, ?, ?, 1, ?, ?, ?)",
-                [email, (name or "").strip() or None, role, password_hash, stamp, stamp])
+                " password_changed_at, centre) VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
+                [email, (name or "").strip() or None, role, password_hash, stamp, stamp, centre])
     except IntegrityError as e:
         raise AccountError("duplicate") from e
     return get_staff(db, cursor.lastrowid)
 
 
-COLUMNS = ("id", "email", "name", "role", "active", "password_hash", "created_at", "password_changed_at")
-_SELECT = "SELECT id, email, name, role, active, password_hash, created_at, password_changed_at FROM staff"
+COLUMNS = ("id", "email", "name", "role", "active", "password_hash", "created_at", "password_changed_at", "centre")
+_SELECT = "SELECT id, email, name, role, active, password_hash, created_at, password_changed_at, centre FROM staff"
 
 
 def _row(row) -> dict[str, Any] | None:
@@ -148,7 +152,7 @@ def find_staff(db: sqlite_utils.Database, email: str) -> dict[str, Any] | None:
 
 
 def list_staff(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Every account, by email."""
+    """Every account of every centre, by email (for the operator's CLI only)."""
     return [_public(_row(r)) for r in db.execute(f"{_SELECT} ORDER BY email COLLATE NOCASE").fetchall()]
 
 
@@ -176,6 +180,12 @@ def reset_password(db: sqlite_utils.Database, email: str, password: str) -> dict
         # a reset is also how an admin unlocks an account locked by someone guessing
         db.execute("DELETE FROM login_failures WHERE key = ?", [account_key(row["email"])])
     return get_staff(db, row["id"])
+
+
+def _centre_of(db: sqlite_utils.Database, email: str) -> str | None:
+    """The centre of the account with this e-mail, or None when there is none."""
+    row = db.execute("SELECT centre FROM staff WHERE email = ? COLLATE NOCASE", [email]).fetchone()
+    return row[0] if row else None
 
 
 # --- logging in ----------------------------------------------------------------------------------
@@ -224,7 +234,7 @@ def attempt_login(db: sqlite_utils.Database, email: str, password: str, remote_a
         failures = max(_recent(db, key, at - lock_seconds) for key in keys)
         locked = failures >= max_failures
         if locked:
-            audit(db, action="login_locked", detail=email)
+            audit(db, action="login_locked", detail=email, centre=_centre_of(db, email))
         else:
             pending = [db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", [key, at]).lastrowid
                        for key in keys]
@@ -236,7 +246,8 @@ def attempt_login(db: sqlite_utils.Database, email: str, password: str, remote_a
     ok = verify_password(row["password_hash"] if row else None, password) and bool(row and row["active"])
     if not ok:
         with immediate(db):
-            audit(db, action="login_failed", detail=email)
+            # in the trail of the account's centre; an e-mail nobody has belongs to no centre
+            audit(db, action="login_failed", detail=email, centre=row["centre"] if row else None)
         return LoginResult(None, False, failures)
 
     token = new_token()
@@ -275,24 +286,24 @@ def _ago(**delta: float) -> str:
 
 def load_session(db: sqlite_utils.Database, token: str | None, *, idle_minutes: float,
                  session_hours: float) -> dict[str, Any] | None:
-    """The account (id, email, name, role) behind a cookie token, or None when the session does not
+    """The account (id, email, name, role, centre) behind a cookie token, or None when the session does not
     exist, has been idle too long, has lived too long, or its account is inactive. An expired
     session is deleted. last_seen_at is written at most once a minute, to keep requests cheap."""
     if not token or len(token) > 128:
         return None
     sid = session_id(token)
     row = db.execute(
-        "SELECT s.created_at, s.last_seen_at, st.id, st.email, st.name, st.role, st.active"
+        "SELECT s.created_at, s.last_seen_at, st.id, st.email, st.name, st.role, st.active, st.centre"
         " FROM staff_sessions s JOIN staff st ON st.id = s.staff_id WHERE s.id = ?", [sid]).fetchone()
     if row is None:
         return None
-    created_at, last_seen_at, staff_id, email, name, role, active = row
+    created_at, last_seen_at, staff_id, email, name, role, active, centre = row
     if not active or last_seen_at <= _ago(minutes=idle_minutes) or created_at <= _ago(hours=session_hours):
         end_session(db, token)
         return None
     if last_seen_at <= _ago(seconds=LAST_SEEN_EVERY):
         db.execute("UPDATE staff_sessions SET last_seen_at = ? WHERE id = ?", [now(), sid])
-    return {"id": staff_id, "email": email, "name": name, "role": role}
+    return {"id": staff_id, "email": email, "name": name, "role": role, "centre": centre}
 
 
 def end_session(db: sqlite_utils.Database, token: str | None, *, staff: dict | None = None) -> None:

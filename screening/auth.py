@@ -45,7 +45,7 @@ def _settings() -> dict:
 
 
 def load_staff() -> None:
-    """Set g.staff to the logged-in account (id, email, name, role) or None."""
+    """Set g.staff to the logged-in account (id, email, name, role, centre) or None."""
     token = request.cookies.get(COOKIE)
     g.staff = accounts.load_session(get_db(), token, **_settings()) if token else None
 
@@ -170,6 +170,7 @@ CLI_ERRORS = {
     "unknown": "There is no account with that email.",
     "no_password": "No password was given on standard input.",
     "mismatch": "The two passwords differ.",
+    "no_centre": "An account must belong to a centre.",
 }
 
 
@@ -199,34 +200,52 @@ def _db():
 staff_cli = AppGroup("staff", help="Manage staff accounts (there is no default account).")
 
 
+def _centre_slug(given: str | None) -> str:
+    """The centre a new account belongs to: the one named, or the only one; else a clean error
+    that lists the centres."""
+    centres = current_app.extensions["screening.centres"]
+    listing = ", ".join(centres)
+    if given is None:
+        if len(centres) == 1:
+            return next(iter(centres))
+        raise click.ClickException(f"There are several centres: choose one with --centre (one of: {listing}).")
+    if given not in centres:
+        raise click.ClickException(f"There is no centre {given!r}. The centres are: {listing}.")
+    return given
+
+
 @staff_cli.command("add")
 @click.argument("email")
 @click.option("--name", default=None, help="The name shown on the staff pages.")
-@click.option("--role", default="staff", show_default=True, help="staff or admin.")
-def add_command(email, name, role):
-    """Create a staff account; the password is read from standard input.
+@click.option("--role", default="staff", show_default=True, help="staff or admin (admin of its centre only).")
+@click.option("--centre", default=None, metavar="SLUG",
+              help="The centre the account belongs to (may be left out when there is one centre).")
+def add_command(email, name, role, centre):
+    """Create a staff account of one centre; the password is read from standard input.
 
     \b
     Example: echo 'a long passphrase' | screening staff add ana@centre.example --name Ana --role admin
+             echo 'a long passphrase' | screening staff add joan@centre.example --centre exemple-barcelona
     """
     if role not in accounts.ROLES:
         _fail("bad_role")
+    slug = _centre_slug(centre)
     try:
         accounts.check_email(email)
         password = _read_password()
         db = _db()
         try:
-            staff = accounts.create_staff(db, email=email, password=password, name=name, role=role)
+            staff = accounts.create_staff(db, email=email, password=password, name=name, role=role, centre=slug)
         finally:
             db.close()
     except accounts.AccountError as e:
         _fail(e.code)
-    click.echo(f"Created {staff['role']} account {staff['email']}.")
+    click.echo(f"Created {staff['role']} account {staff['email']} of centre {slug}.")
 
 
 @staff_cli.command("list")
 def list_command():
-    """List the staff accounts.
+    """List the staff accounts: email, name, role, state, centre, created.
 
     \b
     Example: screening staff list
@@ -240,7 +259,8 @@ def list_command():
         click.echo("No staff accounts yet. Create one with: screening staff add EMAIL")
     for row in rows:
         state = "active" if row["active"] else "inactive"
-        click.echo(f"{row['email']}\t{row['name'] or '-'}\t{row['role']}\t{state}\t{row['created_at']}")
+        click.echo(f"{row['email']}\t{row['name'] or '-'}\t{row['role']}\t{state}\t{row['centre'] or '-'}\t"
+                   f"{row['created_at']}")
 
 
 @staff_cli.command("deactivate")

@@ -11,6 +11,7 @@ Read shared/RELIABILITY.md before changing anything here. In short:
 """
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import hashlib
 import json
@@ -352,23 +353,98 @@ def m004_search_fts(db: sqlite_utils.Database) -> None:
         db.execute(_with_phone_digits(sql))
 
 
-MIGRATION_WAIT_SECONDS = 600
+@migrations()
+def m005_centres(db: sqlite_utils.Database) -> None:
+    """Screenings, staff accounts and audit entries belong to a centre (issue 9). Rows stored
+    before have none (NULL) until `adopt_orphans` gives them the default centre at start-up, which
+    only the app knows. The dashboard's indexes are re-led by the centre, so that every staff query,
+    always narrowed to one centre, is still answered from an index at a million rows."""
+    for table in CENTRE_TABLES:
+        db[table].add_column("centre", str)
+    centre = _default_centre.get()
+    if centre:
+        # before the indexes exist: giving a million rows their centre afterwards rewrote every
+        # entry of six indexes (see adopt_orphans, which then finds nothing left to do)
+        for table in CENTRE_TABLES:
+            db.execute(f"UPDATE {table} SET centre = ? WHERE centre IS NULL", [centre])  # noqa: S608
+    for index in ("idx_submissions_created_at_id", "idx_submissions_outcome_created_at_id",
+                  "idx_submissions_status_created_at_id", "idx_submissions_service_created_at_id",
+                  "idx_submissions_name", "idx_submissions_status_outcome"):
+        db.execute(f"DROP INDEX IF EXISTS {index}")
+    submissions = db["submissions"]
+    submissions.create_index(["centre", "created_at", "id"])
+    submissions.create_index(["centre", "outcome", "created_at", "id"])
+    submissions.create_index(["centre", "status", "created_at", "id"])
+    submissions.create_index(["centre", "service", "created_at", "id"])
+    submissions.create_index(["centre", "status", "outcome"])
+    # the search by the start of a name (review._search), within one centre
+    db.execute("CREATE INDEX idx_submissions_centre_name ON submissions (centre, name COLLATE NOCASE)")
+    # the audit page lists one centre's entries newest first (the rowid rides along in the index),
+    # optionally for one reference
+    db["audit_log"].create_index(["centre", "reference"])
+    db["audit_log"].create_index(["centre"])
+    db["staff"].create_index(["centre"])
 
 
-def migrate(db: sqlite_utils.Database) -> None:
-    """Apply pending migrations. Safe when several workers start at once: BEGIN IMMEDIATE makes
-    them queue, and each one that follows finds the migrations recorded and does nothing. A
-    migration may take longer than the busy timeout (m004 indexes every stored row: tens of
-    seconds at a million), so a worker that finds the lock taken keeps waiting, within a bound."""
-    deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
+# tables whose rows belong to one centre; the audit trail's installation-wide entries (a failed
+# login with an unknown e-mail) have the centre INSTALLATION, which no centre's admin sees
+CENTRE_TABLES = ("submissions", "staff", "audit_log")
+INSTALLATION = ""
+
+
+class NoDefaultCentre(RuntimeError):
+    """Rows from before centres existed, and no default centre to give them to."""
+
+
+def adopt_orphans(db: sqlite_utils.Database, centre: str | None) -> int:
+    """Give every row stored before centres existed (centre NULL) to `centre`, the default centre,
+    in one BEGIN IMMEDIATE; return how many rows. NoDefaultCentre when there are such rows and no
+    default centre: they cannot be guessed. Safe when several workers start at once: the first one
+    moves the rows, the others find none."""
+    deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
     while True:
         try:
             with immediate(db):
-                migrations.apply(db)
-            return
+                # NULL sorts first in the centre-led indexes: each check is one index probe
+                found = [t for t in CENTRE_TABLES
+                         if db.execute(f"SELECT 1 FROM {t} WHERE centre IS NULL LIMIT 1").fetchone()]  # noqa: S608
+                if found and not centre:
+                    raise NoDefaultCentre(", ".join(found))
+                return sum(db.execute(f"UPDATE {t} SET centre = ? WHERE centre IS NULL",  # noqa: S608
+                                      [centre]).rowcount for t in found)
         except OperationalError as e:
+            # a first start after the upgrade may move a million rows while other workers wait
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
+
+
+ORPHAN_WAIT_SECONDS = 600
+
+
+MIGRATION_WAIT_SECONDS = 600
+# the default centre's slug while migrate() runs, for m005 (a migration receives only the database)
+_default_centre: contextvars.ContextVar[str | None] = contextvars.ContextVar("default_centre", default=None)
+
+
+def migrate(db: sqlite_utils.Database, *, default_centre: str | None = None) -> None:
+    """Apply pending migrations. Safe when several workers start at once: BEGIN IMMEDIATE makes
+    them queue, and each one that follows finds the migrations recorded and does nothing. A
+    migration may take longer than the busy timeout (m004 indexes every stored row: tens of
+    seconds at a million), so a worker that finds the lock taken keeps waiting, within a bound.
+    `default_centre` (a slug) is the centre that rows from before centres belong to (m005)."""
+    deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
+    token = _default_centre.set(default_centre)
+    try:
+        while True:
+            try:
+                with immediate(db):
+                    migrations.apply(db)
+                return
+            except OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+    finally:
+        _default_centre.reset(token)
 
 
 # --- public side -------------------------------------------------------------------------------
@@ -388,7 +464,7 @@ def normalize_reference(text: str) -> str:
 
 
 # what makes two sends of one form the same screening: who, which service, the answers, the result
-FINGERPRINT_FIELDS = ("service", "outcome", "answers", "fired_rules", "name", "contact")
+FINGERPRINT_FIELDS = ("service", "outcome", "answers", "fired_rules", "name", "contact", "centre")
 
 
 def fingerprint(record: dict[str, Any]) -> str:
@@ -417,8 +493,12 @@ class ShareLimitReached(Exception):
         self.retry_after = retry_after
 
 
-def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any], notify: bool = False,
-                    limit_key: str | None = None, limit: int = 0, window: float = 3600.0) -> Stored:
+SHARE_WINDOW = 3600.0     # seconds over which shares per address are counted
+
+
+def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any], centre: str,
+                    notify: bool = False, limit_key: str | None = None, limit: int = 0,
+                    window: float = SHARE_WINDOW) -> Stored:
     """Store a shared screening once per (nonce, fingerprint); the reference exists only after COMMIT.
 
     The same form sent again with the same content (a refresh) stores nothing and returns the first
@@ -426,14 +506,19 @@ def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, 
     `limit_key` and `limit` > 0, at most `limit` new screenings per key are stored per `window`
     seconds, counted inside the same BEGIN IMMEDIATE so every worker sees one count; over it,
     ShareLimitReached and nothing is stored. With `notify`, a notice is queued in the transaction.
+    The screening belongs to `centre` (a slug; its staff alone see it); the centre is part of the
+    fingerprint, so the same form sent to two centres is two screenings.
     """
+    if not centre:
+        raise ValueError("a screening must belong to a centre")
+    record = {**record, "centre": centre}
     json_fields = ("answers", "fired_rules", "suggestions")
     row = {k: (json.dumps(v, ensure_ascii=False) if k in json_fields else v) for k, v in record.items()}
     mark = fingerprint(record)
     try:
         with immediate(db):
             earlier = db.execute(
-                "SELECT reference, fingerprint, service, outcome, answers, fired_rules, name, contact"
+                "SELECT reference, fingerprint, service, outcome, answers, fired_rules, name, contact, centre"
                 " FROM submissions WHERE nonce = ?", [nonce]).fetchall()
             for reference, known, *columns in earlier:
                 if (known or _row_fingerprint(columns)) == mark:
@@ -449,9 +534,10 @@ def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, 
                 raise StorageError("could not find a free reference")
             cursor = db.execute(
                 "INSERT INTO submissions (reference, nonce, fingerprint, service, outcome, answers, fired_rules,"
-                " suggestions, rules_version, locale, name, contact, consent_at, created_at, status)"
+                " suggestions, rules_version, locale, name, contact, consent_at, created_at, status, centre)"
                 " VALUES (:reference, :nonce, :fingerprint, :service, :outcome, :answers, :fired_rules,"
-                " :suggestions, :rules_version, :locale, :name, :contact, :consent_at, :created_at, 'new')",
+                " :suggestions, :rules_version, :locale, :name, :contact, :consent_at, :created_at, 'new',"
+                " :centre)",
                 {**row, "reference": reference, "nonce": nonce, "fingerprint": mark, "created_at": created_at})
             if notify:
                 db.execute("INSERT INTO outbox (submission_id, reference, created_at, attempts, next_attempt_at)"
@@ -480,10 +566,10 @@ def _count_share(db: sqlite_utils.Database, key: str, limit: int, window: float)
     db.execute("INSERT INTO share_attempts (key, at) VALUES (?, ?)", [key, at])
 
 
-def store_submission(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any],
+def store_submission(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any], centre: str,
                      notify: bool = False) -> tuple[str, bool]:
     """store_screening without a limit, as (reference, newly stored): for callers that need no more."""
-    result = store_screening(db, nonce=nonce, record=record, notify=notify)
+    result = store_screening(db, nonce=nonce, record=record, centre=centre, notify=notify)
     return result.reference, result.stored
 
 
@@ -521,16 +607,20 @@ def find_by_reference(db: sqlite_utils.Database, reference: str) -> dict[str, An
 # --- audit trail --------------------------------------------------------------------------------
 
 def audit(db: sqlite_utils.Database, *, action: str, staff: dict | None = None, submission_id: int | None = None,
-          reference: str | None = None, detail: str | None = None) -> None:
+          reference: str | None = None, detail: str | None = None, centre: str | None = None) -> None:
     """Record who did what to which submission. Joins the caller's transaction when one is open.
 
-    `detail` must never hold health answers: it outlives an erased submission.
+    The entry belongs to `centre`, else to the staff member's centre, else to the installation
+    (INSTALLATION: no centre's admin sees it). `detail` must never hold health answers: it
+    outlives an erased submission.
     """
+    if centre is None:
+        centre = (staff or {}).get("centre") or INSTALLATION
     db.execute(
-        "INSERT INTO audit_log (at, staff_id, staff_email, action, submission_id, reference, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, staff_id, staff_email, action, submission_id, reference, detail, centre)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [now(), staff["id"] if staff else None, staff["email"] if staff else None, action, submission_id,
-         reference, detail])
+         reference, detail, centre])
 
 
 # --- wiring into Flask (kept at the end: the module stays usable without an app) ---------------
@@ -613,11 +703,21 @@ def close_db(exc=None) -> None:
 
 
 def init_app(app) -> None:
-    """Create or upgrade the schema at start-up and close connections after each request."""
+    """Create or upgrade the schema at start-up, give rows from before centres existed to the
+    default centre, and close connections after each request."""
     Path(app.config["DATABASE"]).parent.mkdir(parents=True, exist_ok=True)
     db = connect(app.config["DATABASE"])
+    default = app.extensions.get("screening.default_centre")
     try:
-        migrate(db)
+        migrate(db, default_centre=default.slug if default else None)
+        adopt_orphans(db, default.slug if default else None)      # rows an older version wrote meanwhile
+    except NoDefaultCentre as e:
+        from .config import SettingsError
+
+        raise SettingsError([
+            f"SCREENING_DEFAULT_CENTRE: the database holds rows from before centres existed ({e}) and "
+            f"there are several centres ({', '.join(app.extensions.get('screening.centres', {}))}): set "
+            "SCREENING_DEFAULT_CENTRE to the centre they belong to"]) from None
     finally:
         db.close()
     app.teardown_appcontext(close_db)

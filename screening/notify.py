@@ -1,6 +1,8 @@
 """E-mail notices to the centre about new shared screenings, sent from an outbox table.
 
-Off unless SMTP_HOST and NOTIFY_TO are set. `db.store_submission(..., notify=True)` queues a row in
+Off unless SMTP_HOST is set and there is somewhere to send to: a notice goes to its centre's
+`notify_to` (rules/centres/<slug>.toml), or to NOTIFY_TO when the centre names no address.
+`db.store_submission(..., notify=True)` queues a row in
 the `outbox` table in the same transaction as the submission, so a notice can never be lost
 between the commit and the send: it stays queued until an SMTP server has accepted it. After
 the commit the public view calls `wake(app)`, which starts a background thread and returns at
@@ -50,9 +52,27 @@ class Drained(NamedTuple):
     failed: int
 
 
-def enabled(config) -> bool:
-    """Whether notices are on: both an SMTP server and a recipient are configured."""
-    return bool(config.get("SMTP_HOST") and config.get("NOTIFY_TO"))
+def recipients(config, centre) -> tuple[str, ...]:
+    """Where a notice about one of `centre`'s screenings goes: the centre's own address(es), else
+    NOTIFY_TO (the installation's), else nowhere. `centre` may be None (its file is gone)."""
+    if centre is not None and centre.notify_to:
+        return tuple(centre.notify_to)
+    return tuple(a.strip() for a in (config.get("NOTIFY_TO") or "").split(",") if a.strip())
+
+
+def enabled(config, centre=None, *, centres=None) -> bool:
+    """Whether notices are on: an SMTP server, and a recipient for `centre` (or, without one, for
+    any of `centres`, or NOTIFY_TO)."""
+    if not config.get("SMTP_HOST"):
+        return False
+    if centre is not None:
+        return bool(recipients(config, centre))
+    return bool(config.get("NOTIFY_TO")) or any(c.notify_to for c in (centres or {}).values())
+
+
+def _app_enabled(app) -> bool:
+    """enabled() for an app: SMTP and some centre (or NOTIFY_TO) to send to."""
+    return enabled(app.config, centres=app.extensions.get("screening.centres"))
 
 
 def _iso(moment: datetime) -> str:
@@ -113,8 +133,8 @@ def _drop(db, notice_id: int) -> None:
 # --- the message --------------------------------------------------------------------------------
 
 def compose(app, submission: dict) -> EmailMessage:
-    """The notice for one submission. `submission` holds only id, reference, service, outcome.
-    Needs an app context (render_template)."""
+    """The notice for one submission, to its centre's address. `submission` holds only id,
+    reference, service, outcome, centre. Needs an app context (render_template)."""
     from flask import render_template
 
     config = app.config
@@ -130,11 +150,13 @@ def compose(app, submission: dict) -> EmailMessage:
             link=f"{base}/staff/submissions/{submission['id']}")
     # the template's first line is the subject, then a blank line, then the body
     head, _, body = text.lstrip().partition("\n\n")
-    recipients = [a.strip() for a in config["NOTIFY_TO"].split(",") if a.strip()]
+    to = recipients(config, app.extensions.get("screening.centres", {}).get(submission.get("centre")))
+    if not to:
+        raise LookupError(f"no address for the notices of centre {submission.get('centre')!r}")
     message = EmailMessage()
     message["Subject"] = head.removeprefix("Subject:").strip()
-    message["From"] = config.get("NOTIFY_FROM") or recipients[0]
-    message["To"] = ", ".join(recipients)
+    message["From"] = config.get("NOTIFY_FROM") or to[0]
+    message["To"] = ", ".join(to)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="screening.invalid")
     message["Auto-Submitted"] = "auto-generated"      # RFC 3834: no auto-replies, please
@@ -166,20 +188,20 @@ def drain(app, *, now: datetime | None = None) -> Drained:
     """Send every due notice once, one claimed row at a time, on a connection of its own.
     `now` lets tests move the clock past a backoff."""
     sent = failed = 0
-    if not enabled(app.config):
+    if not _app_enabled(app):
         return Drained(sent, failed)
     conn = dbmod.connect(app.config["DATABASE"])
     try:
         with app.app_context():
             # a failed notice is due again only after its backoff, so this loop ends
             while (notice := claim(conn, now=now or datetime.now(UTC))) is not None:
-                row = conn.execute("SELECT id, reference, service, outcome FROM submissions WHERE id = ?",
+                row = conn.execute("SELECT id, reference, service, outcome, centre FROM submissions WHERE id = ?",
                                    [notice["submission_id"]]).fetchone()
                 if row is None or row[3] == "proceed":
                     _drop(conn, notice["id"])
                     continue
                 try:
-                    deliver(app.config, compose(app, dict(zip(("id", "reference", "service", "outcome"),
+                    deliver(app.config, compose(app, dict(zip(("id", "reference", "service", "outcome", "centre"),
                                                               row, strict=True))))
                 except Exception as e:  # any failure must leave the row queued
                     _mark_failed(conn, notice, e, now=now or datetime.now(UTC))
@@ -234,7 +256,7 @@ class _Waker:
 
 def wake(app) -> None:
     """Send queued notices in the background; return at once. Call after the COMMIT."""
-    if enabled(app.config):
+    if _app_enabled(app):
         app.extensions.setdefault("screening.notify", _Waker()).poke(app)
 
 
@@ -258,8 +280,9 @@ def init_app(app) -> None:
         from flask import current_app
 
         app = current_app._get_current_object()
-        if not enabled(app.config):
-            click.echo("Notices are off: set SCREENING_SMTP_HOST and SCREENING_NOTIFY_TO to turn them on.")
+        if not _app_enabled(app):
+            click.echo("Notices are off: set SCREENING_SMTP_HOST, and notify_to in the centres' files or "
+                       "SCREENING_NOTIFY_TO, to turn them on.")
             return
         result = drain(app)
         conn = dbmod.connect(app.config["DATABASE"])

@@ -45,6 +45,15 @@ def ruleset() -> RuleSet:
     return rules_for(current_centre())
 
 
+def current_centre():
+    """The centre this request serves: g.centre on the /c/<centre>/ routes, else the default
+    centre (SCREENING_DEFAULT_CENTRE, or the only one), else None."""
+    centre = g.get("centre")
+    if isinstance(centre, str):     # a slug rather than the Centre itself
+        centre = current_app.extensions["screening.centres"].get(centre)
+    return centre if centre is not None else current_app.extensions.get("screening.default_centre")
+
+
 def locale() -> str:
     """The page's language (i18n.select_language); rule texts missing in it fall back to English."""
     return i18n.current()
@@ -53,15 +62,6 @@ def locale() -> str:
 def centres() -> dict:
     """Every centre, by slug, in the order of their names (screening/centres.py)."""
     return current_app.extensions["screening.centres"]
-
-
-def current_centre():
-    """The centre this request serves: g.centre on the /c/<centre>/ routes, else the default
-    centre (SCREENING_DEFAULT_CENTRE, or the only one), else None."""
-    centre = g.get("centre")
-    if isinstance(centre, str):     # a slug rather than the Centre itself
-        centre = current_app.extensions["screening.centres"].get(centre)
-    return centre if centre is not None else current_app.extensions.get("screening.default_centre")
 
 
 class NotOffered(NotFound):
@@ -283,9 +283,13 @@ def _store(form, decision) -> db.Stored:
         "rules_version": decision.rules_version, "locale": locale(),
         "name": form.name.data.strip(), "contact": form.contact.data.strip(), "consent_at": db.now(),
     }
-    wants_notice = notify.enabled(current_app.config) and decision.outcome.code != "proceed"
+    centre = current_centre()
+    if centre is None:      # several centres and none chosen: the screening would belong to nobody
+        abort(404)
+    wants_notice = notify.enabled(current_app.config, centre) and decision.outcome.code != "proceed"
     try:
-        result = db.store_screening(db.get_db(), nonce=forms.nonce_of(form), record=record, notify=wants_notice,
+        result = db.store_screening(db.get_db(), nonce=forms.nonce_of(form), record=record, centre=centre.slug,
+                                    notify=wants_notice,
                                     limit_key=share_limit_key(request.remote_addr),
                                     limit=current_app.config["SHARE_LIMIT_PER_HOUR"])
     except db.ShareLimitReached:

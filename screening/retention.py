@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
@@ -51,41 +52,70 @@ def cutoff(older_than_days: int, *, now: datetime | None = None) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def purge(db: sqlite_utils.Database, older_than_days: int, *, staff: dict | None = None,
-          batch: int = PURGE_BATCH) -> int:
-    """Delete the submissions created more than `older_than_days` days ago, with their notes and
-    notices, `batch` rows per BEGIN IMMEDIATE transaction so that shares are never held up for
-    long; audit the total with the last batch; then checkpoint. Return how many were deleted."""
+def centres_with_submissions(db: sqlite_utils.Database) -> list[str]:
+    """The centres that have submissions, each found by one probe of the centre-led index (no
+    scan of the table, however many rows)."""
+    found: list[str] = []
+    while (row := db.execute("SELECT min(centre) FROM submissions WHERE centre > ?",
+                             [found[-1] if found else ""]).fetchone()) and row[0] is not None:
+        found.append(row[0])
+    return found
+
+
+def purge(db: sqlite_utils.Database, older_than_days: int, *, centre: str | None = None,
+          staff: dict | None = None, batch: int = PURGE_BATCH) -> int:
+    """Delete the submissions created more than `older_than_days` days ago, of one centre or (with
+    no `centre`) of every centre, with their notes and notices, `batch` rows per BEGIN IMMEDIATE
+    transaction so that shares are never held up for long; audit each centre's total in its own
+    trail with its last batch; drop share attempts that no longer count; then checkpoint. Return
+    how many submissions were deleted."""
     before = cutoff(older_than_days)
+    deleted = 0
+    for each in [centre] if centre else centres_with_submissions(db) or [dbmod.INSTALLATION]:
+        deleted += _purge_centre(db, each, before, older_than_days, staff, batch)
+    with dbmod.immediate(db):
+        # per-address counts of shares (keyed hashes) older than the window count nothing any more
+        db.execute("DELETE FROM share_attempts WHERE at <= ?", [time.time() - dbmod.SHARE_WINDOW])
+    checkpoint(db)
+    log.info("purged %d submissions older than %d days%s", deleted, older_than_days,
+             f" of centre {centre}" if centre else "")
+    return deleted
+
+
+def _purge_centre(db: sqlite_utils.Database, centre: str, before: str, older_than_days: int,
+                  staff: dict | None, batch: int) -> int:
+    """purge() for one centre, through its (centre, created_at, id) index."""
     deleted = 0
     while True:
         with dbmod.immediate(db):
             ids = [row[0] for row in db.execute(
-                "SELECT id FROM submissions WHERE created_at < ? ORDER BY created_at LIMIT ?", [before, batch])]
+                "SELECT id FROM submissions WHERE centre = ? AND created_at < ? ORDER BY created_at LIMIT ?",
+                [centre, before, batch])]
             _delete(db, ids)
             deleted += len(ids)
             done = len(ids) < batch
             if done:
                 # counts and days only: the audit trail outlives the data it describes
-                dbmod.audit(db, action="purge", staff=staff,
+                dbmod.audit(db, action="purge", staff=staff, centre=centre,
                             detail=f"{deleted} submissions older than {older_than_days} days")
         if done:
-            break
-    checkpoint(db)
-    log.info("purged %d submissions older than %d days", deleted, older_than_days)
-    return deleted
+            return deleted
 
 
-def erase_submission(db: sqlite_utils.Database, submission_id: int, *, staff: dict | None) -> str | None:
-    """Delete one submission with its notes and notices (the right to erasure); audit it by its
-    reference; then checkpoint. Return the reference, or None when there is no such submission."""
+def erase_submission(db: sqlite_utils.Database, submission_id: int, *, centre: str,
+                     staff: dict | None) -> str | None:
+    """Delete one of `centre`'s submissions with its notes and notices (the right to erasure);
+    audit it by its reference; then checkpoint. Return the reference, or None when `centre` has no
+    such submission (another centre's is not touched)."""
     with dbmod.immediate(db):
-        row = db.execute("SELECT reference FROM submissions WHERE id = ?", [submission_id]).fetchone()
+        row = db.execute("SELECT reference FROM submissions WHERE id = ? AND centre = ?",
+                         [submission_id, centre]).fetchone()
         if row is None:
             return None
         reference = row[0]
         _delete(db, [submission_id])
-        dbmod.audit(db, action="erase", staff=staff, submission_id=submission_id, reference=reference)
+        dbmod.audit(db, action="erase", staff=staff, submission_id=submission_id, reference=reference,
+                    centre=centre)
     checkpoint(db)
     log.info("erased submission %s", reference)
     return reference
@@ -113,24 +143,32 @@ def init_app(app) -> None:
     @click.command("purge")
     @click.option("--older-than", "days", required=True, type=click.IntRange(0, MAX_DAYS),
                   metavar="DAYS", help="Delete the submissions created more than DAYS days ago.")
+    @click.option("--centre", default=None, metavar="SLUG",
+                  help="Only this centre's submissions (default: every centre's).")
     @with_appcontext
-    def purge_command(days: int) -> None:
+    def purge_command(days: int, centre: str | None) -> None:
         """Delete shared submissions older than DAYS days, with their notes, and remove their
         bytes from the database files. Run it from cron to keep data no longer than needed.
 
+        \b
         Example: screening purge --older-than 365
+                 screening purge --older-than 90 --centre exemple-barcelona
         """
         from flask import current_app
 
+        centres = current_app.extensions.get("screening.centres", {})
+        if centre is not None and centre not in centres:
+            raise click.ClickException(f"there is no centre {centre!r}; the centres are: {', '.join(centres)}")
         try:
             conn = dbmod.connect(current_app.config["DATABASE"])
             try:
-                deleted = purge(conn, days)
+                deleted = purge(conn, days, centre=centre)
             finally:
                 conn.close()
         except (dbmod.StorageError, dbmod.OperationalError) as e:
             # each batch is its own transaction: the ones before the failure stay deleted
             raise click.ClickException(f"the purge stopped: the database cannot be written ({e})") from None
-        click.echo(f"Deleted {deleted} submissions older than {days} days.")
+        click.echo(f"Deleted {deleted} submissions older than {days} days"
+                   + (f" of centre {centre}." if centre else "."))
 
     app.cli.add_command(purge_command)

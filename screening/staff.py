@@ -4,6 +4,10 @@ status and decision, the CSV export, the audit trail and the rules pages.
 Deny by default: `require_staff` runs before every view of this blueprint, so a view added later
 without a decorator still needs a login. Views validate, call review.py (which holds the SQL) and
 render; every successful POST redirects (post/redirect/get).
+
+Scoped by centre: views reach the data only through `store()`, a review.CentreStore built from the
+logged-in account's centre, so another centre's submission is a 404 as if it did not exist. Every
+time shown to staff goes through the `staff_time` filter, in the centre's time zone, named.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from . import db as dbmod
-from . import i18n, retention, review
+from . import i18n, review
 from .auth import admin_required, require_staff
 from .characters import forbidden_characters
 from .engine import AnswerErrors, question_text, screen
@@ -59,9 +63,39 @@ EXPORT_HEADINGS = {
     "reasons": _l("Reasons"), "rules_version": _l("Rules version")}
 
 
-def staff_zone() -> str:
-    """The time zone staff times are written in (the CSV's; the pages use the `when` macro)."""
-    return current_app.config["TIMEZONE"]
+def centre_zone() -> str:
+    """The time zone of the logged-in account's centre (the app's TIMEZONE if its file is gone)."""
+    staff = g.get("staff")
+    centre = current_app.extensions["screening.centres"].get(staff["centre"]) if staff else None
+    return centre.timezone if centre is not None else current_app.config["TIMEZONE"]
+
+
+def store() -> review.CentreStore:
+    """The one way the views reach submissions, notes, counts, export, audit and erasure: narrowed
+    to the logged-in account's centre (require_staff has made sure there is one)."""
+    if not g.staff.get("centre"):
+        # an account written by an older version during an upgrade, before it was given a centre:
+        # it may see nothing rather than everything
+        abort(403)
+    if "centre_store" not in g:
+        g.centre_store = review.CentreStore(dbmod.get_db(), g.staff["centre"], centre_zone())
+    return g.centre_store
+
+
+def zone_name(moment: datetime) -> str:
+    """The zone of a local time as people read it: its abbreviation (CET, CEST), or its UTC offset
+    when the zone has none (some write '-03')."""
+    abbreviation = moment.tzname() or ""
+    offset = moment.strftime("%z")
+    return abbreviation if abbreviation.isalpha() else f"UTC{offset[:3]}:{offset[3:]}"
+
+
+@bp.app_template_filter("staff_time")
+def staff_time(iso: str | None) -> str:
+    """A stored UTC time as staff read it: in their centre's time zone, with the zone named
+    ('2026-12-01 23:10 CET'), so nobody has to guess."""
+    moment = review.local_time(iso, centre_zone())
+    return f"{moment:%Y-%m-%d %H:%M} {zone_name(moment)}" if moment else ""
 
 
 @bp.context_processor
@@ -108,7 +142,7 @@ def _services() -> set[str]:
 
 def _dashboard(filters, errors, page=None, status=200):
     """Render the dashboard; without a page (bad filter) only the form with its errors."""
-    counts = review.attention_counts(dbmod.get_db())
+    counts = store().attention_counts()
     chosen = request.args.get("sep")
     separator = chosen if chosen in review.SEPARATORS else default_separator()
     return render_template("staff/dashboard.html", filters=filters, errors=errors, page=page, counts=counts,
@@ -124,7 +158,7 @@ def dashboard():
     errors.update(page_errors)
     if errors:
         return _dashboard(filters, errors, status=400)
-    page = review.list_page(dbmod.get_db(), filters, before=before, after=after)
+    page = store().list_page(filters, before=before, after=after)
     return _dashboard(filters, errors, page)
 
 
@@ -139,7 +173,7 @@ def default_separator() -> str:
 
 def export_words() -> review.ExportWords:
     """The export's words: the staff member's language, the centre's time zone."""
-    zone = staff_zone()
+    zone = centre_zone()
     headings = {key: str(text) for key, text in EXPORT_HEADINGS.items()}
     headings["created_at"] = _("Received (%(zone)s)", zone=zone)
     return review.ExportWords(ruleset(), i18n.current(), zone, headings,
@@ -156,9 +190,10 @@ def export():
     if separator not in review.SEPARATORS:
         errors["sep"] = review.INVALID
     if errors:
-        page = None if set(errors) - {"sep"} else review.list_page(dbmod.get_db(), filters)
+        page = None if set(errors) - {"sep"} else store().list_page(filters)
         return _dashboard(filters, errors, page, status=400)
-    review.record_export(dbmod.get_db(), filters, g.staff)
+    scoped = store()
+    scoped.record_export(filters, g.staff)
     words = export_words()
     path = current_app.config["DATABASE"]
 
@@ -170,7 +205,7 @@ def export():
         writer = csv.writer(buffer, delimiter=review.SEPARATORS[separator])
         writer.writerow([review.neutralise(h) for h in words.header()])
         # a fresh connection: each page is its own short read, none stays open for the download
-        for row in review.export_rows(lambda: dbmod.connect(path), filters, words):
+        for row in scoped.export_rows(lambda: dbmod.connect(path), filters, words):
             writer.writerow(row)
             if buffer.tell() >= EXPORT_CHUNK:
                 yield buffer.getvalue()
@@ -186,8 +221,8 @@ def export():
 # --- one submission ---------------------------------------------------------------------------------
 
 def _submission_or_404(submission_id: int) -> dict:
-    """The submission, or a 404 page."""
-    submission = review.get_submission(dbmod.get_db(), submission_id)
+    """The centre's submission, or a 404 page (also when it is another centre's)."""
+    submission = store().get_submission(submission_id)
     if submission is None:
         abort(404)
     return submission
@@ -204,7 +239,7 @@ def _detail(submission, *, status_form=None, note_form=None, erase_form=None, st
         contact_href=review.contact_href(submission["contact"]),
         answers=review.answer_rows(rs, submission), gone=review.answered_questions(rs, submission)[1],
         rejudged=review.rejudge(rs, submission),
-        notes=review.list_notes(dbmod.get_db(), submission["id"]), status_form=status_form,
+        notes=store().list_notes(submission["id"]), status_form=status_form,
         note_form=note_form or NoteForm(formdata=None), erase_form=erase_form or EraseForm(formdata=None),
         statuses=dbmod.STATUSES, decisions=("", *review.DECISIONS), saved=request.args.get("saved")), status
 
@@ -213,7 +248,7 @@ def _detail(submission, *, status_form=None, note_form=None, erase_form=None, st
 def submission(submission_id: int):
     """Everything about one submission; the view is audited."""
     sub = _submission_or_404(submission_id)
-    review.record_view(dbmod.get_db(), sub, g.staff)
+    store().record_view(sub, g.staff)
     return _detail(sub)
 
 
@@ -224,8 +259,7 @@ def set_status(submission_id: int):
     form = StatusForm()
     if not form.validate():
         return _detail(sub, status_form=form, status=422)
-    if review.set_status(dbmod.get_db(), submission_id, form.status.data, form.decision.data or None,
-                         g.staff) is None:
+    if store().set_status(submission_id, form.status.data, form.decision.data or None, g.staff) is None:
         abort(404)
     return redirect(url_for(".submission", submission_id=submission_id, saved="status"))
 
@@ -237,7 +271,7 @@ def add_note(submission_id: int):
     form = NoteForm()
     if not form.validate():
         return _detail(sub, note_form=form, status=422)
-    if not review.add_note(dbmod.get_db(), submission_id, form.body.data, g.staff):
+    if not store().add_note(submission_id, form.body.data, g.staff):
         abort(404)
     return redirect(url_for(".submission", submission_id=submission_id, saved="note", _anchor="notes"))
 
@@ -250,7 +284,7 @@ def erase(submission_id: int):
     form = EraseForm()
     if not form.validate():
         return _detail(sub, erase_form=form, status=422)
-    if retention.erase_submission(dbmod.get_db(), submission_id, staff=g.staff) is None:
+    if store().erase(submission_id, g.staff) is None:
         abort(404)
     return redirect(url_for(".dashboard", notice="erased"))
 
@@ -273,7 +307,7 @@ def audit():
     if errors:
         return render_template("staff/audit.html", rows=[], older=None, errors=errors, typed=typed,
                                reference=reference), 400
-    rows, older = review.list_audit(dbmod.get_db(), reference=reference, before_id=before_id)
+    rows, older = store().list_audit(reference=reference, before_id=before_id)
     for row in rows:
         row["words"] = review.audit_words(row)
     return render_template("staff/audit.html", rows=rows, older=older, errors=errors, typed=typed,

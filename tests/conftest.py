@@ -12,6 +12,7 @@ from screening.rules import default_rules_dir, load_rules
 
 RED_FLAGS = ["intense_pain", "persistent_pain", "recent_injury", "radiating_pain", "tingling_or_weakness",
              "spinal_condition", "fever", "skin_problem_in_area", "ongoing_diagnosis"]
+CENTRE = "exemple-barcelona"     # the one centre rules/ ships, which the app then serves by default
 SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", "back-and-neck-massage",
          "deep-tissue-massage"]
 
@@ -55,6 +56,19 @@ class EnglishClient(FlaskClient):
 def _english_test_clients(monkeypatch):
     """Every app's test_client() is an EnglishClient (apps built by create_app directly too)."""
     monkeypatch.setattr(Flask, "test_client_class", EnglishClient)
+def add_centre(folder: Path, slug: str, *, name: str, timezone: str = "Europe/Madrid",
+               notify_to: str | None = None) -> Path:
+    """Add a centre file to a rules folder: a copy of the shipped centre with another slug, name,
+    time zone and notice address (none when notify_to is None)."""
+    text = (folder / "centres" / f"{CENTRE}.toml").read_text()
+    for old, new in [('name = "Espai Massatge Exemple"', f'name = "{name}"'),
+                     ('timezone = "Europe/Madrid"', f'timezone = "{timezone}"'),
+                     ('notify_to = "recepcio@exemple.example.org"', f'notify_to = "{notify_to}"' if notify_to else "")]:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = folder / "centres" / f"{slug}.toml"
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -124,17 +138,18 @@ def conn(db_file):
 
 @pytest.fixture
 def make_submission(db):
-    """Store a shared submission directly; keyword arguments override any column."""
+    """Store a shared submission directly (of CENTRE unless centre= says); keyword arguments
+    override any column."""
     counter = iter(range(10**9))
 
-    def build(**overrides):
+    def build(centre=CENTRE, **overrides):
         record = {"service": "decontracting-back-massage", "outcome": "proceed",
                   "answers": {f: "no" for f in RED_FLAGS} | {"pregnant": "no"},
                   "fired_rules": [], "suggestions": [], "rules_version": "test", "locale": "en",
                   "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}
         nonce = overrides.pop("nonce", f"nonce-{next(counter)}")
         record.update(overrides)
-        reference, _ = dbmod.store_submission(db, nonce=nonce, record=record)
+        reference, _ = dbmod.store_submission(db, nonce=nonce, record=record, centre=centre)
         return dbmod.find_by_reference(db, reference)
     return build
 
@@ -160,14 +175,14 @@ def _fast_logins(monkeypatch):
 
 @pytest.fixture
 def make_staff(db):
-    """Create a staff account: make_staff(role="admin", email=..., password=..., name=...).
-    Returns the account (id, email, name, role, active...) plus the "password" used."""
+    """Create a staff account: make_staff(role="admin", email=..., password=..., name=..., centre=...).
+    Returns the account (id, email, name, role, active, centre...) plus the "password" used."""
     counter = iter(range(10**9))
 
-    def build(role="staff", email=None, password=STAFF_PASSWORD, name=None):
+    def build(role="staff", email=None, password=STAFF_PASSWORD, name=None, centre=CENTRE):
         email = email or f"{role}{next(counter)}@centre.example"
         staff = accounts.create_staff(db, email=email, password=password, name=name or f"Sam {role.title()}",
-                                      role=role)
+                                      role=role, centre=centre)
         return {**staff, "password": password}
     return build
 

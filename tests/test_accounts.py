@@ -31,7 +31,7 @@ def test_password_is_stored_as_argon2id_never_in_clear(db, make_staff):
 ])
 def test_it_refuses_invalid_accounts(db, email, password, role, code):
     with pytest.raises(accounts.AccountError) as e:
-        accounts.create_staff(db, email=email, password=password, role=role)
+        accounts.create_staff(db, email=email, password=password, role=role, centre="exemple-barcelona")
     assert e.value.code == code
     assert db["staff"].count == 0
 
@@ -49,7 +49,8 @@ def test_right_password_starts_a_session_that_loads_the_account(db, make_staff):
     result = accounts.attempt_login(db, staff["email"].upper(), staff["password"], "10.0.0.1", **LIMITS)
     assert result.staff["id"] == staff["id"] and result.token
     assert accounts.load_session(db, result.token, **TIMEOUTS) == {
-        "id": staff["id"], "email": staff["email"], "name": staff["name"], "role": "admin"}
+        "id": staff["id"], "email": staff["email"], "name": staff["name"], "role": "admin",
+        "centre": "exemple-barcelona"}
 
 
 def test_the_token_itself_is_not_stored(db, make_staff):

@@ -1,6 +1,8 @@
 """The audit trail page: admins only, newest first, paged, filtered by reference."""
 import re
 
+from conftest import CENTRE
+
 ROW_RE = re.compile(r'<tr data-audit="(\d+)" data-action="(\w+)">(.*?)</tr>', re.S)
 
 
@@ -117,10 +119,12 @@ def test_an_export_says_how_many_and_which_filter_in_words(admin_client, make_su
 
 
 def test_entries_written_before_the_words_still_read(db, admin_client):
-    db.execute("INSERT INTO audit_log (at, action, detail) VALUES ('2026-01-01T00:00:00+00:00', 'export', ?)",
-               ['{"outcome": "proceed"}'])
-    db.execute("INSERT INTO audit_log (at, action, detail) VALUES ('2026-01-01T00:00:01+00:00', 'purge', ?)",
-               ["12 submissions older than 180 days"])
+    db.execute("INSERT INTO audit_log (at, action, detail, centre)"
+               " VALUES ('2026-01-01T00:00:00+00:00', 'export', ?, ?)",
+               ['{"outcome": "proceed"}', CENTRE])
+    db.execute("INSERT INTO audit_log (at, action, detail, centre)"
+               " VALUES ('2026-01-01T00:00:01+00:00', 'purge', ?, ?)",
+               ["12 submissions older than 180 days", CENTRE])
     db.conn.commit()
     said = {action: what(html) for _, action, html in entries(admin_client.get("/staff/audit"))}
     assert said["export"] == "Exported to a spreadsheet"

@@ -31,6 +31,7 @@ from browser_helpers import (
     submit_any_language,
     tab_to,
 )
+from conftest import CENTRE
 from playwright.sync_api import expect, sync_playwright
 
 from screening import accounts, create_app
@@ -64,7 +65,8 @@ def site(tmp_path_factory):
     conn = dbmod.connect(database)
     try:
         # an admin sees the longest staff menu, the hardest case for a phone-width header
-        accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin", role="admin")
+        accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin", role="admin",
+                              centre=CENTRE)
         reference, _ = dbmod.store_submission(conn, nonce="browser-nonce-1", record={
             "service": "decontracting-back-massage", "outcome": "consult_professional",
             "answers": {f: "no" for f in RED_FLAGS} | {"intense_pain": "yes", "professional_cleared": "no",
@@ -73,7 +75,7 @@ def site(tmp_path_factory):
             "fired_rules": [{"rule": "intense_pain", "outcome": "consult_professional", "not_sure": False,
                              "cleared": False}],
             "suggestions": ["neck_tension"], "rules_version": "test", "locale": "en",
-            "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()})
+            "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}, centre=CENTRE)
         submission_id = dbmod.find_by_reference(conn, reference)["id"]
     finally:
         conn.close()

@@ -1,7 +1,10 @@
 """The staff dashboard: the list of shared submissions, its filters, search, paging and counts."""
 import re
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import CENTRE
 
 from screening import db as dbmod
 from screening import review
@@ -96,11 +99,18 @@ def test_it_filters_by_status(staff_client, make_submission):
     assert wanted["id"] not in ids(staff_client.get("/staff/?status=new"))
 
 
+def madrid(local: str) -> str:
+    """A wall-clock time at the centre (Europe/Madrid, the shipped centre's zone) as stored: UTC text."""
+    moment = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo("Europe/Madrid"))
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def test_it_filters_by_date_range_with_both_ends_included(staff_client, make_submission, db):
+    """The days are the centre's days (Europe/Madrid), not UTC's."""
     subs = [make_submission() for _ in range(4)]
     for sub, day in zip(subs, ["2025-03-09T23:59:59.999999", "2025-03-10T00:00:00.000000",
                                "2025-03-11T23:59:59.999999", "2025-03-12T00:00:00.000000"]):
-        set_created(db, sub["id"], day + "+00:00")
+        set_created(db, sub["id"], madrid(day))
     response = staff_client.get("/staff/?from=2025-03-10&to=2025-03-11")
     assert ids(response) == [subs[2]["id"], subs[1]["id"]]
     assert ids(staff_client.get("/staff/?from=2025-03-12")) == [subs[3]["id"]]
@@ -224,22 +234,28 @@ def test_it_counts_what_needs_attention_per_outcome(staff_client, make_submissio
     assert re.search(r'data-attention="consult_professional">.*?Consult a health professional</span>: '
                      r'<strong>3</strong>', page, re.S)
     assert re.search(r'data-attention="tell_centre">.*?Tell the centre</span>: <strong>3</strong>', page, re.S)
-    assert review.attention_counts(db) == {"tell_centre": 3, "consult_professional": 3}
+    assert review.attention_counts(db, centre=CENTRE) == {"tell_centre": 3, "consult_professional": 3}
+    assert review.attention_counts(db, centre="another-centre") == {"tell_centre": 0, "consult_professional": 0}
 
 
 def test_the_dashboard_queries_use_the_indexes(db, make_submission):
-    """Every filter the dashboard offers is answered from an index, not a scan of the table."""
+    """Every filter the dashboard offers is answered from an index that starts with the centre,
+    not a scan of the table nor of every centre's rows."""
     cursor = review.Cursor("2025-01-01T00:00:00+00:00", 5)
     reference = make_submission()["reference"]
     for filters in [review.Filters(), review.Filters(outcome="proceed"), review.Filters(status="new"),
                     review.Filters(service="back-massage"), review.Filters(date_from="2025-01-01"),
+                    review.Filters(date_to="2025-01-01"), review.Filters(outcome="proceed", status="new"),
                     review.Filters(q=reference.lower().replace("-", " "))]:
-        where, params = review._where(db, filters)
+        where, params = review._where(db, filters, centre=CENTRE, zone="Europe/Madrid")
         where.append("(created_at, id) < (?, ?)")
         plan = " ".join(row[-1] for row in db.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM submissions WHERE " + " AND ".join(where)
             + " ORDER BY created_at DESC, id DESC LIMIT 51", [*params, cursor.created_at, cursor.id]).fetchall())
-        assert "USING" in plan and "INDEX" in plan, (filters, plan)
+        if filters.q:   # a reference is unique across the installation; its centre is checked on the one row
+            assert re.search(r"USING (COVERING )?INDEX idx_submissions_reference \(reference=\?\)", plan), plan
+        else:
+            assert re.search(r"USING (COVERING )?INDEX idx_submissions_centre\w* \(centre=\?", plan), (filters, plan)
         assert "TEMP B-TREE" not in plan, (filters, plan)
 
 

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import CENTRE
 
 from screening import db as dbmod
 from screening import review
@@ -193,7 +194,7 @@ def test_each_page_is_its_own_read_on_a_connection_closed_at_the_end(app, make_s
 
     with app.test_request_context():
         words = review.ExportWords(app.extensions["screening.rules"], "en", "UTC", {}, {}, {})
-    rows = review.export_rows(connect, review.Filters(), words, page_size=2)
+    rows = review.export_rows(connect, review.Filters(), words, page_size=2, centre=CENTRE)
     first = next(rows)
     assert len(first) == len(review.EXPORT_COLUMNS) + len(words.ruleset.questions)
     # between rows no transaction is held open on the export's connection

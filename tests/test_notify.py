@@ -11,7 +11,7 @@ from email import policy
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import all_no, edit
+from conftest import CENTRE, all_no, edit
 
 from screening import db as dbmod
 from screening import notify
@@ -95,6 +95,15 @@ def down_server():
     s.stop()
 
 
+CENTRE_ADDRESS = "recepcio@exemple.example.org"    # notify_to of the shipped centre file
+
+
+def without_centre_address(rules_copy):
+    """The rules folder with the centre's notify_to removed."""
+    edit(rules_copy, "centres/exemple-barcelona.toml", f'notify_to = "{CENTRE_ADDRESS}"', "")
+    return rules_copy
+
+
 def settings(port):
     return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": port, "NOTIFY_TO": "centre@example.org",
             "NOTIFY_FROM": "screening@example.org", "BASE_URL": "https://centre.example.org/"}
@@ -122,7 +131,8 @@ def queue(app, outcome="tell_centre", **overrides):
               "fired_rules": [], "suggestions": [], "rules_version": "test", "locale": "en",
               "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}
     record.update(overrides)
-    reference, _ = dbmod.store_submission(conn, nonce=dbmod.new_reference(), record=record, notify=True)
+    reference, _ = dbmod.store_submission(conn, nonce=dbmod.new_reference(), record=record, centre=CENTRE,
+                                          notify=True)
     conn.close()
     return reference
 
@@ -143,6 +153,21 @@ def submission_id(app, reference):
 
 # --- through the client's form ------------------------------------------------------------------
 
+def test_a_centre_without_its_own_address_has_its_notices_sent_to_notify_to(make_app, server, rules_copy):
+    app = make_app(**settings(server.port), RULES_DIR=str(without_centre_address(rules_copy)))
+    app.test_client().post("/screening/back-massage", data=shared(fever="yes"))
+
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) == 1)
+    assert server.inbox.messages[0]["To"] == "centre@example.org"
+
+
+def test_the_centres_address_is_enough_without_notify_to(make_app, server):
+    app = make_app(**(settings(server.port) | {"NOTIFY_TO": None}))
+    app.test_client().post("/screening/back-massage", data=shared(fever="yes"))
+
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) == 1)
+    assert server.inbox.messages[0]["To"] == CENTRE_ADDRESS
+
 def test_a_shared_screening_that_needs_attention_mails_the_centre_once(notify_app, server):
     response = notify_app.test_client().post("/screening/back-massage", data=shared(fever="yes"))
     assert response.status_code == 200
@@ -155,7 +180,7 @@ def test_a_shared_screening_that_needs_attention_mails_the_centre_once(notify_ap
     assert row["sent_at"] is not None
     assert row["reference"] in message["Subject"]
     assert "Consult a health professional" in message["Subject"]
-    assert message["To"] == "centre@example.org"
+    assert message["To"] == CENTRE_ADDRESS       # the centre's notify_to, not NOTIFY_TO
     assert message["From"] == "screening@example.org"
     assert row["reference"] in body
     assert "Back massage" in body
@@ -184,9 +209,13 @@ def test_a_screening_that_is_only_checked_sends_no_mail(notify_app, server):
     assert server.inbox.messages == []
 
 
-@pytest.mark.parametrize("missing", ["SMTP_HOST", "NOTIFY_TO"])
-def test_no_notice_is_queued_or_sent_when_notices_are_off(make_app, server, missing):
-    app = make_app(**(settings(server.port) | {missing: None}))
+@pytest.mark.parametrize("missing", ["SMTP_HOST", "NOTIFY_TO and the centre's notify_to"])
+def test_no_notice_is_queued_or_sent_when_notices_are_off(make_app, server, rules_copy, missing):
+    if missing == "SMTP_HOST":
+        app = make_app(**(settings(server.port) | {"SMTP_HOST": None}))
+    else:
+        rules_dir = str(without_centre_address(rules_copy))
+        app = make_app(**(settings(server.port) | {"NOTIFY_TO": None, "RULES_DIR": rules_dir}))
 
     app.test_client().post("/screening/back-massage", data=shared(fever="yes"))
     result = app.test_cli_runner().invoke(args=["send-notices"])

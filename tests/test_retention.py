@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import CENTRE
 
 from screening import db as dbmod
 from screening import retention
@@ -24,7 +25,8 @@ def store(conn, tag, *, days_old=0, notify=False):
               "answers": {"fever": "no", "notes": f"{tag}-ANSWER my shoulder"},
               "fired_rules": ["r1"], "suggestions": [], "rules_version": "test", "locale": "en",
               "name": f"{tag}-NAME", "contact": f"{tag}-CONTACT@example.org", "consent_at": dbmod.now()}
-    reference, _ = dbmod.store_submission(conn, nonce=f"nonce-{tag}", record=record, notify=notify)
+    reference, _ = dbmod.store_submission(conn, nonce=f"nonce-{tag}", record=record, centre=CENTRE,
+                                          notify=notify)
     submission_id = conn.execute("SELECT id FROM submissions WHERE reference = ?", [reference]).fetchone()[0]
     with dbmod.immediate(conn):
         conn.execute("INSERT INTO notes (submission_id, body, created_at) VALUES (?, ?, ?)",
@@ -68,7 +70,7 @@ def test_erasure_removes_the_bytes_of_one_submission_and_keeps_the_others(db_fil
     store(conn, "CANARY-KEEP-8WD")
     assert all(c in raw_bytes(db_file) for c in canaries("CANARY-ERASE-3MX"))
 
-    reference = retention.erase_submission(conn, gone, staff=None)
+    reference = retention.erase_submission(conn, gone, centre=CENTRE, staff=None)
 
     assert reference is not None
     on_disk = raw_bytes(db_file)
@@ -136,7 +138,7 @@ def test_erasure_is_audited_by_reference_only_and_deletes_notes_and_notices(conn
     kept = store(conn, "OTHER", notify=True)
     reference = conn.execute("SELECT reference FROM submissions WHERE id = ?", [gone]).fetchone()[0]
 
-    assert retention.erase_submission(conn, gone, staff={"id": 1, "email": "a@example.org"}) == reference
+    assert retention.erase_submission(conn, gone, centre=CENTRE, staff={"id": 1, "email": "a@example.org"}) == reference
 
     assert [r[0] for r in conn.execute("SELECT submission_id FROM notes")] == [kept]
     assert [r[0] for r in conn.execute("SELECT submission_id FROM outbox")] == [kept]
@@ -146,7 +148,7 @@ def test_erasure_is_audited_by_reference_only_and_deletes_notes_and_notices(conn
 
 
 def test_erasing_an_unknown_submission_returns_none_and_audits_nothing(conn):
-    assert retention.erase_submission(conn, 12345, staff=None) is None
+    assert retention.erase_submission(conn, 12345, centre=CENTRE, staff=None) is None
     assert conn["audit_log"].count == 0
 
 
@@ -241,7 +243,7 @@ def test_the_search_index_loses_the_bytes_of_erased_and_purged_submissions(db_fi
         "SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH '\"qzx-7wj\"'")] == [gone]
 
     if how == "erase":
-        retention.erase_submission(conn, gone, staff=None)
+        retention.erase_submission(conn, gone, centre=CENTRE, staff=None)
     else:
         retention.purge(conn, 365)
 

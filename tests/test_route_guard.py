@@ -1,11 +1,17 @@
-"""Deny by default: every route is either on the public allow-list or refuses a stranger.
+"""Deny by default: every route is either on the public allow-list or refuses a stranger; and
+every staff route, walked as a member of one centre with another centre's ids, finds nothing.
 
-A view added later without thinking about access fails this test instead of leaking submissions.
+A view added later without thinking about access, or reading the database without the centre
+store, fails this test instead of leaking submissions.
 """
+import html
 import re
 
 import pytest
-from conftest import SLUGS
+from conftest import CENTRE, SLUGS, STAFF_PASSWORD, add_centre, login
+
+from screening import accounts, review
+from screening import db as dbmod
 
 PUBLIC = [
     r"/",
@@ -78,3 +84,171 @@ def test_staff_pages_are_not_on_the_public_list(rule):
 def test_nothing_public_sets_the_staff_cookie(client):
     for url in ["/", f"/services/{SLUGS[0]}", f"/screening/{SLUGS[0]}", "/healthz", "/staff/login"]:
         assert "screening_staff" not in client.get(url).headers.get("Set-Cookie", "")
+
+
+# --- centres: every staff route, walked as centre A with centre B's ids (issue 9) -------------------
+
+OTHER = "centre-b"
+B_NAME = "Bartholomew Leakname"            # what A must never see: B's names, contacts, references, notes
+B_EMAIL = "bart.leak@b-centre.example"
+B_PHONE = "+34 699 111 222"
+B_NOTE = "Private note of centre B"
+
+
+@pytest.fixture
+def two_centres(make_app, rules_copy):
+    """An app with two centres (the shipped one, A, and centre-b), a member of each, and
+    screenings in each (B's with a note and a status)."""
+    add_centre(rules_copy, OTHER, name="Centre B", timezone="America/New_York", notify_to="desk@b-centre.example")
+    app = make_app(RULES_DIR=str(rules_copy))
+    conn = dbmod.connect(app.config["DATABASE"])
+    made = {}
+    for centre, names in ((CENTRE, [("Alice Ownrow", "alice@a-centre.example")]),
+                          (OTHER, [(B_NAME, B_EMAIL), ("Berta Otherrow", B_PHONE)])):
+        for name, contact in names:
+            record = {"service": SLUGS[0], "outcome": "consult_professional", "answers": {"fever": "yes"},
+                      "fired_rules": [{"rule": "fever", "outcome": "consult_professional"}], "suggestions": [],
+                      "rules_version": "test", "locale": "en", "name": name, "contact": contact,
+                      "consent_at": dbmod.now()}
+            reference, _ = dbmod.store_submission(conn, nonce=f"nonce-{name}", record=record, centre=centre)
+            made.setdefault(centre, []).append(dbmod.find_by_reference(conn, reference))
+    staff = {centre: accounts.create_staff(conn, email=f"admin@{centre}.example", password=STAFF_PASSWORD,
+                                           role="admin", centre=centre) for centre in (CENTRE, OTHER)}
+    b_sub = made[OTHER][0]
+    review.add_note(conn, b_sub["id"], B_NOTE, staff[OTHER], centre=OTHER)
+    review.set_status(conn, b_sub["id"], "reviewed", "postpone", staff[OTHER], centre=OTHER)
+    conn.close()
+    app.made, app.staff = made, staff
+    return app
+
+
+def b_secrets(app):
+    """Every piece of centre B's data that may not reach a member of A, as it would appear in a
+    page (HTML-escaped) or a CSV."""
+    pieces = [B_NAME, B_EMAIL, B_PHONE, B_NOTE, "Berta Otherrow"]
+    pieces += [sub["reference"] for sub in app.made[OTHER]]
+    return pieces + [html.escape(p) for p in pieces]
+
+
+def b_queries(app):
+    """Query strings that would show B's rows if anything were not scoped: searches by B's name,
+    phone, e-mail and reference (typed so that the page's echo of the search is not B's stored
+    text), filters matching B's rows, page cursors at B's rows, and the audit trail by B's reference."""
+    b_sub, b_phone_sub = app.made[OTHER]
+    typed_reference = b_sub["reference"].lower().replace("-", " ")
+    cursor = review.Cursor(b_sub["created_at"], b_sub["id"]).token()
+    return [{}, {"q": "bartholomew"}, {"q": "leakname"}, {"q": "699111222"}, {"q": "699 111 222"},
+            {"q": "bart.leak@b-centre"}, {"q": typed_reference}, {"outcome": "consult_professional"},
+            {"status": "reviewed"}, {"service": SLUGS[0], "from": "2000-01-01", "to": "9999-12-30"},
+            {"before": cursor}, {"after": cursor}, {"reference": typed_reference},
+            {"submission_id": str(b_sub["id"]), "id": str(b_phone_sub["id"])}]
+
+
+def b_url(rule, app):
+    """The rule's URL with centre B's ids, reference and slug in its path."""
+    b_sub = app.made[OTHER][0]
+    values = {}
+    for name, converter in rule._converters.items():
+        kind = type(converter).__name__
+        if kind in ("IntegerConverter", "NumberConverter"):
+            values[name] = b_sub["id"]
+        elif name in ("slug", "service"):
+            values[name] = SLUGS[0]
+        elif name == "reference":
+            values[name] = b_sub["reference"]
+        elif name == "centre":
+            values[name] = OTHER
+        else:
+            values[name] = "x"
+    return rule.build(values, append_unknown=False)[1]
+
+
+def without_echo(body, query):
+    """A page without the request's own query values (as typed, and as a reference once normalised):
+    a page may repeat what was searched for, which is not a leak."""
+    for value in query.values():
+        for form in (value, dbmod.normalize_reference(value)):
+            if form:
+                body = body.replace(form, "").replace(html.escape(form), "")
+    return body
+
+
+def walk_as_a(app):
+    """Every staff route with every method and every query, as an admin of centre A with B's ids;
+    return the leaks found (a route whose path names a B submission must answer 404, exactly as for
+    one that does not exist, and no answer may hold B's data)."""
+    client = app.test_client()
+    a_admin = app.staff[CENTRE]
+    assert login(client, a_admin["email"], STAFF_PASSWORD).status_code == 302
+    secrets = b_secrets(app)
+    form = {"status": "closed", "decision": "postpone", "body": "A's note", "confirm": "y"}
+    leaks = []
+    rules = sorted(staff_rules(app), key=lambda r: r.endpoint == "auth.logout")   # log out last
+    for rule in rules:
+        url = b_url(rule, app)
+        names_b = bool(rule.arguments)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for query in b_queries(app) if method == "GET" else [{}]:
+                response = client.open(url, method=method, query_string=query, data=form)
+                body = without_echo(response.get_data(as_text=True), query)
+                seen = [s for s in secrets if s in body]
+                if seen or (names_b and response.status_code != 404):
+                    leaks.append(f"{method} {url} {query} -> {response.status_code} {seen}")
+    return leaks
+
+
+def test_a_member_of_one_centre_finds_nothing_of_another_on_any_staff_route(two_centres):
+    leaks = walk_as_a(two_centres)
+    assert leaks == []
+
+    # and nothing of B's changed: not erased, no note or status from A, nothing in B's trail by A
+    conn = dbmod.connect(two_centres.config["DATABASE"])
+    try:
+        b_sub = two_centres.made[OTHER][0]
+        row = conn.execute("SELECT status, decision FROM submissions WHERE id = ?", [b_sub["id"]]).fetchone()
+        assert row == ("reviewed", "postpone")
+        assert [r[0] for r in conn.execute("SELECT body FROM notes WHERE submission_id = ?", [b_sub["id"]])] == [B_NOTE]
+        a_id = two_centres.staff[CENTRE]["id"]
+        assert conn.execute("SELECT count(*) FROM audit_log WHERE staff_id = ? AND (centre = ? OR submission_id IN"
+                            " (SELECT id FROM submissions WHERE centre = ?))", [a_id, OTHER, OTHER]).fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def test_the_walk_reaches_every_staff_route_with_data_of_the_other_centre(two_centres):
+    """Not a vacuous pass: the routes that take an id are walked, and B's own admin does see B's data
+    on them (so the 404s above come from the scoping, not from a wrong id)."""
+    rules = {rule.rule for rule in staff_rules(two_centres)}
+    assert {"/staff/submissions/<int:submission_id>", "/staff/submissions/<int:submission_id>/notes",
+            "/staff/submissions/<int:submission_id>/status", "/staff/submissions/<int:submission_id>/erase",
+            "/staff/export.csv", "/staff/audit", "/staff/"} <= rules
+    client = two_centres.test_client()
+    assert login(client, two_centres.staff[OTHER]["email"], STAFF_PASSWORD).status_code == 302
+    b_sub = two_centres.made[OTHER][0]
+    page = client.get(f"/staff/submissions/{b_sub['id']}").get_data(as_text=True)
+    assert B_NAME in page and B_NOTE in page
+    assert B_NAME in client.get("/staff/", query_string={"q": "bartholomew"}).get_data(as_text=True)
+    assert b_sub["reference"] in client.get("/staff/export.csv").get_data(as_text=True)
+
+
+def test_a_staff_route_that_forgets_the_centre_is_caught_by_the_walk(two_centres):
+    """The walk catches a view added later that reads the database without the centre store."""
+    from flask import abort
+
+    def leaky(submission_id):
+        found = dbmod.get_submission(dbmod.get_db(), submission_id)   # no centre: the mistake
+        return found["name"] if found else abort(404)
+
+    two_centres.add_url_rule("/staff/leaky/<int:submission_id>", "leaky", leaky)
+    leaks = walk_as_a(two_centres)
+    assert leaks and all("/staff/leaky/" in leak for leak in leaks)
+
+
+def test_counts_and_csv_of_one_centre_never_include_the_other(two_centres):
+    client = two_centres.test_client()
+    assert login(client, two_centres.staff[CENTRE]["email"], STAFF_PASSWORD).status_code == 302
+    page = client.get("/staff/").get_data(as_text=True)
+    # A has one screening that needs attention; B has two
+    assert re.search(r'data-attention="consult_professional">.*?</span>: <strong>1</strong>', page, re.S)
+    lines = client.get("/staff/export.csv").get_data(as_text=True).splitlines()
+    assert len(lines) == 2 and two_centres.made[CENTRE][0]["reference"] in lines[1]

@@ -3,6 +3,7 @@ e-mail addresses, an index kept in step with the table, and query plans that nev
 import re
 
 import pytest
+from conftest import CENTRE
 
 from screening import db as dbmod
 from screening import retention, review
@@ -16,7 +17,7 @@ def ids(response):
 
 def search(db, q):
     """Ids the search finds, newest first."""
-    return [row["id"] for row in review.list_page(db, review.Filters(q=q)).rows]
+    return [row["id"] for row in review.list_page(db, review.Filters(q=q), centre=CENTRE).rows]
 
 
 @pytest.mark.parametrize("q", ["nuria", "NÚRIA", "núria pena", "Peña", "pena", "uri"])
@@ -61,7 +62,7 @@ def test_fts_syntax_in_the_search_is_taken_literally(db, make_submission):
 def test_the_index_follows_erasure_and_changes_of_name(db, make_submission):
     gone = make_submission(name="Ona Ribas")
     renamed = make_submission(name="Pau Soler")
-    retention.erase_submission(db, gone["id"], staff=None)
+    retention.erase_submission(db, gone["id"], centre=CENTRE, staff=None)
     with dbmod.immediate(db):
         db.execute("UPDATE submissions SET name = 'Pau Llobet' WHERE id = ?", [renamed["id"]])
     assert search(db, "ribas") == []
@@ -79,8 +80,8 @@ def test_many_matches_come_newest_first_and_page_without_gaps(db, make_submissio
     for sort_max in (1000, 5):
         review.SORT_MAX = sort_max
         try:
-            first = review.list_page(db, review.Filters(q="garcia"))
-            second = review.list_page(db, review.Filters(q="garcia"), before=first.older)
+            first = review.list_page(db, review.Filters(q="garcia"), centre=CENTRE)
+            second = review.list_page(db, review.Filters(q="garcia"), before=first.older, centre=CENTRE)
         finally:
             review.SORT_MAX = original
         seen[sort_max] = [r["id"] for r in first.rows + second.rows]
@@ -92,7 +93,7 @@ def test_many_matches_come_newest_first_and_page_without_gaps(db, make_submissio
 def test_searches_never_scan_the_table(db, make_submission, monkeypatch, q, sort_max):
     make_submission(name="Maria Garcia")
     monkeypatch.setattr(review, "SORT_MAX", sort_max)
-    where, params = review._where(db, review.Filters(q=q))
+    where, params = review._where(db, review.Filters(q=q), centre=CENTRE)
     plan = [row[-1] for row in db.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM submissions WHERE " + " AND ".join(where)
         + " ORDER BY created_at DESC, id DESC LIMIT 51", params).fetchall()]
@@ -107,12 +108,14 @@ def test_the_migration_indexes_the_rows_stored_before_it(tmp_path):
         with dbmod.immediate(conn):
             dbmod.migrations.apply(conn, stop_before="m004_search_fts")
         assert not conn["submissions_fts"].exists()
-        dbmod.store_submission(conn, nonce="n-old-1", record={
-            "service": "back-massage", "outcome": "proceed", "answers": {}, "fired_rules": [], "suggestions": [],
-            "rules_version": "t", "locale": "en", "name": "Núria Peña", "contact": "612 345 678",
-            "consent_at": dbmod.now()})
+        with dbmod.immediate(conn):     # as the schema of the time stored it
+            conn.execute("INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules,"
+                         " rules_version, locale, name, contact, consent_at, created_at) VALUES ('AAAA-BBBB',"
+                         " 'n-old-1', 'back-massage', 'proceed', '{}', '[]', 't', 'en', 'Núria Peña',"
+                         " '612 345 678', ?, ?)", [dbmod.now(), dbmod.now()])
         dbmod.migrate(conn)
         dbmod.migrate(conn)       # idempotent: a second worker finds it applied
+        dbmod.adopt_orphans(conn, CENTRE)
         assert len(search(conn, "nuria")) == 1
         assert len(search(conn, "612345678")) == 1
         conn.execute("INSERT INTO submissions_fts (submissions_fts) VALUES ('integrity-check')")

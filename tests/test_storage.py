@@ -5,7 +5,7 @@ import re
 
 import pytest
 import sqlite_utils
-from conftest import all_no
+from conftest import CENTRE, all_no
 
 from screening import db as dbmod
 
@@ -87,7 +87,7 @@ def test_migrating_twice_changes_nothing(db_file, conn):
 # --- storing a shared screening -------------------------------------------------------------------
 
 def test_a_returned_reference_is_committed_and_visible_to_another_connection(db_file, conn):
-    reference, stored = dbmod.store_submission(conn, nonce="nonce-a" * 3, record=record())
+    reference, stored = dbmod.store_submission(conn, nonce="nonce-a" * 3, record=record(), centre=CENTRE)
     assert stored
     assert not conn.conn.in_transaction
     other = dbmod.connect(db_file)   # another worker
@@ -99,8 +99,8 @@ def test_a_returned_reference_is_committed_and_visible_to_another_connection(db_
 
 
 def test_the_same_form_sent_twice_unchanged_stores_one_row_and_returns_the_first_reference(conn):
-    first = dbmod.store_screening(conn, nonce="same-nonce-123456", record=record(name="First"))
-    second = dbmod.store_screening(conn, nonce="same-nonce-123456", record=record(name="First"))
+    first = dbmod.store_screening(conn, nonce="same-nonce-123456", record=record(name="First"), centre=CENTRE)
+    second = dbmod.store_screening(conn, nonce="same-nonce-123456", record=record(name="First"), centre=CENTRE)
     assert (first.stored, second.stored, second.replaces) == (True, False, False)
     assert second.reference == first.reference
     assert conn.execute("SELECT name FROM submissions").fetchall() == [("First",)]
@@ -118,8 +118,8 @@ def stored_rows(conn):
     {"name": "Ana Second"}, {"contact": "+34 600 000 000"}, {"service": "deep-tissue-massage"},
 ])
 def test_the_same_form_sent_again_changed_is_a_new_screening_under_a_new_reference(conn, change):
-    first = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record())
-    second = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record(**change))
+    first = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record(), centre=CENTRE)
+    second = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record(**change), centre=CENTRE)
     assert second.stored and second.replaces and second.reference != first.reference
     rows = stored_rows(conn)
     # each reference names a stored screening with exactly what was sent with it
@@ -127,10 +127,10 @@ def test_the_same_form_sent_again_changed_is_a_new_screening_under_a_new_referen
     expected = record(**change)
     assert rows[second.reference] == (expected["outcome"], expected["answers"], expected["name"])
     # and sending either version again stores nothing and gives back its own reference
-    again = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record())
+    again = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record(), centre=CENTRE)
     assert (again.reference, again.stored) == (first.reference, False)
-    assert dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record(**change)).reference == \
-        second.reference
+    again = dbmod.store_screening(conn, nonce="changed-nonce-1234", record=record(**change), centre=CENTRE)
+    assert again.reference == second.reference
     assert count(conn) == 2
 
 
@@ -147,17 +147,18 @@ def test_a_row_stored_before_fingerprints_is_still_recognised_when_resent(tmp_pa
             " 'ana@example.org', ?, ?)", [created, created])
         conn.conn.commit()
         dbmod.migrate(conn)
-        assert dbmod.store_screening(conn, nonce="old-nonce-1234567", record=record()) == \
+        dbmod.adopt_orphans(conn, CENTRE)     # as the app does at start-up
+        assert dbmod.store_screening(conn, nonce="old-nonce-1234567", record=record(), centre=CENTRE) == \
             dbmod.Stored("AAAA-BBBB", False)
-        changed = dbmod.store_screening(conn, nonce="old-nonce-1234567", record=record(name="Other"))
+        changed = dbmod.store_screening(conn, nonce="old-nonce-1234567", record=record(name="Other"), centre=CENTRE)
         assert changed.stored and changed.replaces and count(conn) == 2
     finally:
         conn.close()
 
 
 def test_a_notice_is_queued_in_the_same_transaction_only_when_asked(conn):
-    quiet, _ = dbmod.store_submission(conn, nonce="quiet-nonce-123456", record=record())
-    loud, _ = dbmod.store_submission(conn, nonce="loud-nonce-1234567", record=record(), notify=True)
+    quiet, _ = dbmod.store_submission(conn, nonce="quiet-nonce-123456", record=record(), centre=CENTRE)
+    loud, _ = dbmod.store_submission(conn, nonce="loud-nonce-1234567", record=record(), centre=CENTRE, notify=True)
     assert conn.execute("SELECT reference FROM outbox").fetchall() == [(loud,)]
     assert quiet != loud
 
@@ -171,7 +172,8 @@ def test_references_use_only_the_unambiguous_alphabet():
 
 
 def test_references_are_unique_across_many_submissions(conn):
-    references = [dbmod.store_submission(conn, nonce=f"many-nonce-{i:06d}", record=record())[0] for i in range(300)]
+    references = [dbmod.store_submission(conn, nonce=f"many-nonce-{i:06d}", record=record(), centre=CENTRE)[0]
+                  for i in range(300)]
     assert len(set(references)) == 300
     assert count(conn) == 300
 
@@ -179,15 +181,15 @@ def test_references_are_unique_across_many_submissions(conn):
 def test_a_reference_collision_picks_another_code(conn, monkeypatch):
     codes = iter(["AAAA-BBBB", "AAAA-BBBB", "CCCC-DDDD"])
     monkeypatch.setattr(dbmod, "new_reference", lambda: next(codes))
-    first, _ = dbmod.store_submission(conn, nonce="collide-nonce-0001", record=record())
-    second, _ = dbmod.store_submission(conn, nonce="collide-nonce-0002", record=record())
+    first, _ = dbmod.store_submission(conn, nonce="collide-nonce-0001", record=record(), centre=CENTRE)
+    second, _ = dbmod.store_submission(conn, nonce="collide-nonce-0002", record=record(), centre=CENTRE)
     assert (first, second) == ("AAAA-BBBB", "CCCC-DDDD")
 
 
 def test_a_write_refused_by_the_database_gives_storage_error_and_stores_nothing(conn):
     conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON submissions BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
     with pytest.raises(dbmod.StorageError, match="disk says no"):
-        dbmod.store_submission(conn, nonce="refused-nonce-0001", record=record(), notify=True)
+        dbmod.store_submission(conn, nonce="refused-nonce-0001", record=record(), centre=CENTRE, notify=True)
     assert not conn.conn.in_transaction
     assert count(conn) == 0 and count(conn, "outbox") == 0
 
@@ -199,7 +201,7 @@ def test_a_failure_at_commit_gives_no_reference_and_stores_nothing(conn):
     conn.execute("CREATE TRIGGER at_commit AFTER INSERT ON submissions BEGIN"
                  " INSERT INTO guard VALUES (NEW.reference); END")
     with pytest.raises(dbmod.StorageError, match="FOREIGN KEY"):
-        dbmod.store_submission(conn, nonce="commit-nonce-00001", record=record())
+        dbmod.store_submission(conn, nonce="commit-nonce-00001", record=record(), centre=CENTRE)
     assert not conn.conn.in_transaction
     assert count(conn) == 0
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import RED_FLAGS, csrf_token_from, logged_in_client
 
 from screening import db as dbmod
-from screening import engine
+from screening import engine, review
 
 
 def judged(rules, service="decontracting-back-massage", **answers):
@@ -61,8 +61,11 @@ def test_it_shows_the_outcome_reasons_rules_version_contact_and_times(staff_clie
     assert "The back massage uses broader, lighter strokes" in page       # the suggestion
     assert f"<code data-rules-version>{rules.version}</code> (the current rules)" in page
     assert "Marta Puig" in page and "+34 600 000 000" in page
-    assert sub["created_at"][:16].replace("T", " ") in page
-    assert sub["consent_at"][:16].replace("T", " ") in page
+    # in the centre's time zone (Europe/Madrid), named
+    for stored in (sub["created_at"], sub["consent_at"]):
+        local = review.local_time(stored, "Europe/Madrid")
+        assert f"{local:%Y-%m-%d %H:%M} {local.tzname()}" in page
+        assert local.tzname() in ("CET", "CEST")
     assert 'data-rejudge' not in page
 
 

@@ -74,7 +74,8 @@ def https_server(tmp_path):
     database = tmp_path / "live.db"
     conn = dbmod.connect(database)
     dbmod.migrate(conn)
-    accounts.create_staff(conn, email="ana@centre.example", password=PASSWORD, role="staff")
+    accounts.create_staff(conn, email="ana@centre.example", password=PASSWORD, role="staff",
+                          centre="exemple-barcelona")
     conn.close()
     cert, key = make_certificate(tmp_path)
     port = free_port()

@@ -88,8 +88,8 @@ def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
     step = (end - start) / rows
     references: set[str] = set()
     sql = ("INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules, suggestions,"
-           " rules_version, locale, name, contact, consent_at, created_at, status, decision, updated_at)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+           " rules_version, locale, name, contact, consent_at, created_at, status, decision, updated_at, centre)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     t0 = time.perf_counter()
     for first in range(0, rows, batch):
         chunk = []
@@ -110,7 +110,9 @@ def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
             chunk.append((reference, f"bench-{i:09d}", weighted(rng, SERVICES), outcome, rng.choice(pool), fired,
                           "[]", "bench", "en", name, contact_for(rng, name, i),
                           created, created, status,
-                          None if status == "new" else rng.choice(review.DECISIONS), None))
+                          None if status == "new" else rng.choice(review.DECISIONS), None,
+                          # most rows are the measured centre's; the rest another's, which every query skips
+                          CENTRE if rng.random() < 0.9 else "other-centre"))
         with dbmod.immediate(conn):
             conn.conn.executemany(sql, chunk)
         print(f"  {min(first + batch, rows):>9,} rows", end="\r", flush=True)
@@ -119,6 +121,9 @@ def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
     conn.close()
     print()
     return seconds
+
+
+CENTRE = "exemple-barcelona"     # the shipped centre: the app's default, whose staff the benchmark logs in as
 
 
 def median_seconds(fn, runs, clock=time.perf_counter):
@@ -156,7 +161,7 @@ def logged_in_client(app):
     """A test client logged in through the real login form as a new staff member."""
     conn = dbmod.connect(app.config["DATABASE"])
     email = f"bench{time.time_ns()}@centre.example"
-    accounts.create_staff(conn, email=email, password=PASSWORD, name="Bench")
+    accounts.create_staff(conn, email=email, password=PASSWORD, name="Bench", centre=CENTRE)
     conn.close()
     client = app.test_client()
     response = client.post("/staff/login", data={"email": email, "password": PASSWORD})
@@ -167,9 +172,10 @@ def logged_in_client(app):
 def bench_queries(path: Path, runs: int) -> None:
     """Time the real review.py queries and dashboard requests; print a table and the query plans."""
     conn = dbmod.connect(path)
-    total = conn.execute("SELECT count(*) FROM submissions").fetchone()[0]
-    middle = conn.execute("SELECT created_at, id FROM submissions ORDER BY created_at DESC, id DESC"
-                          " LIMIT 1 OFFSET ?", [total // 2]).fetchone()
+    # the measured centre's rows (the staff see only theirs), through its (centre, created_at, id) index
+    total = conn.execute("SELECT count(*) FROM submissions WHERE centre = ?", [CENTRE]).fetchone()[0]
+    middle = conn.execute("SELECT created_at, id FROM submissions WHERE centre = ? ORDER BY created_at DESC,"
+                          " id DESC LIMIT 1 OFFSET ?", [CENTRE, total // 2]).fetchone()
     deep = review.Cursor(*middle)
     last_month = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
     cases = [
@@ -182,7 +188,7 @@ def bench_queries(path: Path, runs: int) -> None:
         (f"deep page (row {total // 2:,})", review.Filters(), deep),
         ("search name 'garcia'", review.Filters(q="garcia"), None),
         ("search reference", review.Filters(q=conn.execute(
-            "SELECT reference FROM submissions WHERE id = 1234").fetchone()[0]), None),
+            "SELECT reference FROM submissions WHERE centre = ? LIMIT 1 OFFSET 1234", [CENTRE]).fetchone()[0]), None),
         ("search name, no match", review.Filters(q="Zzyzx"), None),
     ]
     baseline = median_seconds(lambda: conn.execute("SELECT 1").fetchone(), max(runs, 200))
@@ -190,13 +196,14 @@ def bench_queries(path: Path, runs: int) -> None:
     print(f"{'query (review.py)':<34} {'median ms':>10} {'× SELECT 1':>11}  rows")
     plans = {}
     for label, filters, before in cases:
-        page = review.list_page(conn, filters, before=before)
-        seconds = median_seconds(lambda f=filters, b=before: review.list_page(conn, f, before=b), runs)
+        page = review.list_page(conn, filters, before=before, centre=CENTRE)
+        seconds = median_seconds(lambda f=filters, b=before: review.list_page(conn, f, before=b, centre=CENTRE), runs)
         print(f"{label:<34} {seconds * 1e3:>10.2f} {seconds / baseline:>11.0f}  {len(page.rows)}")
-        plans[label] = captured_sql(conn, lambda f=filters, b=before: review.list_page(conn, f, before=b))
-    seconds = median_seconds(lambda: review.attention_counts(conn), runs)
+        plans[label] = captured_sql(conn, lambda f=filters, b=before: review.list_page(conn, f, before=b,
+                                                                                    centre=CENTRE))
+    seconds = median_seconds(lambda: review.attention_counts(conn, centre=CENTRE), runs)
     print(f"{'attention_counts (dashboard head)':<34} {seconds * 1e3:>10.2f} {seconds / baseline:>11.0f}")
-    plans["attention_counts"] = captured_sql(conn, lambda: review.attention_counts(conn))
+    plans["attention_counts"] = captured_sql(conn, lambda: review.attention_counts(conn, centre=CENTRE))
 
     app = make_app(path)
     client = logged_in_client(app)
@@ -230,12 +237,14 @@ def both(fn, runs) -> tuple[float, float]:
 def search_samples(conn) -> dict[str, str]:
     """Searches a receptionist would type, taken from the stored rows: a reference, a name without
     its accent and in lower case, an e-mail address, part of a phone number, and nothing."""
-    phone = conn.execute("SELECT contact FROM submissions WHERE contact NOT LIKE '%@%' LIMIT 1 OFFSET 777"
-                         ).fetchone()[0]
+    phone = conn.execute("SELECT contact FROM submissions WHERE centre = ? AND contact NOT LIKE '%@%'"
+                         " LIMIT 1 OFFSET 777", [CENTRE]).fetchone()[0]
     digits = "".join(ch for ch in phone if ch.isdigit())
-    return {"reference": conn.execute("SELECT reference FROM submissions WHERE id = 1234").fetchone()[0],
+    return {"reference": conn.execute("SELECT reference FROM submissions WHERE centre = ? LIMIT 1 OFFSET 1234",
+                                      [CENTRE]).fetchone()[0],
             "name": "garcia", "accent": "nuria pena", "email": conn.execute(
-                "SELECT contact FROM submissions WHERE contact LIKE '%@%' LIMIT 1 OFFSET 4321").fetchone()[0],
+                "SELECT contact FROM submissions WHERE centre = ? AND contact LIKE '%@%' LIMIT 1 OFFSET 4321",
+                [CENTRE]).fetchone()[0],
             "phone": f"{digits[:3]} {digits[3:6]} {digits[6:]}", "no match": "Zzyzx"}
 
 
@@ -243,9 +252,10 @@ def measure(path: Path, runs: int) -> list[tuple[str, float, float]]:
     """(label, median wall ms, median CPU ms) of every dashboard query of review.py and of each
     whole staff request (server time through a logged-in test client), at the rows stored in `path`."""
     conn = dbmod.connect(path)
-    total = conn.execute("SELECT count(*) FROM submissions").fetchone()[0]
-    middle = conn.execute("SELECT created_at, id FROM submissions ORDER BY created_at DESC, id DESC"
-                          " LIMIT 1 OFFSET ?", [total // 2]).fetchone()
+    # the measured centre's rows (the staff see only theirs), through its (centre, created_at, id) index
+    total = conn.execute("SELECT count(*) FROM submissions WHERE centre = ?", [CENTRE]).fetchone()[0]
+    middle = conn.execute("SELECT created_at, id FROM submissions WHERE centre = ? ORDER BY created_at DESC,"
+                          " id DESC LIMIT 1 OFFSET ?", [CENTRE, total // 2]).fetchone()
     last_month = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
     params = [("no filter", {}), ("outcome", {"outcome": "consult_professional"}), ("status", {"status": "new"}),
               ("service", {"service": "deep-tissue-massage"}),
@@ -259,10 +269,10 @@ def measure(path: Path, runs: int) -> list[tuple[str, float, float]]:
         filters, errors = review.parse_filters(args, services)
         before, _after, page_errors = review.parse_page(args)
         assert not errors and not page_errors, (errors, page_errors)
-        review.list_page(conn, filters, before=before)
-        out.append((f"query, {label}", *both(lambda f=filters, b=before: review.list_page(conn, f, before=b),
-                                              runs)))
-    out.append(("query, attention counts", *both(lambda: review.attention_counts(conn), runs)))
+        review.list_page(conn, filters, before=before, centre=CENTRE)
+        out.append((f"query, {label}", *both(lambda f=filters, b=before: review.list_page(conn, f, before=b,
+                                                                                          centre=CENTRE), runs)))
+    out.append(("query, attention counts", *both(lambda: review.attention_counts(conn, centre=CENTRE), runs)))
     conn.close()
     app = make_app(path)
     client = logged_in_client(app)
@@ -299,7 +309,7 @@ def export_child(path: str, mode: str) -> None:
     size = lines = 0
     if mode == "rows":
         words = review.ExportWords(app.extensions["screening.rules"], "ca", "Europe/Madrid", {}, {}, {})
-        for row in review.export_rows(lambda: dbmod.connect(path), review.Filters(), words):
+        for row in review.export_rows(lambda: dbmod.connect(path), review.Filters(), words, centre=CENTRE):
             lines += 1
             size += sum(map(len, row))
             if lines % 10_000 == 0:

@@ -289,7 +289,7 @@ def bench_commits(folder: Path, seconds: float) -> dict:
     deadline, n = time.perf_counter() + seconds, 0
     t0 = time.perf_counter()
     while time.perf_counter() < deadline:
-        dbmod.store_submission(conn, nonce=f"commit-bench-{n:012d}", record=record)
+        dbmod.store_submission(conn, nonce=f"commit-bench-{n:012d}", record=record, centre="exemple-barcelona")
         n += 1
     out["store"] = n / (time.perf_counter() - t0)
     out["sync"] = conn.execute("PRAGMA synchronous").fetchone()[0]
