@@ -82,7 +82,7 @@ def store() -> review.CentreStore:
     return g.centre_store
 
 
-def zone_name(moment: datetime) -> str:
+def zone_abbreviation(moment: datetime) -> str:
     """The zone of a local time as people read it: its abbreviation (CET, CEST), or its UTC offset
     when the zone has none (some write '-03')."""
     abbreviation = moment.tzname() or ""
@@ -95,7 +95,7 @@ def staff_time(iso: str | None) -> str:
     """A stored UTC time as staff read it: in their centre's time zone, with the zone named
     ('2026-12-01 23:10 CET'), so nobody has to guess."""
     moment = review.local_time(iso, centre_zone())
-    return f"{moment:%Y-%m-%d %H:%M} {zone_name(moment)}" if moment else ""
+    return f"{moment:%Y-%m-%d %H:%M} {zone_abbreviation(moment)}" if moment else ""
 
 
 @bp.context_processor

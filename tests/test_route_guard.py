@@ -31,8 +31,9 @@ def is_public(rule: str) -> bool:
     return any(re.fullmatch(pattern, rule) for pattern in PUBLIC)
 
 
-def sample_url(rule, submission):
-    """A concrete URL for a rule, pointing at a real submission where it takes an id."""
+def sample_url(rule, submission, centre="x"):
+    """A concrete URL for a rule, pointing at a real submission where it takes an id (and at
+    `centre` where it takes a centre)."""
     values = {}
     for name, converter in rule._converters.items():
         kind = type(converter).__name__
@@ -42,6 +43,8 @@ def sample_url(rule, submission):
             values[name] = SLUGS[0]
         elif name == "reference":
             values[name] = submission["reference"]
+        elif name == "centre":
+            values[name] = centre
         else:
             values[name] = "x"
     return rule.build(values, append_unknown=False)[1]
@@ -146,21 +149,7 @@ def b_queries(app):
 
 def b_url(rule, app):
     """The rule's URL with centre B's ids, reference and slug in its path."""
-    b_sub = app.made[OTHER][0]
-    values = {}
-    for name, converter in rule._converters.items():
-        kind = type(converter).__name__
-        if kind in ("IntegerConverter", "NumberConverter"):
-            values[name] = b_sub["id"]
-        elif name in ("slug", "service"):
-            values[name] = SLUGS[0]
-        elif name == "reference":
-            values[name] = b_sub["reference"]
-        elif name == "centre":
-            values[name] = OTHER
-        else:
-            values[name] = "x"
-    return rule.build(values, append_unknown=False)[1]
+    return sample_url(rule, app.made[OTHER][0], centre=OTHER)
 
 
 def without_echo(body, query):
