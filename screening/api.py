@@ -119,7 +119,7 @@ def _question_json(ruleset: RuleSet, q: Question, service: Service, locale: str)
         # the loader gives yes/no/not_sure placeholder labels; their wording lives in texts.toml
         options = [{"id": o.id, "label": ruleset.text(f"answer_{o.id}", locale)} for o in q.options]
     else:
-        options = [{"id": o.id, "label": o.label.get(locale)} for o in q.options]
+        options = [{"id": o.id, "label": o.label.get(locale)} for o in ruleset.options_for(q, service)]
     return {
         "id": q.id,
         "text": engine.question_text(ruleset, q, service, locale),

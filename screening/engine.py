@@ -84,8 +84,11 @@ def _yes_no(value, allowed):
     return value if isinstance(value, str) and value in allowed else INVALID
 
 
-def _normalize_one(q: Question, value: Any):
-    """Return the canonical answer, None when unanswered, or an error code."""
+def _normalize_one(q: Question, value: Any, offered: tuple[str, ...]):
+    """Return the canonical answer, None when unanswered, or an error code.
+
+    `offered`: the option ids this service's form offers (legs only where the massage works them).
+    """
     if value is None or value == "" or value == []:
         return None
     if q.type == "yes_no_unsure":
@@ -93,15 +96,15 @@ def _normalize_one(q: Question, value: Any):
     if q.type == "yes_no":
         return _yes_no(value, YES_NO)
     if q.type == "single":
-        return value if isinstance(value, str) and value in q.option_ids else INVALID
+        return value if isinstance(value, str) and value in offered else INVALID
     if q.type == "multi":
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)):
             return NOT_A_LIST
-        if not all(isinstance(v, str) and v in q.option_ids for v in value):
+        if not all(isinstance(v, str) and v in offered for v in value):
             return INVALID
-        return tuple(o for o in q.option_ids if o in value)  # canonical order, no duplicates
+        return tuple(o for o in offered if o in value)  # canonical order, no duplicates
     # text
     if not isinstance(value, str):
         return INVALID
@@ -145,7 +148,8 @@ def normalize(ruleset: RuleSet, service: Service, raw: dict[str, Any], *,
     for q in ruleset.questions:
         if q.asked_when is not None and not q.asked_when(facts):
             continue
-        value = _normalize_one(q, raw.get(q.id))
+        offered = tuple(o.id for o in ruleset.options_for(q, service)) if q.options else ()
+        value = _normalize_one(q, raw.get(q.id), offered)
         if value in ERROR_CODES:
             errors[q.id] = value
         elif value is None:

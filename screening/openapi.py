@@ -53,7 +53,7 @@ def refused_in_text() -> str:
                      red_flag=False, options=(), asked_when=None, max_length=3, source="")
     refused = [cp for cp in range(sys.maxunicode + 1)
                if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Zs", "Zl", "Zp")
-               and engine._normalize_one(probe, f"a{chr(cp)}a") in engine.ERROR_CODES]
+               and engine._normalize_one(probe, f"a{chr(cp)}a", ()) in engine.ERROR_CODES]
     ranges: list[list[int]] = []
     for cp in refused:
         if ranges and ranges[-1][1] == cp - 1:
@@ -71,17 +71,18 @@ def _escape(cp: int) -> str:
 UNANSWERED = {"enum": [None, "", []], "description": "not answered"}
 
 
-def answer_schema(q: Question, *, answered: bool = False) -> dict[str, Any]:
+def answer_schema(q: Question, *, answered: bool = False, offered: list[str] | None = None) -> dict[str, Any]:
     """What the engine accepts for one question; with `answered`, only the values that count as an
-    answer (for a required question), else those or one of UNANSWERED."""
+    answer (for a required question), else those or one of UNANSWERED. `offered`: the option ids of
+    one service (the question's options on every service otherwise)."""
+    ids = list(q.option_ids) if offered is None else offered
     if q.type in ("yes_no_unsure", "yes_no"):
         words = YES_NO_UNSURE if q.type == "yes_no_unsure" else YES_NO
         schema = {"enum": [True, False, *words], "description": "true means yes, false means no"}
     elif q.type == "single":
-        schema = {"enum": list(q.option_ids)}
+        schema = {"enum": ids}
     elif q.type == "multi":
-        schema = {"anyOf": [{"type": "array", "items": {"enum": list(q.option_ids)}, "minItems": 1},
-                            {"enum": list(q.option_ids)}],
+        schema = {"anyOf": [{"type": "array", "items": {"enum": ids}, "minItems": 1}, {"enum": ids}],
                   "description": "a list of option ids (a single id is read as a list of one)"}
     else:
         schema = {"type": "string", "maxLength": q.max_length, "pattern": r"\S",
@@ -157,6 +158,28 @@ def _follow_ups(ruleset: RuleSet) -> list[dict[str, Any]]:
         if q.required:
             answers["required"] = [q.id]
         checks.append({"if": asked, "then": {"properties": {"answers": answers}}})
+    return checks
+
+
+def _service_options(ruleset: RuleSet) -> list[dict[str, Any]]:
+    """For each service that offers only some options of a question (legs only on the general
+    decontracting massage): when that service is asked for, the answer is one of its options."""
+    checks = []
+    for q in ruleset.questions:
+        if not q.options or q.type not in ("single", "multi"):
+            continue
+        for s in ruleset.services:
+            offered = [o.id for o in ruleset.options_for(q, s)]
+            if set(offered) == set(q.option_ids):
+                continue
+            when: dict[str, Any] = {"required": ["service"], "properties": {"service": {"const": s.slug}}}
+            if q.asked_when is not None:
+                asked = _holds(ruleset, q.asked_when)
+                if asked is None:
+                    continue            # the document then says less than the server checks
+                when = {"allOf": [when, asked]}
+            answers = {"properties": {q.id: answer_schema(q, answered=q.required, offered=offered)}}
+            checks.append({"if": when, "then": {"properties": {"answers": answers}}})
     return checks
 
 
@@ -243,7 +266,8 @@ def _schemas(ruleset: RuleSet, centres: list[str]) -> dict[str, Any]:
         "EvaluateRequest": _obj({"service": {"enum": slugs}, "answers": _ref("Answers"),
                                  "centre": {"enum": centres, "description": "the centre (its slug); left out: the "
                                             "default centre. A service it does not offer is a 422"}},
-                                required=["service", "answers"], allOf=_follow_ups(ruleset)),
+                                required=["service", "answers"],
+                                allOf=_follow_ups(ruleset) + _service_options(ruleset)),
         "Reason": _obj({"rule": {"enum": [r.id for r in ruleset.rules]}, "outcome": {"enum": list(OUTCOMES)},
                         "message": STRING}),
         "Suggestion": _obj({"id": {"enum": [s.id for s in ruleset.suggestions]}, "service": {"enum": slugs},

@@ -188,8 +188,9 @@ def healthz():
 def _render_form(service, form, *, errors=None, status=200, expired=False):
     rs = ruleset()
     questions = [(q, engine.question_text(rs, q, service, locale())) for q in rs.questions]
+    offered = {q.id: rs.options_for(q, service) for q in rs.questions if q.options}
     return render_template("public/questionnaire.html", service=service, form=form, questions=questions,
-                           errors=errors or {}, expired=expired), status
+                           offered=offered, errors=errors or {}, expired=expired), status
 
 
 @bp.get("/screening/<slug>")

@@ -62,6 +62,7 @@ class Text:
 class Option:
     id: str
     label: Text
+    services: tuple[str, ...] | None = None     # offered only on these services; None: on every one
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,14 @@ class RuleSet:
     questions_by_id: dict[str, Question] = field(repr=False, default_factory=dict)
     services_by_slug: dict[str, Service] = field(repr=False, default_factory=dict)
 
+    offered: dict[tuple[str, str], tuple[Option, ...]] = field(repr=False, default_factory=dict)
+
     def service(self, slug: str) -> Service | None:
         return self.services_by_slug.get(slug)
+
+    def options_for(self, question: Question, service: Service) -> tuple[Option, ...]:
+        """The options this service's form offers for a single or multi question, in the order shown."""
+        return self.offered.get((question.id, service.slug), question.options)
 
     def text(self, key: str, locale: str | None = None) -> str:
         return self.texts[key].get(locale)
@@ -405,7 +412,38 @@ def parse_rules(documents: dict[str, dict], *, version: str, directory: str) -> 
         clearance=clearance, texts=texts, outcomes=outcomes, examples=examples,
         version=version, directory=directory,
         questions_by_id=q_by_id, services_by_slug={s.slug: s for s in services},
+        offered=_offered_options(questions, services),
     )
+
+
+def _offered_options(questions, services) -> dict[tuple[str, str], tuple[Option, ...]]:
+    """{(question id, service slug): options} for the questions with options.
+
+    An option with `services` is offered only on those services (shoulders and legs only where the
+    massage works them). Options that are areas of the service come first, in the service's order
+    (head to toe), then the others in the question's order (the neck on a back massage, which
+    suggests the back and neck combination).
+    """
+    slugs = {s.slug for s in services}
+    for q in questions:
+        for o in q.options:
+            for slug in o.services or ():
+                if slug not in slugs:
+                    raise RulesError("questions.toml", f"question {q.id!r} option {o.id!r}",
+                                     f"unknown service {slug!r}{did_you_mean(slug, slugs)} in 'services'")
+    offered = {}
+    for q in questions:
+        if q.type not in ("single", "multi"):
+            continue
+        for s in services:
+            areas = [a.id for a in s.areas]
+            shown = [o for o in q.options if o.services is None or s.slug in o.services]
+            if not shown:
+                raise RulesError("questions.toml", f"question {q.id!r}",
+                                 f"offers no option on service {s.slug!r}; widen an option's 'services'")
+            shown.sort(key=lambda o: areas.index(o.id) if o.id in areas else len(areas))
+            offered[(q.id, s.slug)] = tuple(shown)
+    return offered
 
 
 def parse_extra_rules(file: str, data: dict, shared: RuleSet) -> tuple[tuple[Rule, ...], tuple[Example, ...]]:
@@ -456,8 +494,11 @@ def _load_questions(data) -> tuple[Question, ...]:
                 r.fail("needs at least one option")
             parsed = []
             for j, o in enumerate(opts):
-                orr = _Reader(file, f"{entry} option {j + 1}", o, {"id", "label"})
-                parsed.append(Option(orr.ident(), orr.text("label")))
+                orr = _Reader(file, f"{entry} option {j + 1}", o, {"id", "label", "services"})
+                only = orr.get("services", list, required=False)
+                if only is not None and (not only or not all(isinstance(x, str) for x in only)):
+                    orr.fail("'services' must be a non-empty array of service slugs (leave it out for every service)")
+                parsed.append(Option(orr.ident(), orr.text("label"), tuple(only) if only is not None else None))
             _check_unique(file, f"{entry} option", [o.id for o in parsed])
             options = tuple(parsed)
         elif "options" in raw:

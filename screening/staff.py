@@ -63,10 +63,15 @@ EXPORT_HEADINGS = {
     "reasons": _l("Reasons"), "rules_version": _l("Rules version")}
 
 
+def staff_centre():
+    """The logged-in account's centre (None when logged out, or if its file is gone)."""
+    staff = g.get("staff")
+    return current_app.extensions["screening.centres"].get(staff["centre"]) if staff else None
+
+
 def centre_zone() -> str:
     """The time zone of the logged-in account's centre (the app's TIMEZONE if its file is gone)."""
-    staff = g.get("staff")
-    centre = current_app.extensions["screening.centres"].get(staff["centre"]) if staff else None
+    centre = staff_centre()
     return centre.timezone if centre is not None else current_app.config["TIMEZONE"]
 
 
@@ -101,7 +106,7 @@ def staff_time(iso: str | None) -> str:
 @bp.context_processor
 def staff_helpers():
     """Staff templates read the rules, the logged-in staff member and the words for the codes."""
-    return {"rs": ruleset(), "staff": g.get("staff"), "status_labels": STATUS_LABELS,
+    return {"rs": ruleset(), "staff": g.get("staff"), "staff_centre": staff_centre(), "status_labels": STATUS_LABELS,
             "decision_labels": DECISION_LABELS}
 
 

@@ -161,6 +161,9 @@ def test_yes_no_questions_offer_only_yes_and_no(client):
 def test_choice_questions_list_their_options_and_text_questions_their_limit(client):
     questions = questions_of(client)
     assert [o["id"] for o in questions["tension_areas"]["options"]] == ["thoracic", "shoulder_blades", "lumbar", "neck"]
+    general = questions_of(client, "decontracting-massage")["tension_areas"]["options"]
+    assert [o["id"] for o in general] == ["neck", "shoulders", "thoracic", "shoulder_blades", "lumbar", "legs"]
+    assert general[1] == {"id": "shoulders", "label": "Shoulders"}
     assert questions["preferred_intensity"]["options"][0] == {"id": "light", "label": "Light"}
     assert questions["notes"]["max_length"] == 1000 and questions["notes"]["options"] == []
 
@@ -259,6 +262,14 @@ def test_neck_tension_suggests_the_back_and_neck_combination_without_changing_th
 def test_answers_to_a_follow_up_that_is_not_asked_are_ignored(client):
     body = evaluate(client, api_answers(pregnancy_complicated="yes", professional_cleared="yes")).get_json()
     assert body["outcome"] == "proceed" and body["reasons"] == []
+
+
+def test_an_area_the_service_does_not_offer_is_refused_naming_the_field(client):
+    response = evaluate(client, api_answers(tension_areas=["legs"]))      # the decontracting back massage
+    assert response.status_code == 422 and set(response.get_json()["fields"]) == {"tension_areas"}
+    body = client.post("/api/v1/evaluate", json={"service": "decontracting-massage",
+                                                 "answers": api_answers(tension_areas=["legs"])})
+    assert body.status_code == 200 and body.get_json()["outcome"] == "proceed"
 
 
 def test_a_single_tension_area_may_be_sent_as_a_string(client):

@@ -298,6 +298,21 @@ def test_staff_read_times_in_their_centres_zone_named(two_centres_app):
     assert " EST" in b.get("/staff/audit").get_data(as_text=True)
 
 
+def test_every_staff_page_names_the_centre_whose_staff_is_logged_in(two_centres_app):
+    conn = dbmod.connect(two_centres_app.config["DATABASE"])
+    b_admin = accounts.create_staff(conn, email="bea@b.example", password=STAFF_PASSWORD, role="admin", centre=OTHER)
+    b_sub = stored(conn, OTHER, "Bea Client")
+    conn.close()
+    b = two_centres_app.test_client()
+    assert login(b, b_admin["email"], STAFF_PASSWORD).status_code == 302
+    for path in ("/staff/", f"/staff/submissions/{b_sub['id']}", "/staff/audit", "/staff/rules",
+                 "/staff/rules/simulate"):
+        html = b.get(path).get_data(as_text=True)
+        assert f'<p class="staff-centre" data-staff-centre="{OTHER}">Staff of Centre B</p>' in html, path
+        assert "Exemple" not in html, path           # the other centre is named nowhere
+    assert "Equip de Centre B" in b.get("/staff/?lang=ca").get_data(as_text=True)
+
+
 def test_an_account_without_a_centre_sees_nothing(app, db, make_staff, make_submission):
     """One written by an older version mid-upgrade: refused (403), never shown every centre's data."""
     sub = make_submission(name="Hidden From Nobody")

@@ -189,6 +189,22 @@ def test_several_areas_are_kept_in_the_questions_order_without_duplicates(rules)
     assert answers["tension_areas"] == ("thoracic", "neck")
 
 
+def test_each_service_offers_its_own_areas_first_and_refuses_the_others(rules):
+    # the general decontracting massage works the shoulders and legs: offered there, head to toe
+    general = rules.service("decontracting-massage")
+    offered = [o.id for o in rules.options_for(rules.questions_by_id["tension_areas"], general)]
+    assert offered == ["neck", "shoulders", "thoracic", "shoulder_blades", "lumbar", "legs"]
+    answers, errors = normalize(rules, general, all_no(tension_areas=["legs", "neck", "shoulders"]))
+    assert errors == {} and answers["tension_areas"] == ("neck", "shoulders", "legs")
+    # a back massage offers the back first, then the neck (which suggests the back and neck combination)
+    back = rules.service(DBM)
+    assert [o.id for o in rules.options_for(rules.questions_by_id["tension_areas"], back)] == \
+        ["thoracic", "shoulder_blades", "lumbar", "neck"]
+    for slug in (DBM, "back-massage", "back-and-neck-massage", "deep-tissue-massage"):
+        assert errors_of(rules, all_no(tension_areas=["lumbar", "legs"]), slug) == {"tension_areas": "invalid"}
+        assert errors_of(rules, all_no(tension_areas="shoulders"), slug) == {"tension_areas": "invalid"}
+
+
 def test_one_area_may_come_as_a_single_string_and_none_as_an_empty_list(rules):
     service = rules.service(DBM)
     assert normalize(rules, service, all_no(tension_areas="lumbar"))[0]["tension_areas"] == ("lumbar",)

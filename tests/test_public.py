@@ -77,6 +77,35 @@ def test_skin_question_names_the_areas_of_the_chosen_service(client, rules, slug
         assert area.name.get() in legend.replace("&#39;", "'")
 
 
+def _tension_choices(html):
+    block = re.search(r'id="q-tension_areas".*?</fieldset>', html, re.S).group(0)
+    return re.findall(r'<input type="checkbox" id="tension_areas-(\w+)".*?<label[^>]*>(.*?)</label>', block, re.S)
+
+
+def test_tension_areas_match_the_service(client):
+    # the general decontracting massage works neck, shoulders, back and legs: all offered, head to toe
+    general = client.get("/screening/decontracting-massage?lang=en").text
+    assert _tension_choices(general) == [
+        ("neck", "Neck and base of the skull"), ("shoulders", "Shoulders"), ("thoracic", "Upper and middle back"),
+        ("shoulder_blades", "Around the shoulder blades"), ("lumbar", "Lower back"), ("legs", "Legs")]
+    assert "write it in" not in general        # no hint to put shoulders or legs in the notes any more
+    # the back massages: the back, then the neck; no shoulders or legs, which they do not work
+    for slug in ("decontracting-back-massage", "back-massage", "deep-tissue-massage"):
+        ids = [i for i, _ in _tension_choices(client.get(f"/screening/{slug}").text)]
+        assert ids == ["thoracic", "shoulder_blades", "lumbar", "neck"], slug
+    ca = client.get("/screening/decontracting-massage?lang=ca").text
+    assert [label for _, label in _tension_choices(ca)][1::4] == ["Espatlles", "Cames"]
+
+
+def test_legs_sent_to_a_back_massage_are_refused_at_the_field_and_kept_on_the_general_one(client):
+    refused = client.post("/screening/back-massage", data=all_no(tension_areas=["lumbar", "legs"]))
+    assert refused.status_code == 422
+    assert re.search(r'id="q-tension_areas".*?class="error-message"', refused.text, re.S)
+    kept = client.post("/screening/decontracting-massage", data=all_no(tension_areas=["legs", "shoulders"]))
+    assert kept.status_code == 200 and outcomes(kept.text) == ["proceed"]
+    assert '<dd data-answer="tension_areas">Shoulders, Legs</dd>' in kept.text
+
+
 def test_all_no_gives_proceed_with_the_service_alongside_and_the_disclaimer(client, rules):
     response = client.post("/screening/decontracting-back-massage", data=all_no(share="no"))
     assert response.status_code == 200

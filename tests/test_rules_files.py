@@ -92,6 +92,15 @@ BROKEN = {
     "an example about an unknown question": (
         "examples.toml", "answers = { intense_pain", "answers = { intense_pian = 'no', intense_pain",
         "examples.toml", "example 'nothing stands in the way'", "unknown question id(s) ['intense_pian']"),
+    "an option offered on an unknown service": (
+        "questions.toml", 'services = ["decontracting-massage"] },\n  { id = "legs"',
+        'services = ["decontracting-masage"] },\n  { id = "legs"',
+        "questions.toml", "question 'tension_areas' option 'shoulders'",
+        "unknown service 'decontracting-masage' (did you mean 'decontracting-massage'?)"),
+    "an option offered on no service": (
+        "questions.toml", 'services = ["decontracting-massage"] },\n  { id = "legs"',
+        'services = [] },\n  { id = "legs"',
+        "questions.toml", "question 'tension_areas' option 5", "'services' must be a non-empty array"),
     "a TOML syntax error": (
         "services.toml", '[[services]]\nslug = "back-massage"', '[[services]\nslug = "back-massage"',
         "services.toml", "(file)", "not valid TOML"),

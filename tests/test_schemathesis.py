@@ -52,7 +52,8 @@ def test_every_operation_does_what_its_document_says(case):
 # --- the document's request schema says yes exactly when the server does ----------------------------
 
 ANSWER_VALUES = st.sampled_from(["yes", "no", "not_sure", True, False, None, "", "light", "medium", "firm", "neck",
-                                 ["neck", "lumbar"], [], 3, "  ", "x" * 1001, "a\x07b", "line\r\nbreak\tand tab",
+                                 ["neck", "lumbar"], "legs", ["shoulders", "thoracic"],
+                                 [], 3, "  ", "x" * 1001, "a\x07b", "line\r\nbreak\tand tab",
                                  "\u202eevil", "zero\u200dwidth joiner", "\U000e0001tag"])
 ALWAYS_ASKED = [*RED_FLAGS, "pregnant"]
 OTHERS = ["pregnancy_complicated", "professional_cleared", "tension_areas", "preferred_intensity", "notes"]
