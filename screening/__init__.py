@@ -1,4 +1,14 @@
-"""Pre-booking health screening for massage and wellness centres: the Flask application factory."""
+"""Pre-booking health screening for massage and wellness centres: the Flask application factory.
+
+The package is in layers, each importing only those below it (tests/test_layers.py keeps it so):
+- core/: conditions, rules, engine, checker, policy, centres, characters: plain Python, no Flask,
+  no database;
+- store/: db (connections, schema, migrations), accounts, review, retention, outbox: every SQL
+  statement, centre scoping included; no Flask;
+- web/: blueprints (public, api, staff, auth), forms, security headers and errors, openapi, i18n,
+  notices, the request's connection;
+- on top: this factory, config (the settings) and cli (the `screening` commands).
+"""
 from __future__ import annotations
 
 import logging
@@ -9,9 +19,12 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import checker, config, db, i18n, security
-from .centres import default_centre, load_centres, rule_sets
-from .rules import load_rules
+from . import config
+from .core import checker
+from .core.centres import default_centre, load_centres, rule_sets
+from .core.rules import load_rules
+from .store import db
+from .web import database, i18n, security
 
 csrf = CSRFProtect()
 HERE = Path(__file__).resolve().parent
@@ -28,6 +41,24 @@ def _unusable_database(path: str, error: Exception) -> str:
     reason = error.__cause__ or error      # StorageError wraps sqlite's own message
     fix = db.what_to_fix(path)
     return f"SCREENING_DATABASE: cannot open and write {path}: {reason}" + (f"; {fix}" if fix else "")
+
+
+def _prepare_database(app: Flask) -> None:
+    """Create or upgrade the schema at start-up and give rows from before centres existed to the
+    default centre."""
+    Path(app.config["DATABASE"]).parent.mkdir(parents=True, exist_ok=True)
+    conn = db.connect(app.config["DATABASE"])
+    default = app.extensions.get("screening.default_centre")
+    try:
+        db.migrate(conn, default_centre=default.slug if default else None)
+        db.adopt_orphans(conn, default.slug if default else None)      # rows an older version wrote meanwhile
+    except db.NoDefaultCentre as e:
+        raise config.SettingsError([
+            f"SCREENING_DEFAULT_CENTRE: the database holds rows from before centres existed ({e}) and "
+            f"there are several centres ({', '.join(app.extensions.get('screening.centres', {}))}): set "
+            "SCREENING_DEFAULT_CENTRE to the centre they belong to"]) from None
+    finally:
+        conn.close()
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -65,22 +96,22 @@ def create_app(test_config: dict | None = None) -> Flask:
         raise config.SettingsError([f"SCREENING_DEFAULT_CENTRE: no centre {app.config['DEFAULT_CENTRE']!r} in "
                                     f"{app.config['RULES_DIR']}/centres (there are: {', '.join(centres)})"]) from None
     try:
-        db.init_app(app)
+        _prepare_database(app)
     except (db.StorageError, db.DatabaseError, OSError) as e:
         raise config.SettingsError([_unusable_database(app.config["DATABASE"], e)]) from None
+    database.init_app(app)   # each request's connection, handed back at its end
     i18n.init_app(app)       # the language of each request, the `lang` cookie, the catalogs
     security.init_app(app)   # first: its body-size check must run before CSRFProtect reads the form
     csrf.init_app(app)
 
     # imported here, not at the top: cli imports create_app from this module
-    from . import api, auth, cli, notify, public, retention, staff
+    from . import cli
+    from .web import api, auth, notify, public, staff
     app.register_blueprint(public.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)      # the JSON API takes no cookies, so it needs no CSRF token
-    cli.init_app(app)
-    auth.init_app(app)          # staff login, sessions, g.staff, `screening staff`
+    auth.init_app(app)          # staff login, sessions, g.staff
     app.register_blueprint(staff.bp)   # the review pages (dashboard, detail, export, audit, rules)
-    retention.init_app(app)     # screening purge
-    notify.init_app(app)        # screening send-notices
+    notify.init_app(app)        # the background sender of e-mail notices
+    cli.init_app(app)           # check-rules, staff, purge, send-notices
     return app
-

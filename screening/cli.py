@@ -1,7 +1,7 @@
-"""The `screening` console script: Flask's CLI for this app, plus `screening check-rules`.
-
-Other modules register their own commands (`staff`, `purge`) on `app.cli` from their own
-`init_app`; this module holds only the group, `main` and `check-rules`.
+"""The `screening` console script: Flask's CLI for this app, plus the app's own commands:
+`check-rules`, `staff` (accounts), `purge` (retention) and `send-notices`. Each command is a thin
+shell over the layer that does the work (core's checker, store's accounts and retention, the
+notice sender); operator messages stay in English.
 """
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app, has_app_context
-from flask.cli import FlaskGroup, ScriptInfo
+from flask.cli import AppGroup, FlaskGroup, ScriptInfo, with_appcontext
 
-from .centres import CENTRES_DIR, load_centres
-from .checker import RulesRefused
-from .rules import RulesError, load_rules
+from .core.centres import CENTRES_DIR, load_centres
+from .core.checker import RulesRefused
+from .core.rules import RulesError, load_rules
+from .store import accounts, db, outbox, retention
+from .web import notify
 
 
 def _create_app() -> Flask:
@@ -60,7 +62,7 @@ def check_rules_command(ctx: click.Context, rules_dir: str | None) -> None:
     Loads the rule files, then checks every combination of answers for every service: each gets
     one outcome, answering "not sure" or "yes" instead of "no" never lowers it, an unanswered
     required question is refused, every rule, suggestion and outcome can happen, every example
-    in examples.toml holds, the screening policy holds (screening/policy.py) and no message
+    in examples.toml holds, the screening policy holds (screening/core/policy.py) and no message
     promises a medical result. Then each centre with rules of its own (rules/centres/<slug>.toml):
     the same properties for the shared rules plus its own, with its own examples, and that no
     answers ever get a lower outcome there than with the shared rules (stricter, never laxer);
@@ -70,7 +72,7 @@ def check_rules_command(ctx: click.Context, rules_dir: str | None) -> None:
 
     Example: screening check-rules --rules-dir ./my-rules
     """
-    from .checker import check, check_centres
+    from .core.checker import check, check_centres
 
     if rules_dir is None:
         # the app's own rules: starting the app proves them already, and refuses (with these
@@ -115,9 +117,213 @@ def check_rules_command(ctx: click.Context, rules_dir: str | None) -> None:
     click.echo("All rules hold.")
 
 
+# --- screening staff ------------------------------------------------------------
+
+# Operator-facing CLI messages, keyed by accounts.AccountError codes.
+CLI_ERRORS = {
+    "bad_email": "That is not an email address.",
+    "short_password": f"The password must have at least {accounts.MIN_PASSWORD} characters.",
+    "long_password": f"The password must have at most {accounts.MAX_PASSWORD} characters.",
+    "bad_role": f"The role must be one of: {', '.join(accounts.ROLES)}.",
+    "duplicate": "An account with that email already exists.",
+    "unknown": "There is no account with that email.",
+    "no_password": "No password was given on standard input.",
+    "mismatch": "The two passwords differ.",
+    "no_centre": "An account must belong to a centre.",
+}
+
+
+def _fail(code: str):
+    """Stop the command with a clean message and exit code 1."""
+    raise click.ClickException(CLI_ERRORS[code])
+
+
+def _read_password() -> str:
+    """The first line of standard input when it is not a terminal (scripts), else a hidden prompt, twice."""
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            _fail("no_password")
+        return line
+    first = click.prompt("Password", hide_input=True, err=True)
+    if click.prompt("Password again", hide_input=True, err=True) != first:
+        _fail("mismatch")
+    return first
+
+
+def _db():
+    """A connection for a CLI command (inside the app context)."""
+    return db.connect(current_app.config["DATABASE"])
+
+
+staff_cli = AppGroup("staff", help="Manage staff accounts (there is no default account).")
+
+
+def _centre_slug(given: str | None) -> str:
+    """The centre a new account belongs to: the one named, or the only one; else a clean error
+    that lists the centres."""
+    centres = current_app.extensions["screening.centres"]
+    listing = ", ".join(centres)
+    if given is None:
+        if len(centres) == 1:
+            return next(iter(centres))
+        raise click.ClickException(f"There are several centres: choose one with --centre (one of: {listing}).")
+    if given not in centres:
+        raise click.ClickException(f"There is no centre {given!r}. The centres are: {listing}.")
+    return given
+
+
+@staff_cli.command("add")
+@click.argument("email")
+@click.option("--name", default=None, help="The name shown on the staff pages.")
+@click.option("--role", default="staff", show_default=True, help="staff or admin (admin of its centre only).")
+@click.option("--centre", default=None, metavar="SLUG",
+              help="The centre the account belongs to (may be left out when there is one centre).")
+def add_command(email, name, role, centre):
+    """Create a staff account of one centre; the password is read from standard input.
+
+    \b
+    Example: echo 'a long passphrase' | screening staff add ana@centre.example --name Ana --role admin
+             echo 'a long passphrase' | screening staff add joan@centre.example --centre exemple-barcelona
+    """
+    if role not in accounts.ROLES:
+        _fail("bad_role")
+    slug = _centre_slug(centre)
+    try:
+        accounts.check_email(email)
+        password = _read_password()
+        conn = _db()
+        try:
+            staff = accounts.create_staff(conn, email=email, password=password, name=name, role=role, centre=slug)
+        finally:
+            conn.close()
+    except accounts.AccountError as e:
+        _fail(e.code)
+    click.echo(f"Created {staff['role']} account {staff['email']} of centre {slug}.")
+
+
+@staff_cli.command("list")
+def list_command():
+    """List the staff accounts: email, name, role, state, centre, created.
+
+    \b
+    Example: screening staff list
+    """
+    conn = _db()
+    try:
+        rows = accounts.list_staff(conn)
+    finally:
+        conn.close()
+    if not rows:
+        click.echo("No staff accounts yet. Create one with: screening staff add EMAIL")
+    for row in rows:
+        state = "active" if row["active"] else "inactive"
+        click.echo(f"{row['email']}\t{row['name'] or '-'}\t{row['role']}\t{state}\t{row['centre'] or '-'}\t"
+                   f"{row['created_at']}")
+
+
+@staff_cli.command("deactivate")
+@click.argument("email")
+def deactivate_command(email):
+    """Stop an account from logging in and end its sessions now.
+
+    \b
+    Example: screening staff deactivate ana@centre.example
+    """
+    conn = _db()
+    try:
+        staff = accounts.deactivate(conn, email)
+    except accounts.AccountError as e:
+        _fail(e.code)
+    finally:
+        conn.close()
+    click.echo(f"Deactivated {staff['email']}; its sessions have ended.")
+
+
+@staff_cli.command("reset-password")
+@click.argument("email")
+def reset_password_command(email):
+    """Set a new password (read like `add` does), end the account's sessions and clear its lock.
+
+    \b
+    Example: echo 'a new long passphrase' | screening staff reset-password ana@centre.example
+    """
+    conn = _db()
+    try:
+        if accounts.find_staff(conn, email) is None:
+            _fail("unknown")
+        staff = accounts.reset_password(conn, email, _read_password())
+    except accounts.AccountError as e:
+        _fail(e.code)
+    finally:
+        conn.close()
+    click.echo(f"New password set for {staff['email']}; its sessions have ended.")
+
+
+# --- screening purge -----------------------------------------------------------------------------
+
+@click.command("purge")
+@click.option("--older-than", "days", required=True, type=click.IntRange(0, retention.MAX_DAYS),
+              metavar="DAYS", help="Delete the submissions created more than DAYS days ago.")
+@click.option("--centre", default=None, metavar="SLUG",
+              help="Only this centre's submissions (default: every centre's).")
+@with_appcontext
+def purge_command(days: int, centre: str | None) -> None:
+    """Delete shared submissions older than DAYS days, with their notes, and remove their
+    bytes from the database files. Run it from cron to keep data no longer than needed.
+
+    \b
+    Example: screening purge --older-than 365
+             screening purge --older-than 90 --centre exemple-barcelona
+    """
+    centres = current_app.extensions.get("screening.centres", {})
+    if centre is not None and centre not in centres:
+        raise click.ClickException(f"there is no centre {centre!r}; the centres are: {', '.join(centres)}")
+    try:
+        conn = db.connect(current_app.config["DATABASE"])
+        try:
+            deleted = retention.purge(conn, days, centre=centre)
+        finally:
+            conn.close()
+    except (db.StorageError, db.OperationalError) as e:
+        # each batch is its own transaction: the ones before the failure stay deleted
+        raise click.ClickException(f"the purge stopped: the database cannot be written ({e})") from None
+    click.echo(f"Deleted {deleted} submissions older than {days} days"
+               + (f" of centre {centre}." if centre else "."))
+
+
+# --- screening send-notices ------------------------------------------------------------------------
+
+@click.command("send-notices")
+@with_appcontext
+def send_notices_command() -> None:
+    """Send the queued e-mail notices that are due, once; exit 1 if one could not be sent
+    (it stays queued and is retried later). Run it from cron to retry failed notices.
+
+    Example (crontab): */5 * * * * screening send-notices
+    """
+    app = current_app._get_current_object()
+    if not notify.sending_enabled(app):
+        click.echo("Notices are off: set SCREENING_SMTP_HOST, and notify_to in the centres' files or "
+                   "SCREENING_NOTIFY_TO, to turn them on.")
+        return
+    result = notify.drain(app)
+    conn = db.connect(app.config["DATABASE"])
+    try:
+        stuck = outbox.given_up(conn)
+    finally:
+        conn.close()
+    click.echo(f"Sent {result.sent} notices; {result.failed} failed and stay queued.")
+    if stuck:
+        click.echo(f"{stuck} notices were given up after {outbox.MAX_ATTEMPTS} attempts (kept in the outbox table).")
+    if result.failed:
+        raise SystemExit(1)
+
+
 def init_app(app: Flask) -> None:
-    """Register check-rules on the app's CLI (for `flask --app screening check-rules`)."""
-    app.cli.add_command(check_rules_command)
+    """Register the app's commands on its CLI (for `flask --app screening ...`)."""
+    for command in (check_rules_command, staff_cli, purge_command, send_notices_command):
+        app.cli.add_command(command)
 
 
 group.add_command(check_rules_command)      # found by `screening` without starting the app

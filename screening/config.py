@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from .rules import default_rules_dir
+from .core.rules import default_rules_dir
 
 try:
     # gunicorn prints an AppImportError as one plain line and stops (instead of a traceback per

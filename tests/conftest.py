@@ -7,8 +7,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from screening import create_app
-from screening import db as dbmod
-from screening.rules import default_rules_dir, load_rules
+from screening.core.rules import default_rules_dir, load_rules
+from screening.store import db as dbmod
 
 RED_FLAGS = ["intense_pain", "persistent_pain", "recent_injury", "radiating_pain", "tingling_or_weakness",
              "spinal_condition", "fever", "skin_problem_in_area", "ongoing_diagnosis"]
@@ -154,13 +154,13 @@ def make_submission(db):
     return build
 
 
-# --- staff accounts and logged-in clients (screening/accounts.py, screening/auth.py) ---------------
+# --- staff accounts and logged-in clients (screening/store/accounts.py, screening/web/auth.py) ---------------
 
 import re  # noqa: E402
 
 from argon2 import PasswordHasher  # noqa: E402
 
-from screening import accounts  # noqa: E402
+from screening.store import accounts  # noqa: E402
 
 STAFF_PASSWORD = "correct horse battery staple"
 

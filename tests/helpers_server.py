@@ -290,7 +290,7 @@ def wait_for(condition, timeout: float = START_TIMEOUT, what: str = "condition")
 def stored_screenings(path: Path) -> dict[str, dict]:
     """Every stored screening by reference, read straight from the file (no app involved), after
     checking that the file is whole (`PRAGMA integrity_check`)."""
-    from screening import db as dbmod
+    from screening.store import db as dbmod
 
     conn = dbmod.connect(path)
     try:

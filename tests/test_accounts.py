@@ -1,10 +1,10 @@
-"""Staff accounts, sessions and the login throttle, at the storage level (screening/accounts.py)."""
+"""Staff accounts, sessions and the login throttle, at the storage level (screening/store/accounts.py)."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher
 
-from screening import accounts
+from screening.store import accounts
 
 LIMITS = {"max_failures": 3, "lock_seconds": 900}
 TIMEOUTS = {"idle_minutes": 30, "session_hours": 10}

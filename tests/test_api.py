@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from screening.conditions import compile_condition
-from screening.rules import LOCALES, OUTCOMES, SERVICE_VARS, default_rules_dir, load_rules
+from screening.core.conditions import compile_condition
+from screening.core.rules import LOCALES, OUTCOMES, SERVICE_VARS, default_rules_dir, load_rules
 from tests.conftest import RED_FLAGS, SLUGS, edit
 
 RULES = load_rules(default_rules_dir())

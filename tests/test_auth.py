@@ -1,5 +1,5 @@
 """Staff log in / log out over HTTP: the server-side session cookie, the generic refusal, the lock,
-CSRF, and the guard that staff blueprints register (screening/auth.py)."""
+CSRF, and the guard that staff blueprints register (screening/web/auth.py)."""
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -7,8 +7,8 @@ import pytest
 from conftest import csrf_token_from, login
 from flask import Blueprint, g, render_template
 
-from screening import accounts
-from screening.auth import COOKIE, admin_required, require_staff
+from screening.store import accounts
+from screening.web.auth import COOKIE, admin_required, require_staff
 
 GENERIC = "Email or password is wrong, or the account is locked for a while"
 

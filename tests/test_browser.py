@@ -34,8 +34,9 @@ from browser_helpers import (
 from conftest import CENTRE
 from playwright.sync_api import expect, sync_playwright
 
-from screening import accounts, create_app
-from screening import db as dbmod
+from screening import create_app
+from screening.store import accounts
+from screening.store import db as dbmod
 
 SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", "back-and-neck-massage",
          "deep-tissue-massage"]

@@ -7,9 +7,11 @@ import threading
 import pytest
 from conftest import CENTRE, STAFF_PASSWORD, add_centre, login
 
-from screening import accounts, create_app, public, retention, review
-from screening import db as dbmod
+from screening import create_app
 from screening.config import SettingsError
+from screening.store import accounts, retention, review
+from screening.store import db as dbmod
+from screening.web import public
 
 OTHER = "centre-b"
 
@@ -310,7 +312,7 @@ def test_every_staff_page_names_the_centre_whose_staff_is_logged_in(two_centres_
         html = b.get(path).get_data(as_text=True)
         assert f'<p class="staff-centre" data-staff-centre="{OTHER}">Staff of Centre B</p>' in html, path
         assert "Exemple" not in html, path           # the other centre is named nowhere
-    assert "Equip de Centre B" in b.get("/staff/?lang=ca").get_data(as_text=True)
+    assert "Equip del centre Centre B" in b.get("/staff/?lang=ca").get_data(as_text=True)
 
 
 def test_an_account_without_a_centre_sees_nothing(app, db, make_staff, make_submission):

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 from conftest import all_no, edit
 
-from screening import centres, checker
-from screening.checker import RulesRefused
-from screening.rules import RulesError, load_rules
+from screening.core import centres, checker
+from screening.core.checker import RulesRefused
+from screening.core.rules import RulesError, load_rules
 
 CENTRE = "centres/exemple-barcelona.toml"
 STRICT = "centres/centre-prudent.toml"

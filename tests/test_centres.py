@@ -3,8 +3,8 @@ with the file, the entry and the problem named."""
 import pytest
 from conftest import SLUGS, edit
 
-from screening.centres import default_centre, load_centres
-from screening.rules import RulesError, default_rules_dir
+from screening.core.centres import default_centre, load_centres
+from screening.core.rules import RulesError, default_rules_dir
 
 CENTRE = "centres/exemple-barcelona.toml"
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import all_no
 
-from screening.characters import forbidden_characters
+from screening.core.characters import forbidden_characters
 
 # NUL, BEL, ESC, DEL, a C1 control (NEL), the right-to-left override, its isolate, a zero-width
 # space, the byte-order mark, a line separator: each can hide or reorder what staff read

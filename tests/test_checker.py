@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from conftest import edit
 
-from screening import engine
-from screening.checker import check
-from screening.rules import load_rules
+from screening.core import engine
+from screening.core.checker import check
+from screening.core.rules import load_rules
 
 TEST_MESSAGE = '{ en = "A test rule.", ca = "Una regla de prova.", es = "Una regla de prueba." }'
 
@@ -218,7 +218,7 @@ def test_a_rule_that_forgets_not_sure_is_caught(rules_copy):
                             "the outcome from consult_professional to proceed") for p in found)
 
 
-# --- the screening policy (screening/policy.py), proved with examples.toml emptied -----------------
+# --- the screening policy (screening/core/policy.py), proved with examples.toml emptied -----------------
 
 def without_examples(folder: Path) -> Path:
     """Empty examples.toml, so that whatever is found is found by the checker itself."""
@@ -309,7 +309,7 @@ def test_fever_stays_consult_when_cleared_alongside_another_red_flag(rules):
 @pytest.fixture
 def proofs(monkeypatch):
     """A fresh in-process memory of verdicts, and a count of the proofs actually run."""
-    from screening import checker
+    from screening.core import checker
     monkeypatch.setattr(checker, "_verdicts", {})
     runs = []
     real_check = checker.check
@@ -332,7 +332,7 @@ def test_the_start_up_proof_runs_once_per_rules_version(proofs, make_app, rules_
 
 
 def test_a_refused_rule_set_stays_refused_without_proving_again(proofs, make_app, rules_copy):
-    from screening.checker import RulesRefused
+    from screening.core.checker import RulesRefused
     edit_entry(rules_copy, "rules.toml", "fever", 'outcome = "consult_professional"', 'outcome = "tell_centre"')
     for _ in range(2):
         with pytest.raises(RulesRefused, match=r"^rules.toml: red flag 'fever': answered yes or not sure without"):
@@ -342,7 +342,7 @@ def test_a_refused_rule_set_stays_refused_without_proving_again(proofs, make_app
 
 def test_a_passing_proof_is_kept_in_the_instance_folder_and_read_at_the_next_start(proofs, rules, tmp_path,
                                                                                    monkeypatch):
-    from screening import checker
+    from screening.core import checker
     checker.prove(rules, cache_dir=str(tmp_path))
     assert (tmp_path / "rules-proven").read_text().strip() == checker.proof_key(rules)
     monkeypatch.setattr(checker, "_verdicts", {})          # a new process (a worker, a restart)
@@ -351,7 +351,7 @@ def test_a_passing_proof_is_kept_in_the_instance_folder_and_read_at_the_next_sta
 
 
 def test_a_proof_on_disk_for_other_rules_or_code_is_not_trusted(proofs, rules, tmp_path, monkeypatch):
-    from screening import checker
+    from screening.core import checker
     (tmp_path / "rules-proven").write_text(f"{rules.version}-0000000000000000\n")    # same rules, older code
     checker.prove(rules, cache_dir=str(tmp_path))
     assert len(proofs) == 1
@@ -362,7 +362,7 @@ def test_a_proof_on_disk_for_other_rules_or_code_is_not_trusted(proofs, rules, t
 
 
 def test_a_refused_rule_set_is_never_written_as_proven(proofs, rules_copy, tmp_path):
-    from screening import checker
+    from screening.core import checker
     edit_entry(rules_copy, "rules.toml", "fever", 'outcome = "consult_professional"', 'outcome = "tell_centre"')
     with pytest.raises(checker.RulesRefused):
         checker.prove(load_rules(rules_copy), cache_dir=str(tmp_path))
@@ -370,14 +370,14 @@ def test_a_refused_rule_set_is_never_written_as_proven(proofs, rules_copy, tmp_p
 
 
 def test_the_proof_key_follows_the_checker_and_engine_source():
-    from screening import centres, checker, conditions, policy, rules
+    from screening.core import centres, checker, conditions, policy, rules
     digest = checker.code_hash()
     sources = [Path(m.__file__).read_bytes() for m in (checker, conditions, engine, policy, rules, centres)]
     assert digest == hashlib.sha256(b"".join(sources)).hexdigest()[:16]
 
 
 def test_a_proof_cache_folder_that_does_not_exist_is_not_made(proofs, rules, tmp_path):
-    from screening import checker
+    from screening.core import checker
     checker.prove(rules, cache_dir=str(tmp_path / "instance"))      # a checkout whose instance/ was never made
     assert not (tmp_path / "instance").exists()
     assert len(proofs) == 1

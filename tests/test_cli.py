@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from conftest import edit
 
 from screening.cli import group
-from screening.rules import RulesError, default_rules_dir
+from screening.core.rules import RulesError, default_rules_dir
 
 FEVER_RULE = 'when = { var = "fever", in = ["yes", "not_sure"] }'
 

@@ -5,15 +5,16 @@ import threading
 
 import pytest
 
-from screening import db as dbmod
-from screening import forms
-from screening.rules import default_rules_dir, load_rules
+from screening.core.rules import default_rules_dir, load_rules
+from screening.store import db as dbmod
+from screening.web import forms
+from screening.web.database import get_db
 
 
 def request_connection(app):
     """The connection a request of `app` on this thread gets."""
     with app.test_request_context("/"):
-        db = dbmod.get_db()
+        db = get_db()
     return db
 
 
@@ -54,7 +55,7 @@ def test_a_thread_keeps_only_a_few_connections_open(tmp_path):
 
 def test_a_transaction_left_open_by_a_request_is_rolled_back_at_its_end(app):
     with app.test_request_context("/"):
-        db = dbmod.get_db()
+        db = get_db()
         db.execute("BEGIN IMMEDIATE")
         db.execute("INSERT INTO health (id, checked_at) VALUES (7, 'left open')")
     assert not db.conn.in_transaction
@@ -129,7 +130,7 @@ def test_a_writer_that_cannot_get_the_queue_still_ends_with_sqlites_timeout(db_f
     SQLite's lock, within the (here shortened) busy timeout, instead of hanging."""
     import time
 
-    from screening.db import OperationalError
+    from screening.store.db import OperationalError
 
     monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)
     outer, inner = dbmod.connect(db_file), dbmod.connect(db_file)

@@ -5,7 +5,7 @@ from conftest import all_no, login
 from helpers_server import checked_inputs, hidden_value, references
 from itsdangerous import TimestampSigner
 
-from screening import db as dbmod
+from screening.store import db as dbmod
 
 SLUG = "decontracting-back-massage"
 FORM = f"/screening/{SLUG}"

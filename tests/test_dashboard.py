@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import CENTRE
 
-from screening import db as dbmod
-from screening import review
+from screening.store import db as dbmod
+from screening.store import review
 
 ROW_RE = re.compile(r'<tr data-submission="(\d+)">(.*?)</tr>', re.S)
 

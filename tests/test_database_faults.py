@@ -18,7 +18,8 @@ import pytest
 from conftest import all_no
 
 from screening import create_app
-from screening import db as dbmod
+from screening.store import db as dbmod
+from screening.web.database import get_db
 
 ROOT = os.geteuid() == 0
 PR_CAPBSET_DROP = 24
@@ -42,7 +43,7 @@ def moved_app(make_app, tmp_path):
 
     @app.get("/api/v1/_test/storage")
     def api_storage():
-        return {"rows": dbmod.get_db().execute("SELECT count(*) FROM submissions").fetchone()[0]}
+        return {"rows": get_db().execute("SELECT count(*) FROM submissions").fetchone()[0]}
 
     (tmp_path / "data").rename(tmp_path / "moved")
     return app
@@ -71,9 +72,9 @@ def test_the_api_gets_a_503_in_json_when_the_folder_is_gone(moved_app):
 
 
 def test_the_503_log_line_says_the_folder_is_missing(moved_app, tmp_path, caplog):
-    with caplog.at_level(logging.ERROR, logger="screening.security"):
+    with caplog.at_level(logging.ERROR, logger="screening.web.security"):
         moved_app.test_client().get("/healthz")
-    [line] = [r.getMessage() for r in caplog.records if r.name == "screening.security"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "screening.web.security"]
     assert line.startswith("storage failure: ")
     assert f"the folder {tmp_path / 'data'} is missing: create it" in line
 
@@ -83,7 +84,7 @@ def test_a_mistake_in_a_statement_is_still_a_500_not_an_outage(make_app):
 
     @app.get("/_test/bad-statement")
     def bad_statement():
-        dbmod.get_db().execute("SELECT no_such_column FROM submissions")
+        get_db().execute("SELECT no_such_column FROM submissions")
 
     assert app.test_client().get("/_test/bad-statement").status_code == 500
 
@@ -201,7 +202,7 @@ def leave_wal_and_shm_read_only(folder: Path) -> None:
     """What a command run as another user (root, say) and killed leaves behind: its -wal and -shm,
     which the app's user cannot write (mode 0444 stands for another owner)."""
     subprocess.run([sys.executable, "-c", (
-        "import os, sys\nfrom screening import db\n"
+        "import os, sys\nfrom screening.store import db\n"
         "conn = db.connect(sys.argv[1]); db.check_health(conn)\n"
         "os._exit(0)   # killed: no close, so the -wal and -shm stay\n"), str(folder / "screening.db")], check=True)
     for suffix in ("-wal", "-shm"):

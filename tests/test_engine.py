@@ -1,16 +1,12 @@
 """The rule engine: normalising answers, refusing what must be fixed, and judging what is left."""
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from conftest import RED_FLAGS, SLUGS, all_no
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import screening
-from screening.engine import AnswerErrors, Outcome, evaluate, normalize, question_text, screen
+from screening.core.engine import AnswerErrors, Outcome, evaluate, normalize, question_text, screen
 
 DBM = "decontracting-back-massage"
 CLEARABLE = [f for f in RED_FLAGS if f != "fever"]
@@ -307,21 +303,3 @@ def test_suggestions_never_change_the_outcome(rules, slug, answers):
     with_suggestions = evaluate(rules, service, normalized)
     without = evaluate(dataclasses.replace(rules, suggestions=()), service, normalized)
     assert (with_suggestions.outcome, with_suggestions.reasons) == (without.outcome, without.reasons)
-
-
-# --- purity -------------------------------------------------------------------------------------
-
-def test_the_engine_rules_and_checker_import_nothing_from_flask_wtforms_or_sqlite_utils():
-    """Import them without the package's __init__ (which builds the Flask app) and list what came in."""
-    package_dir = str(Path(screening.__file__).parent)
-    code = f"""
-import sys, types
-package = types.ModuleType("screening")
-package.__path__ = [{package_dir!r}]
-sys.modules["screening"] = package
-import screening.conditions, screening.rules, screening.engine, screening.checker
-web = ("flask", "wtforms", "flask_wtf", "sqlite_utils", "werkzeug", "jinja2", "sqlite3", "pysqlite3")
-print(sorted(m for m in sys.modules if m.split(".")[0] in web))
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"

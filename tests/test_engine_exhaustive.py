@@ -9,8 +9,8 @@ import itertools
 
 from conftest import RED_FLAGS
 
-from screening import engine
-from screening.engine import Outcome
+from screening.core import engine
+from screening.core.engine import Outcome
 
 VALUES = ("no", "not_sure", "yes")
 PREGNANCY = [("no", None)] + [(p, c) for p in ("not_sure", "yes") for c in VALUES]

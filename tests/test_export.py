@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import CENTRE
 
-from screening import db as dbmod
-from screening import review
+from screening.store import db as dbmod
+from screening.store import review
 
 
 def read_csv(response, delimiter=","):

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from screening import db as dbmod
-from screening.review import DECISIONS, NOTE_MAX
-from screening.rules import OUTCOMES, default_rules_dir, load_rules
+from screening.core.rules import OUTCOMES, default_rules_dir, load_rules
+from screening.store import db as dbmod
+from screening.store.review import DECISIONS, NOTE_MAX
 
 RULES = load_rules(default_rules_dir())
 QUESTION_IDS = [q.id for q in RULES.questions]

@@ -26,7 +26,7 @@ from helpers_server import (
     shared_answers,
 )
 
-from screening import db as dbmod
+from screening.store import db as dbmod
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from conftest import RED_FLAGS, all_no, edit, logged_in_client
 
-from screening import notify
+from screening.web import notify
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "screening" / "translations"

@@ -13,8 +13,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import CENTRE, all_no, edit
 
-from screening import db as dbmod
-from screening import notify
+from screening.store import db as dbmod
+from screening.store import outbox as outboxmod
+from screening.web import notify
 
 WAIT = 30   # seconds: only a guard against a hang, never a measure of speed
 
@@ -319,15 +320,15 @@ def test_a_notice_that_keeps_failing_is_given_up_but_kept(make_app, down_server)
     queue(app)
     moment = datetime.now(UTC)
 
-    for _ in range(notify.MAX_ATTEMPTS + 2):
+    for _ in range(outboxmod.MAX_ATTEMPTS + 2):
         notify.drain(app, now=moment)
         moment += timedelta(days=1)
 
     [row] = outbox(app)
-    assert (row["sent_at"], row["attempts"]) == (None, notify.MAX_ATTEMPTS)
+    assert (row["sent_at"], row["attempts"]) == (None, outboxmod.MAX_ATTEMPTS)
     result = app.test_cli_runner().invoke(args=["send-notices"])
     assert result.exit_code == 0
-    assert f"1 notices were given up after {notify.MAX_ATTEMPTS} attempts" in result.output
+    assert f"1 notices were given up after {outboxmod.MAX_ATTEMPTS} attempts" in result.output
 
 
 def test_send_notices_exits_1_when_a_notice_could_not_be_sent(make_app, down_server):
@@ -381,5 +382,5 @@ def test_the_sender_logs_in_to_a_server_that_requires_it(make_app, password, sen
 
 
 def test_backoff_doubles_from_a_minute_up_to_six_hours():
-    assert [notify.backoff(n) for n in (1, 2, 3)] == [timedelta(minutes=m) for m in (1, 2, 4)]
-    assert notify.backoff(20) == timedelta(hours=6)
+    assert [outboxmod.backoff(n) for n in (1, 2, 3)] == [timedelta(minutes=m) for m in (1, 2, 4)]
+    assert outboxmod.backoff(20) == timedelta(hours=6)

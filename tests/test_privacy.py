@@ -13,8 +13,8 @@ from conftest import all_no
 from helpers_server import Browser, form_fields, references
 from werkzeug.serving import make_server
 
-from screening import db as dbmod
-from screening import engine
+from screening.core import engine
+from screening.store import db as dbmod
 
 CANARY = "Zq9canaryXw"
 SLUG = "decontracting-back-massage"

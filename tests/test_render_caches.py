@@ -4,7 +4,7 @@ mid-request, and the language switch of public pages is cached but never a staff
 from flask import render_template_string
 from flask_babel import force_locale
 
-from screening import forms, i18n
+from screening.web import forms, i18n
 
 SLUG = "decontracting-back-massage"
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from conftest import CENTRE
 
-from screening import db as dbmod
-from screening import retention
+from screening.store import db as dbmod
+from screening.store import retention
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import re
 import pytest
 from conftest import CENTRE, SLUGS, STAFF_PASSWORD, add_centre, login
 
-from screening import accounts, review
-from screening import db as dbmod
+from screening.store import accounts, review
+from screening.store import db as dbmod
+from screening.web.database import get_db
 
 PUBLIC = [
     r"/",
@@ -225,7 +226,7 @@ def test_a_staff_route_that_forgets_the_centre_is_caught_by_the_walk(two_centres
     from flask import abort
 
     def leaky(submission_id):
-        found = dbmod.get_submission(dbmod.get_db(), submission_id)   # no centre: the mistake
+        found = dbmod.get_submission(get_db(), submission_id)   # no centre: the mistake
         return found["name"] if found else abort(404)
 
     two_centres.add_url_rule("/staff/leaky/<int:submission_id>", "leaky", leaky)

@@ -21,9 +21,11 @@ from conftest import RED_FLAGS, SLUGS
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from screening import create_app, engine, openapi
-from screening.conditions import compile_condition
-from screening.rules import SERVICE_VARS, default_rules_dir, load_rules
+from screening import create_app
+from screening.core import engine
+from screening.core.conditions import compile_condition
+from screening.core.rules import SERVICE_VARS, default_rules_dir, load_rules
+from screening.web import openapi
 
 EVALUATE = "/api/v1/evaluate"
 

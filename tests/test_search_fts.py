@@ -5,8 +5,8 @@ import re
 import pytest
 from conftest import CENTRE
 
-from screening import db as dbmod
-from screening import retention, review
+from screening.store import db as dbmod
+from screening.store import retention, review
 
 
 def ids(response):

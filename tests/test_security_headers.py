@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from conftest import SLUGS, all_no
 
-from screening import db as dbmod
+from screening.store import db as dbmod
 
 ROOT = Path(__file__).resolve().parent.parent
 FORM = "/screening/decontracting-back-massage"

@@ -8,7 +8,7 @@ from conftest import all_no
 from helpers_server import Browser, form_fields, gunicorn_server, references
 
 from screening import config, create_app
-from screening import db as dbmod
+from screening.store import db as dbmod
 
 FORM = "/screening/back-massage"
 LIMITED = "Your answers were not sent to the centre"

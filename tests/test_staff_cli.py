@@ -1,7 +1,7 @@
 """`screening staff ...`: accounts are made and managed from the command line only."""
 import pytest
 
-from screening import accounts
+from screening.store import accounts
 
 LIMITS = {"max_failures": 5, "lock_seconds": 900}
 
@@ -117,8 +117,8 @@ def terminal(monkeypatch):
     """Make the command believe it talks to a person at a terminal (the runner still types for them)."""
     from types import SimpleNamespace
 
-    from screening import auth
-    monkeypatch.setattr(auth, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    from screening import cli
+    monkeypatch.setattr(cli, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
 
 
 def test_at_a_terminal_the_password_is_asked_twice_and_hidden(runner, db, terminal):

@@ -7,7 +7,7 @@ import pytest
 import sqlite_utils
 from conftest import CENTRE, all_no
 
-from screening import db as dbmod
+from screening.store import db as dbmod
 
 REFERENCE_RE = re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}$")
 

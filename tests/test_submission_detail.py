@@ -5,8 +5,9 @@ import re
 import pytest
 from conftest import RED_FLAGS, csrf_token_from, logged_in_client
 
-from screening import db as dbmod
-from screening import engine, review
+from screening.core import engine
+from screening.store import db as dbmod
+from screening.store import review
 
 
 def judged(rules, service="decontracting-back-massage", **answers):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from screening import accounts
-from screening import db as dbmod
+from screening.store import accounts
+from screening.store import db as dbmod
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a long live passphrase"

@@ -4,8 +4,8 @@ and the translations keep the safety wording of the English."""
 import pytest
 from conftest import RED_FLAGS, edit
 
-from screening.checker import check
-from screening.rules import RulesError, load_rules, missing_translations
+from screening.core.checker import check
+from screening.core.rules import RulesError, load_rules, missing_translations
 
 HEALTH_PROFESSIONAL = {"en": "health professional", "ca": "professional de la salut", "es": "profesional sanitario"}
 TELL_THE_CENTRE = {"en": "Tell the centre", "ca": "Avisa el centre", "es": "Avisa al centro"}

@@ -21,11 +21,11 @@ from functools import cache
 
 import pytest
 
-from screening import checker
-from screening.checker import check
-from screening.conditions import All, Not
-from screening.conditions import Test as Is
-from screening.rules import OUTCOMES, RULE_FILES, RulesError, _parse_file, default_rules_dir, parse_rules
+from screening.core import checker
+from screening.core.checker import check
+from screening.core.conditions import All, Not
+from screening.core.conditions import Test as Is
+from screening.core.rules import OUTCOMES, RULE_FILES, RulesError, _parse_file, default_rules_dir, parse_rules
 
 BASE = default_rules_dir()
 TEXTS = {name: (BASE / name).read_text() for name in RULE_FILES}
@@ -173,7 +173,7 @@ def moved_keys(name: str):
 def outcomes(ruleset, domains: dict[str, list], literals: dict[str, set], patterns: dict) -> dict:
     """For each group of services conditions cannot tell apart: raw answers refused, >= tell_centre, consult.
 
-    The layout is the checker's (screening/checker.py), but every question is enumerated with
+    The layout is the checker's (screening/core/checker.py), but every question is enumerated with
     every value class and blank, asked or not, so that two rule sets that ask differently are
     compared on the same raw answers, as the engine reads them: an answer to a question that is
     not asked is ignored, and an asked required question left blank is refused. `patterns` holds

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from screening.rules import default_rules_dir
+from screening.core.rules import default_rules_dir
 
 SHIPPED = "exemple-barcelona.toml"
 # (when, outcome, about): each reads only answers and literals the shared rules know, and raises
@@ -44,8 +44,8 @@ import json, sys, time
 t0 = time.perf_counter()
 import flask
 from screening import create_app
-from screening.centres import load_centres
-from screening.rules import load_rules
+from screening.core.centres import load_centres
+from screening.core.rules import load_rules
 rules_dir, instance = sys.argv[1], sys.argv[2]
 flask.Flask.auto_find_instance_path = lambda self: instance     # the verdict goes to this folder
 imported, cpu = time.perf_counter(), time.process_time()

@@ -6,7 +6,7 @@ Run by hand (pytest does not collect it):
     python tests/benchmarks/bench_staff.py --rows 100000 --db /tmp/bench.db --keep --purge
 
 It fills a database with a realistic spread of services, outcomes, statuses, dates and names,
-then times the real queries of screening/review.py (median of several runs, and the ratio to a
+then times the real queries of screening/store/review.py (median of several runs, and the ratio to a
 `SELECT 1` round trip timed in the same run), the real dashboard requests through a logged-in
 test client, shows SQLite's query plan for each query, and measures the export's peak memory by
 streaming the whole CSV through /staff/export.csv in a fresh process.
@@ -27,8 +27,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from screening import accounts, create_app, review
-from screening import db as dbmod
+from screening import create_app
+from screening.store import accounts, review
+from screening.store import db as dbmod
 
 SERVICES = {"decontracting-back-massage": 40, "back-massage": 25, "decontracting-massage": 15,
             "back-and-neck-massage": 12, "deep-tissue-massage": 8}
@@ -352,7 +353,7 @@ def bench_purge(path: Path) -> None:
     """Time retention.purge for a day's worth of old rows (a daily cron) and then for a whole year
     (the first run on an old database), with the longest write transaction (how long the public
     side would wait for the lock). Destructive: it deletes those rows."""
-    from screening import retention
+    from screening.store import retention
 
     original = dbmod.immediate
     holds: list[float] = []

@@ -43,7 +43,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]     # bench_staff, and tests/helper
 import bench_staff  # noqa: E402
 from helpers_server import READY, Browser, app_folder, form_fields, stop  # noqa: E402
 
-from screening import db as dbmod  # noqa: E402
+from screening.store import db as dbmod  # noqa: E402
 
 SLUG = "decontracting-back-massage"
 FORM = f"/screening/{SLUG}"
@@ -303,8 +303,8 @@ def bench_engine(runs: int) -> dict:
     too), over varied answer sets for every service; then the cost of loading and proving rules/."""
     import random
 
-    from screening import checker, engine
-    from screening.rules import default_rules_dir, load_rules
+    from screening.core import checker, engine
+    from screening.core.rules import default_rules_dir, load_rules
 
     rs = load_rules(default_rules_dir())
     rng = random.Random(8)

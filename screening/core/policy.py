@@ -1,7 +1,7 @@
 """The screening policy of SPEC.md ("Screening policy"), written once, as data the checker proves.
 
 Plain Python: no Flask, no database. The rule files say *how* the screening decides; this module
-says what must come out whatever they say, and `screening check-rules` (screening/checker.py)
+says what must come out whatever they say, and `screening check-rules` (screening/core/checker.py)
 proves it over every valid combination of answers of every service, so that it holds even when
 examples.toml is empty:
 

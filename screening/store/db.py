@@ -6,7 +6,7 @@ Read shared/RELIABILITY.md before changing anything here. In short:
 - per-connection pragmas are set in `connect()` and nowhere else;
 - a transaction that reads and then writes starts with BEGIN IMMEDIATE (`immediate()`);
 - connections are opened once per worker thread, after gunicorn's fork, never at import time, and
-  reused by that thread's requests (`get_db`);
+  reused by that thread's requests (web.database.get_db);
 - a reference is returned only after COMMIT has returned.
 """
 from __future__ import annotations
@@ -677,47 +677,3 @@ def close_thread_connections() -> None:
             db.close()
         else:
             _inherited.append(db)
-
-
-def get_db():
-    """The request's connection: this worker thread's own, opened on first use after the fork."""
-    from flask import current_app, g
-
-    if "db" not in g:
-        g.db = thread_connection(current_app.config["DATABASE"])
-    return g.db
-
-
-def close_db(exc=None) -> None:
-    """End of request: the connection stays open for the thread's next request, but never with a
-    transaction left open (it would hold back checkpoints, and the next request would inherit it)."""
-    from flask import g
-
-    db = g.pop("db", None)
-    if db is None:
-        return
-    if getattr(db, "_retired", False):
-        db.close()
-    elif db.conn.in_transaction:
-        db.conn.rollback()
-
-
-def init_app(app) -> None:
-    """Create or upgrade the schema at start-up, give rows from before centres existed to the
-    default centre, and close connections after each request."""
-    Path(app.config["DATABASE"]).parent.mkdir(parents=True, exist_ok=True)
-    db = connect(app.config["DATABASE"])
-    default = app.extensions.get("screening.default_centre")
-    try:
-        migrate(db, default_centre=default.slug if default else None)
-        adopt_orphans(db, default.slug if default else None)      # rows an older version wrote meanwhile
-    except NoDefaultCentre as e:
-        from .config import SettingsError
-
-        raise SettingsError([
-            f"SCREENING_DEFAULT_CENTRE: the database holds rows from before centres existed ({e}) and "
-            f"there are several centres ({', '.join(app.extensions.get('screening.centres', {}))}): set "
-            "SCREENING_DEFAULT_CENTRE to the centre they belong to"]) from None
-    finally:
-        db.close()
-    app.teardown_appcontext(close_db)

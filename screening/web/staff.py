@@ -34,12 +34,14 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from . import db as dbmod
-from . import i18n, review
+from ..core.characters import forbidden_characters
+from ..core.engine import AnswerErrors, question_text, screen
+from ..core.rules import RuleSet
+from ..store import db as dbmod
+from ..store import review
+from . import i18n
 from .auth import admin_required, require_staff
-from .characters import forbidden_characters
-from .engine import AnswerErrors, question_text, screen
-from .rules import RuleSet
+from .database import get_db
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 bp.before_request(require_staff)
@@ -83,7 +85,7 @@ def store() -> review.CentreStore:
         # it may see nothing rather than everything
         abort(403)
     if "centre_store" not in g:
-        g.centre_store = review.CentreStore(dbmod.get_db(), g.staff["centre"], centre_zone())
+        g.centre_store = review.CentreStore(get_db(), g.staff["centre"], centre_zone())
     return g.centre_store
 
 

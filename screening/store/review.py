@@ -24,10 +24,10 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from ..core.engine import AnswerErrors, Decision, asked_questions, question_text, screen
+from ..core.rules import OUTCOMES, RuleSet
 from . import db as dbmod
 from . import retention
-from .engine import AnswerErrors, Decision, asked_questions, question_text, screen
-from .rules import OUTCOMES, RuleSet
 
 PAGE_SIZE = 50
 EXPORT_PAGE_SIZE = 500

@@ -21,7 +21,7 @@ from babel.dates import format_date, format_time, get_datetime_format
 from flask import current_app, has_app_context, has_request_context, request
 from flask_babel import Babel, get_locale, get_translations
 
-from .rules import DEFAULT_LOCALE, LOCALES
+from ..core.rules import DEFAULT_LOCALE, LOCALES
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ COOKIE = "lang"
 COOKIE_MAX_AGE = 365 * 24 * 3600
 # each language named in itself, as the switch shows it
 NAMES = {"en": "English", "ca": "Català", "es": "Español"}
-TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"      # screening/translations
 
 babel = Babel()
 

@@ -10,9 +10,8 @@ once (a slow mail server must not slow the client's page). `screening send-notic
 outbox too; run it from cron so that failed notices are retried and a notice whose worker died
 is sent anyway.
 
-Each row is claimed inside BEGIN IMMEDIATE with a lease (`claimed_until`), so two drainers, in
-threads or processes, never send the same notice. Delivery is at least once: a crash after the
-server accepted a message and before `sent_at` is written sends it again after the lease.
+The outbox's SQL (claims with a lease, so two senders never send the same notice; delivery at
+least once) is in store/outbox.py.
 
 A notice carries the reference, the outcome label, the service name and a link to the staff
 page: never the answers, the name, the contact or the notes (RELIABILITY.md point 18). It is
@@ -25,24 +24,20 @@ import logging
 import smtplib
 import ssl
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import NamedTuple
 
-import sqlite_utils
 from flask_babel import force_locale
 
-from . import db as dbmod
+from ..store import db as dbmod
+from ..store import outbox
 from . import i18n
 
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT = 10                       # seconds per network operation
-LEASE = timedelta(minutes=5)            # far longer than one send with the timeouts above
-MAX_ATTEMPTS = 12                       # with the backoff below: about a day of retries
-FIRST_RETRY = timedelta(minutes=1)
-LONGEST_WAIT = timedelta(hours=6)
 THREAD_NAME = "screening-notices"
 TEMPLATE = "email/notice.txt"
 
@@ -70,64 +65,9 @@ def enabled(config, centre=None, *, centres=None) -> bool:
     return bool(config.get("NOTIFY_TO")) or any(c.notify_to for c in (centres or {}).values())
 
 
-def _app_enabled(app) -> bool:
+def sending_enabled(app) -> bool:
     """enabled() for an app: SMTP and some centre (or NOTIFY_TO) to send to."""
     return enabled(app.config, centres=app.extensions.get("screening.centres"))
-
-
-def _iso(moment: datetime) -> str:
-    """The same text format as db.now(), so that text comparison is time comparison."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def backoff(attempts: int) -> timedelta:
-    """How long to wait after the `attempts`-th failure: doubling from a minute, at most 6 hours."""
-    return min(FIRST_RETRY * 2 ** (attempts - 1), LONGEST_WAIT)
-
-
-# --- the outbox ---------------------------------------------------------------------------------
-
-def claim(db: sqlite_utils.Database, *, now: datetime) -> dict | None:
-    """Take the oldest due notice that nobody else holds, for the length of a lease."""
-    moment = _iso(now)
-    with dbmod.immediate(db):
-        row = db.execute(
-            "SELECT id, submission_id, reference, attempts FROM outbox"
-            " WHERE sent_at IS NULL AND attempts < ?"
-            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-            " AND (claimed_until IS NULL OR claimed_until <= ?)"
-            " ORDER BY id LIMIT 1", [MAX_ATTEMPTS, moment, moment]).fetchone()
-        if row is None:
-            return None
-        db.execute("UPDATE outbox SET claimed_until = ? WHERE id = ?", [_iso(now + LEASE), row[0]])
-    return dict(zip(("id", "submission_id", "reference", "attempts"), row, strict=True))
-
-
-def _mark_sent(db, notice_id: int, *, now: datetime) -> None:
-    with dbmod.immediate(db):
-        db.execute("UPDATE outbox SET sent_at = ?, claimed_until = NULL, last_error = NULL WHERE id = ?",
-                   [_iso(now), notice_id])
-
-
-def _mark_failed(db, notice: dict, error: BaseException, *, now: datetime) -> None:
-    """Count the failure and schedule the next try. The error names the SMTP problem, never
-    the submission's content (the message holds none)."""
-    attempts = notice["attempts"] + 1
-    reason = f"{type(error).__name__}: {error}"[:300]
-    with dbmod.immediate(db):
-        db.execute("UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ?, claimed_until = NULL"
-                   " WHERE id = ?", [attempts, reason, _iso(now + backoff(attempts)), notice["id"]])
-    if attempts >= MAX_ATTEMPTS:
-        log.error("notice for %s not sent after %d attempts; giving up (row kept): %s",
-                  notice["reference"], attempts, reason)
-    else:
-        log.warning("notice for %s not sent (attempt %d), will retry: %s", notice["reference"], attempts, reason)
-
-
-def _drop(db, notice_id: int) -> None:
-    """Forget a notice that must not be sent (its submission is gone, or needs no notice)."""
-    with dbmod.immediate(db):
-        db.execute("DELETE FROM outbox WHERE id = ?", [notice_id])
 
 
 # --- the message --------------------------------------------------------------------------------
@@ -141,8 +81,9 @@ def compose(app, submission: dict) -> EmailMessage:
     rules = app.extensions["screening.rules"]
     service = rules.service(submission["service"])
     base = (config.get("BASE_URL") or "").rstrip("/")
-    language = i18n.default_language()
-    with force_locale(language):      # staff read notices in the centre's language
+    centre = app.extensions.get("screening.centres", {}).get(submission.get("centre"))
+    language = centre.default_language if centre is not None else i18n.default_language()
+    with force_locale(language):      # staff read notices in their centre's language
         text = render_template(
             TEMPLATE, reference=submission["reference"], outcome=submission["outcome"],
             outcome_label=rules.outcomes[submission["outcome"]]["label"].get(language),
@@ -150,7 +91,7 @@ def compose(app, submission: dict) -> EmailMessage:
             link=f"{base}/staff/submissions/{submission['id']}")
     # the template's first line is the subject, then a blank line, then the body
     head, _, body = text.lstrip().partition("\n\n")
-    to = recipients(config, app.extensions.get("screening.centres", {}).get(submission.get("centre")))
+    to = recipients(config, centre)
     if not to:
         raise LookupError(f"no address for the notices of centre {submission.get('centre')!r}")
     message = EmailMessage()
@@ -188,37 +129,29 @@ def drain(app, *, now: datetime | None = None) -> Drained:
     """Send every due notice once, one claimed row at a time, on a connection of its own.
     `now` lets tests move the clock past a backoff."""
     sent = failed = 0
-    if not _app_enabled(app):
+    if not sending_enabled(app):
         return Drained(sent, failed)
     conn = dbmod.connect(app.config["DATABASE"])
     try:
         with app.app_context():
             # a failed notice is due again only after its backoff, so this loop ends
-            while (notice := claim(conn, now=now or datetime.now(UTC))) is not None:
-                row = conn.execute("SELECT id, reference, service, outcome, centre FROM submissions WHERE id = ?",
-                                   [notice["submission_id"]]).fetchone()
-                if row is None or row[3] == "proceed":
-                    _drop(conn, notice["id"])
+            while (notice := outbox.claim(conn, now=now or datetime.now(UTC))) is not None:
+                submission = outbox.submission_for(conn, notice)
+                if submission is None or submission["outcome"] == "proceed":
+                    outbox.drop(conn, notice["id"])
                     continue
                 try:
-                    deliver(app.config, compose(app, dict(zip(("id", "reference", "service", "outcome", "centre"),
-                                                              row, strict=True))))
+                    deliver(app.config, compose(app, submission))
                 except Exception as e:  # any failure must leave the row queued
-                    _mark_failed(conn, notice, e, now=now or datetime.now(UTC))
+                    outbox.mark_failed(conn, notice, e, now=now or datetime.now(UTC))
                     failed += 1
                     continue
-                _mark_sent(conn, notice["id"], now=now or datetime.now(UTC))
+                outbox.mark_sent(conn, notice["id"], now=now or datetime.now(UTC))
                 log.info("notice sent for %s", notice["reference"])
                 sent += 1
     finally:
         conn.close()
     return Drained(sent, failed)
-
-
-def given_up(db: sqlite_utils.Database) -> int:
-    """How many notices are kept unsent after the last attempt."""
-    return db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND attempts >= ?",
-                      [MAX_ATTEMPTS]).fetchone()[0]
 
 
 # --- waking a background sender -----------------------------------------------------------------
@@ -256,44 +189,12 @@ class _Waker:
 
 def wake(app) -> None:
     """Send queued notices in the background; return at once. Call after the COMMIT."""
-    if _app_enabled(app):
+    if sending_enabled(app):
         app.extensions.setdefault("screening.notify", _Waker()).poke(app)
 
 
 # --- wiring into Flask --------------------------------------------------------------------------
 
 def init_app(app) -> None:
-    """Register `screening send-notices`."""
-    import click
-    from flask.cli import with_appcontext
-
+    """One background sender per app (the `send-notices` command is in cli.py)."""
     app.extensions.setdefault("screening.notify", _Waker())
-
-    @click.command("send-notices")
-    @with_appcontext
-    def send_notices_command() -> None:
-        """Send the queued e-mail notices that are due, once; exit 1 if one could not be sent
-        (it stays queued and is retried later). Run it from cron to retry failed notices.
-
-        Example (crontab): */5 * * * * screening send-notices
-        """
-        from flask import current_app
-
-        app = current_app._get_current_object()
-        if not _app_enabled(app):
-            click.echo("Notices are off: set SCREENING_SMTP_HOST, and notify_to in the centres' files or "
-                       "SCREENING_NOTIFY_TO, to turn them on.")
-            return
-        result = drain(app)
-        conn = dbmod.connect(app.config["DATABASE"])
-        try:
-            stuck = given_up(conn)
-        finally:
-            conn.close()
-        click.echo(f"Sent {result.sent} notices; {result.failed} failed and stay queued.")
-        if stuck:
-            click.echo(f"{stuck} notices were given up after {MAX_ATTEMPTS} attempts (kept in the outbox table).")
-        if result.failed:
-            raise SystemExit(1)
-
-    app.cli.add_command(send_notices_command)

@@ -11,7 +11,7 @@
 (d) every outcome, every rule and every suggestion can happen;
 (e) every example in examples.toml gives its outcome (and exactly its rules, when listed);
 (f) no rule, clearance or suggestion message promises a medical result;
-(g) the screening policy of SPEC.md, as screening/policy.py writes it: its questions exist with
+(g) the screening policy of SPEC.md, as screening/core/policy.py writes it: its questions exist with
     the right shape, every red flag answered "yes" or "not sure" gives consult_professional
     unless a professional has cleared it (fever even then), a clearance never gives proceed,
     pregnancy gives at least tell_centre and asks its follow-up, and every "not sure" to these

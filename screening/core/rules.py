@@ -744,7 +744,7 @@ def _load_examples(data, q_by_id, slugs, rule_ids, file="examples.toml") -> tupl
 
 def default_rules_dir() -> Path:
     """rules/ beside the package in a checkout, or installed inside it by `pip install .`."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent      # the package folder (this file is in core/)
     installed = here / "bundled_rules"
     return installed if (installed / "questions.toml").exists() else here.parent / "rules"
 

@@ -13,9 +13,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask_babel import lazy_gettext as _l
 
-from . import engine, i18n, openapi, public
-from .centres import Centre
-from .rules import DEFAULT_LOCALE, LOCALES, Question, RuleSet, Service
+from ..core import engine
+from ..core.centres import Centre
+from ..core.rules import DEFAULT_LOCALE, LOCALES, Question, RuleSet, Service
+from . import i18n, openapi, public
 from .security import error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

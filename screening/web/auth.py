@@ -1,5 +1,5 @@
-"""Staff log in / log out, the server-side session cookie, the deny-by-default guard and the
-`screening staff` CLI. The SQL behind all of it is in accounts.py.
+"""Staff log in / log out, the server-side session cookie and the deny-by-default guard. The SQL
+behind them is in store/accounts.py; the `screening staff` commands are in cli.py.
 
 Staff pages deny by default: the staff blueprint registers `require_staff` as its
 before_request, so a view that forgets a decorator still shows nothing to a stranger.
@@ -7,20 +7,17 @@ before_request, so a view that forgets a decorator still shows nothing to a stra
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from urllib.parse import urlsplit
 
-import click
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, session, url_for
-from flask.cli import AppGroup
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import InputRequired
 
-from . import accounts
-from .db import connect, get_db
+from ..store import accounts
+from .database import get_db
 
 COOKIE = "screening_staff"
 COOKIE_PATH = "/staff"        # the staff cookie is never sent to the public pages or the API
@@ -158,151 +155,7 @@ def logout():
     return response
 
 
-# --- the `screening staff` command line ------------------------------------------------------------
-
-# Operator-facing CLI messages, keyed by accounts.AccountError codes.
-CLI_ERRORS = {
-    "bad_email": "That is not an email address.",
-    "short_password": f"The password must have at least {accounts.MIN_PASSWORD} characters.",
-    "long_password": f"The password must have at most {accounts.MAX_PASSWORD} characters.",
-    "bad_role": f"The role must be one of: {', '.join(accounts.ROLES)}.",
-    "duplicate": "An account with that email already exists.",
-    "unknown": "There is no account with that email.",
-    "no_password": "No password was given on standard input.",
-    "mismatch": "The two passwords differ.",
-    "no_centre": "An account must belong to a centre.",
-}
-
-
-def _fail(code: str):
-    """Stop the command with a clean message and exit code 1."""
-    raise click.ClickException(CLI_ERRORS[code])
-
-
-def _read_password() -> str:
-    """The first line of standard input when it is not a terminal (scripts), else a hidden prompt, twice."""
-    if not sys.stdin.isatty():
-        line = sys.stdin.readline().rstrip("\r\n")
-        if not line:
-            _fail("no_password")
-        return line
-    first = click.prompt("Password", hide_input=True, err=True)
-    if click.prompt("Password again", hide_input=True, err=True) != first:
-        _fail("mismatch")
-    return first
-
-
-def _db():
-    """A connection for a CLI command (inside the app context)."""
-    return connect(current_app.config["DATABASE"])
-
-
-staff_cli = AppGroup("staff", help="Manage staff accounts (there is no default account).")
-
-
-def _centre_slug(given: str | None) -> str:
-    """The centre a new account belongs to: the one named, or the only one; else a clean error
-    that lists the centres."""
-    centres = current_app.extensions["screening.centres"]
-    listing = ", ".join(centres)
-    if given is None:
-        if len(centres) == 1:
-            return next(iter(centres))
-        raise click.ClickException(f"There are several centres: choose one with --centre (one of: {listing}).")
-    if given not in centres:
-        raise click.ClickException(f"There is no centre {given!r}. The centres are: {listing}.")
-    return given
-
-
-@staff_cli.command("add")
-@click.argument("email")
-@click.option("--name", default=None, help="The name shown on the staff pages.")
-@click.option("--role", default="staff", show_default=True, help="staff or admin (admin of its centre only).")
-@click.option("--centre", default=None, metavar="SLUG",
-              help="The centre the account belongs to (may be left out when there is one centre).")
-def add_command(email, name, role, centre):
-    """Create a staff account of one centre; the password is read from standard input.
-
-    \b
-    Example: echo 'a long passphrase' | screening staff add ana@centre.example --name Ana --role admin
-             echo 'a long passphrase' | screening staff add joan@centre.example --centre exemple-barcelona
-    """
-    if role not in accounts.ROLES:
-        _fail("bad_role")
-    slug = _centre_slug(centre)
-    try:
-        accounts.check_email(email)
-        password = _read_password()
-        db = _db()
-        try:
-            staff = accounts.create_staff(db, email=email, password=password, name=name, role=role, centre=slug)
-        finally:
-            db.close()
-    except accounts.AccountError as e:
-        _fail(e.code)
-    click.echo(f"Created {staff['role']} account {staff['email']} of centre {slug}.")
-
-
-@staff_cli.command("list")
-def list_command():
-    """List the staff accounts: email, name, role, state, centre, created.
-
-    \b
-    Example: screening staff list
-    """
-    db = _db()
-    try:
-        rows = accounts.list_staff(db)
-    finally:
-        db.close()
-    if not rows:
-        click.echo("No staff accounts yet. Create one with: screening staff add EMAIL")
-    for row in rows:
-        state = "active" if row["active"] else "inactive"
-        click.echo(f"{row['email']}\t{row['name'] or '-'}\t{row['role']}\t{state}\t{row['centre'] or '-'}\t"
-                   f"{row['created_at']}")
-
-
-@staff_cli.command("deactivate")
-@click.argument("email")
-def deactivate_command(email):
-    """Stop an account from logging in and end its sessions now.
-
-    \b
-    Example: screening staff deactivate ana@centre.example
-    """
-    db = _db()
-    try:
-        staff = accounts.deactivate(db, email)
-    except accounts.AccountError as e:
-        _fail(e.code)
-    finally:
-        db.close()
-    click.echo(f"Deactivated {staff['email']}; its sessions have ended.")
-
-
-@staff_cli.command("reset-password")
-@click.argument("email")
-def reset_password_command(email):
-    """Set a new password (read like `add` does), end the account's sessions and clear its lock.
-
-    \b
-    Example: echo 'a new long passphrase' | screening staff reset-password ana@centre.example
-    """
-    db = _db()
-    try:
-        if accounts.find_staff(db, email) is None:
-            _fail("unknown")
-        staff = accounts.reset_password(db, email, _read_password())
-    except accounts.AccountError as e:
-        _fail(e.code)
-    finally:
-        db.close()
-    click.echo(f"New password set for {staff['email']}; its sessions have ended.")
-
-
 def init_app(app) -> None:
-    """Register the login views, the `screening staff` commands and the loading of g.staff."""
+    """Register the login views and the loading of g.staff."""
     app.register_blueprint(bp)
     app.before_request(load_staff)      # every request, so any blueprint can trust g.staff
-    app.cli.add_command(staff_cli)

@@ -8,7 +8,7 @@ from flask import abort, current_app, jsonify, make_response, render_template, r
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from . import db
+from ..store import db
 
 log = logging.getLogger(__name__)
 

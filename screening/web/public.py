@@ -25,8 +25,11 @@ from flask import Blueprint, abort, current_app, g, has_request_context, render_
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import NotFound
 
-from . import db, engine, forms, i18n, notify
-from .rules import RuleSet
+from ..core import engine
+from ..core.rules import RuleSet
+from ..store import db
+from . import forms, i18n, notify
+from .database import get_db
 
 bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def rules_for(centre=None) -> RuleSet:
     """The rule set a centre screens with: the shared rules plus its own, built once at start-up
-    (screening/centres.py rule_sets); the shared rules when there is no centre."""
+    (screening/core/centres.py rule_sets); the shared rules when there is no centre."""
     if centre is None or not centre.extra:      # no rules of its own: the shared set itself
         return current_app.extensions["screening.rules"]
     return current_app.extensions["screening.centre_rules"][centre.slug]
@@ -60,7 +63,7 @@ def locale() -> str:
 
 
 def centres() -> dict:
-    """Every centre, by slug, in the order of their names (screening/centres.py)."""
+    """Every centre, by slug, in the order of their names (screening/core/centres.py)."""
     return current_app.extensions["screening.centres"]
 
 
@@ -181,7 +184,7 @@ def service(slug):
 
 @bp.get("/healthz")
 def healthz():
-    db.check_health(db.get_db())   # StorageError becomes a 503 in security.py
+    db.check_health(get_db())   # StorageError becomes a 503 in security.py
     return "ok", 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
@@ -289,7 +292,7 @@ def _store(form, decision) -> db.Stored:
         abort(404)
     wants_notice = notify.enabled(current_app.config, centre) and decision.outcome.code != "proceed"
     try:
-        result = db.store_screening(db.get_db(), nonce=forms.nonce_of(form), record=record, centre=centre.slug,
+        result = db.store_screening(get_db(), nonce=forms.nonce_of(form), record=record, centre=centre.slug,
                                     notify=wants_notice,
                                     limit_key=share_limit_key(request.remote_addr),
                                     limit=current_app.config["SHARE_LIMIT_PER_HOUR"])

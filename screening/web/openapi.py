@@ -11,9 +11,9 @@ import sys
 import unicodedata
 from typing import Any
 
-from . import engine
-from .conditions import TESTS, All, Any_, Condition, Not, Test
-from .rules import (
+from ..core import engine
+from ..core.conditions import TESTS, All, Any_, Condition, Not, Test
+from ..core.rules import (
     LOCALES,
     OUTCOMES,
     QUESTION_TYPES,
@@ -236,7 +236,7 @@ def _schemas(ruleset: RuleSet, centres: list[str]) -> dict[str, Any]:
                             "centres": {"type": "array", "items": _ref("Centre")}}),
         "Condition": {
             "description": "when a question is asked, in the condition language of rules/ "
-                           "(see screening/conditions.py)",
+                           "(see screening/core/conditions.py)",
             "oneOf": [
                 _obj({"all": {"type": "array", "minItems": 1, "items": _ref("Condition")}}),
                 _obj({"any": {"type": "array", "minItems": 1, "items": _ref("Condition")}}),

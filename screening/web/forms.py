@@ -14,8 +14,8 @@ from collections import OrderedDict
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, RadioField, SelectMultipleField, StringField, TextAreaField
 
-from .characters import forbidden_characters
-from .rules import YES_NO, YES_NO_UNSURE, RuleSet
+from ..core.characters import forbidden_characters
+from ..core.rules import YES_NO, YES_NO_UNSURE, RuleSet
 
 NAME_MAX = 100
 CONTACT_MAX = 120
