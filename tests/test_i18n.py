@@ -14,7 +14,7 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
-from conftest import RED_FLAGS, all_no, edit, logged_in_client
+from conftest import CENTRE, RED_FLAGS, add_centre, all_no, edit, logged_in_client
 
 from screening.web import notify
 
@@ -232,6 +232,21 @@ def test_a_notice_is_written_in_the_centres_default_language(centre_in):
                                        "outcome": "tell_centre"})
     assert message["Subject"].startswith("Nuevo cuestionario K7QF-M3XA")
     assert "Las respuestas están en las páginas del equipo" in message.get_content()
+
+
+def test_each_centres_notices_are_in_that_centres_language(make_app, rules_copy):
+    """Two centres, one reading Catalan and one English: each notice in its own centre's language,
+    whichever centre is the installation's default."""
+    other = add_centre(rules_copy, "centre-b", name="Centre B", notify_to="desk@b.example")
+    other.write_text(other.read_text().replace('default_language = "ca"', 'default_language = "en"', 1))
+    app = make_app(RULES_DIR=str(rules_copy), SMTP_HOST="localhost", DEFAULT_CENTRE=CENTRE)
+    notice = {"id": 7, "reference": "K7QF-M3XA", "service": "back-massage", "outcome": "tell_centre"}
+    with app.app_context():
+        catalan = notify.compose(app, {**notice, "centre": CENTRE})
+        english = notify.compose(app, {**notice, "centre": "centre-b"})
+    assert catalan["Subject"].startswith("Nou qüestionari K7QF-M3XA") and "Massatge d'esquena" in catalan.get_content()
+    assert english["Subject"].startswith("New screening K7QF-M3XA") and "Back massage" in english.get_content()
+    assert english["To"] == "desk@b.example"
 
 
 # --- catalogs: complete, and nothing English left on a translated page ---------------------------
