@@ -199,3 +199,22 @@ def question_text(ruleset: RuleSet, q: Question, service: Service, locale: str |
         areas = names[0] if len(names) == 1 else ", ".join(names[:-1]) + last_joiner + names[-1]
         text = text.replace("{areas}", areas)
     return text
+
+
+def answer_label(ruleset: RuleSet, question: Question, value: Any, locale: str | None) -> str:
+    """One answer code in the words the client chose it by (texts answer_yes/no/not_sure, option labels)."""
+    if question.type in ("yes_no_unsure", "yes_no") and f"answer_{value}" in ruleset.texts:
+        return ruleset.text(f"answer_{value}", locale)
+    for option in question.options:
+        if option.id == value:
+            return option.label.get(locale)
+    return str(value)
+
+
+def answer_words(ruleset: RuleSet, question: Question, value: Any, locale: str | None) -> str:
+    """A whole answer as words: several choices joined by commas, free text as typed."""
+    if question.type == "text":
+        return value
+    if isinstance(value, (list, tuple)):
+        return ", ".join(answer_label(ruleset, question, v, locale) for v in value)
+    return answer_label(ruleset, question, value, locale)

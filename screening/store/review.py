@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
-from ..core.engine import AnswerErrors, Decision, asked_questions, question_text, screen
+from ..core.engine import AnswerErrors, Decision, answer_label, asked_questions, question_text, screen
 from ..core.rules import OUTCOMES, RuleSet
 from . import db as dbmod
 from . import retention
@@ -404,14 +404,6 @@ def answered_questions(ruleset: RuleSet, submission: dict[str, Any]) -> tuple[li
         questions = [q for q in ruleset.questions if q.id in answers]
     gone = [qid for qid in answers if qid not in ruleset.questions_by_id]
     return questions, gone
-
-
-def answer_label(ruleset: RuleSet, question, value: Any, locale: str | None) -> str:
-    """A stored answer in the words the client chose it by (texts answer_yes/no/not_sure, option labels)."""
-    if question.type in ("yes_no_unsure", "yes_no") and f"answer_{value}" in ruleset.texts:
-        return ruleset.text(f"answer_{value}", locale)
-    labels = {o.id: o.label.get(locale) for o in question.options}
-    return labels.get(value, str(value))
 
 
 def answer_rows(ruleset: RuleSet, submission: dict[str, Any]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from babel.dates import format_date, format_time, get_datetime_format
-from flask import current_app, has_app_context, has_request_context, request
+from flask import current_app, g, has_app_context, has_request_context, request
 from flask_babel import Babel, get_locale, get_translations
 
 from ..core.rules import DEFAULT_LOCALE, LOCALES
@@ -101,15 +101,22 @@ def _public_links(script_root: str, path: str, here: str) -> tuple[dict, ...]:
 
 
 def _catalog():
-    """This request's gettext catalog, looked up once per request and language: Flask-Babel looks
-    it up again for every string of a page (about 20 µs each, a dozen or more per page)."""
-    if not has_request_context():
+    """The gettext catalog of the current language, looked up once per request and language:
+    Flask-Babel looks it up again for every string of a page (about 20 µs each, dozens per page).
+
+    Kept beside Flask-Babel's own locale (its namespace on `g`), so a `force_locale` mid-request,
+    which replaces that locale object, is followed at once."""
+    ctx = g.get("_flask_babel") if has_app_context() else None
+    locale = getattr(ctx, "babel_locale", None)
+    cached = getattr(ctx, "screening_catalog", None)
+    if locale is not None and cached is not None and cached[0] is locale:
+        return cached[1]
+    if not has_app_context():
         return get_translations()
-    locale = get_locale()                # honours force_locale, which changes it mid-request
-    cached = getattr(request, "_screening_catalog", None)
-    if cached is None or cached[0] is not locale:
-        cached = request._screening_catalog = (locale, get_translations())
-    return cached[1]
+    locale = get_locale()                # chooses the language on the first call of the request
+    translations = get_translations()
+    g._flask_babel.screening_catalog = (locale, translations)
+    return translations
 
 
 def remember_language(response):

@@ -122,9 +122,9 @@ def fold(text: str) -> str:
 @bp.app_context_processor
 def template_helpers():
     """Let templates read translated texts: t(text) for a Text, txt('key') for rules/texts.toml."""
-    loc = locale()
+    loc, rs = locale(), ruleset()      # once per render: a result page asks txt() a dozen times
     return {"t": lambda text: text.get(loc) if text is not None else "",
-            "txt": lambda key: ruleset().text(key, loc), "locale": loc, "ruleset": ruleset(),
+            "txt": lambda key: rs.texts[key].get(loc), "locale": loc, "ruleset": rs,
             "page_centre": _page_centre(), "several_centres": len(centres()) > 1}
 
 
@@ -190,7 +190,8 @@ def healthz():
 
 def _render_form(service, form, *, errors=None, status=200, expired=False):
     rs = ruleset()
-    questions = [(q, engine.question_text(rs, q, service, locale())) for q in rs.questions]
+    loc = locale()
+    questions = [(q, engine.question_text(rs, q, service, loc)) for q in rs.questions]
     offered = {q.id: rs.options_for(q, service) for q in rs.questions if q.options}
     return render_template("public/questionnaire.html", service=service, form=form, questions=questions,
                            offered=offered, errors=errors or {}, expired=expired), status
@@ -236,10 +237,12 @@ def submit(slug):
         except db.ShareLimitReached as e:
             # the client still sees the result (it may say "consult"); the page says it was not sent
             status, headers = 429, {"Retry-After": str(e.retry_after)}
+    loc = locale()
     return render_template("public/result.html", service=service, decision=decision, form=form,
-                           reasons=[(r, r.text(rs, locale())) for r in most_severe_first(decision.reasons)],
-                           answered=[(q, engine.question_text(rs, q, service, locale()), decision.answers[q.id])
-                                     for q in rs.questions if decision.answers.get(q.id) not in (None, ())],
+                           reasons=[(r, r.text(rs, loc)) for r in most_severe_first(decision.reasons)],
+                           answered=[(q, engine.question_text(rs, q, service, loc), value,
+                                      engine.answer_words(rs, q, value, loc))
+                                     for q in rs.questions if (value := decision.answers.get(q.id)) not in (None, ())],
                            outcome_texts=rs.outcomes[decision.outcome.code], made_at=made_at,
                            zone=zone_name(made_at),
                            shared=shared, limited=status == 429,
