@@ -234,6 +234,26 @@ def test_a_notice_is_written_in_the_centres_default_language(centre_in):
     assert "Las respuestas están en las páginas del equipo" in message.get_content()
 
 
+def test_staff_pages_default_to_their_own_centres_language(make_app, rules_copy):
+    """A staff member whose browser names no language reads their centre's default language, not
+    the installation's default centre's: the pages, and the CSV's words and separator."""
+    from screening.store import accounts
+    from screening.store import db as dbmod
+    other = add_centre(rules_copy, "centre-b", name="Centre B")
+    other.write_text(other.read_text().replace('default_language = "ca"', 'default_language = "es"', 1))
+    app = make_app(RULES_DIR=str(rules_copy), DEFAULT_CENTRE=CENTRE)
+    conn = dbmod.connect(app.config["DATABASE"])
+    accounts.create_staff(conn, email="bea@b.example", password="a long password here", centre="centre-b")
+    conn.close()
+    client = app.test_client(accept_language=None)
+    page = client.post("/staff/login", data={"email": "bea@b.example", "password": "a long password here"},
+                       follow_redirects=True)
+    assert html_lang(page) == "es" and "Equipo del centro Centre B" in page.text
+    csv_text = client.get("/staff/export.csv").get_data(as_text=True)
+    assert csv_text.lstrip("\ufeff").startswith("Referencia;")
+    assert html_lang(client.get("/")) == "ca"       # the public side still speaks for the default centre
+
+
 def test_each_centres_notices_are_in_that_centres_language(make_app, rules_copy):
     """Two centres, one reading Catalan and one English: each notice in its own centre's language,
     whichever centre is the installation's default."""

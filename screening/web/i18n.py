@@ -35,11 +35,16 @@ babel = Babel()
 
 
 def default_language(centre=None) -> str:
-    """The default language of `centre`, else of the centre this request serves (/c/<centre>/, else
-    the default centre), else English (the directory of several centres, with none chosen)."""
+    """The default language of `centre`, else of the logged-in staff member's centre on staff pages,
+    else of the centre this request serves (/c/<centre>/, else the default centre), else English
+    (the directory of several centres, with none chosen)."""
     if centre is None and has_app_context():
-        from .public import current_centre  # public imports this module
-        centre = current_centre()
+        staff = g.get("staff")
+        if staff and staff.get("centre"):
+            centre = current_app.extensions["screening.centres"].get(staff["centre"])
+        if centre is None:
+            from .public import current_centre  # public imports this module
+            centre = current_centre()
     return centre.default_language if centre is not None else DEFAULT_LOCALE
 
 
