@@ -2,7 +2,7 @@
 
 Off unless SMTP_HOST is set and there is somewhere to send to: a notice goes to its centre's
 `notify_to` (rules/centres/<slug>.toml), or to NOTIFY_TO when the centre names no address.
-`db.store_submission(..., notify=True)` queues a row in
+`store.db.store_screening(..., notify=True)` queues a row in
 the `outbox` table in the same transaction as the submission, so a notice can never be lost
 between the commit and the send: it stays queued until an SMTP server has accepted it. After
 the commit the public view calls `wake(app)`, which starts a background thread and returns at
