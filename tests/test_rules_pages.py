@@ -37,6 +37,9 @@ def test_the_rules_page_shows_questions_rules_suggestions_and_the_version(staff_
     for s in rules.suggestions:
         assert f'data-suggestion="{s.id}"' in page
     assert "Intensity is always adapted to the individual." in page          # a source sentence
+    areas = re.search(r'<tr data-question="tension_areas">(.*?)</tr>', page, re.S).group(1)
+    assert "legs = Legs (only on: Decontracting massage)" in areas
+    assert "neck = Neck and base of the skull;" in areas          # offered on every service: no note
 
 
 def test_the_simulator_offers_every_question_and_service(staff_client, rules):
