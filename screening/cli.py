@@ -280,7 +280,7 @@ def purge_command(days: int, centre: str | None) -> None:
     if centre is not None and centre not in centres:
         raise click.ClickException(f"there is no centre {centre!r}; the centres are: {', '.join(centres)}")
     try:
-        conn = db.connect(current_app.config["DATABASE"])
+        conn = _db()
         try:
             deleted = retention.purge(conn, days, centre=centre)
         finally:
@@ -308,7 +308,7 @@ def send_notices_command() -> None:
                    "SCREENING_NOTIFY_TO, to turn them on.")
         return
     result = notify.drain(app)
-    conn = db.connect(app.config["DATABASE"])
+    conn = _db()
     try:
         stuck = outbox.given_up(conn)
     finally:

@@ -47,6 +47,12 @@ def load_staff() -> None:
     g.staff = accounts.load_session(get_db(), token, **_settings()) if token else None
 
 
+def staff_centre():
+    """The logged-in account's centre (None when logged out, or if its file is gone)."""
+    staff = g.get("staff")
+    return current_app.extensions["screening.centres"].get(staff["centre"]) if staff else None
+
+
 def _wants_json() -> bool:
     """A script or fetch() asking for JSON gets a 401 in JSON instead of a redirect to a login page."""
     if request.path.endswith(".json"):

@@ -22,6 +22,7 @@ from flask import current_app, g, has_app_context, has_request_context, request
 from flask_babel import Babel, get_locale, get_translations
 
 from ..core.rules import DEFAULT_LOCALE, LOCALES
+from .auth import staff_centre
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,7 @@ def default_language(centre=None) -> str:
     else of the centre this request serves (/c/<centre>/, else the default centre), else English
     (the directory of several centres, with none chosen)."""
     if centre is None and has_app_context():
-        staff = g.get("staff")
-        if staff and staff.get("centre"):
-            centre = current_app.extensions["screening.centres"].get(staff["centre"])
+        centre = staff_centre()
         if centre is None:
             from .public import current_centre  # public imports this module
             centre = current_centre()

@@ -40,7 +40,7 @@ from ..core.rules import RuleSet
 from ..store import db as dbmod
 from ..store import review
 from . import i18n
-from .auth import admin_required, require_staff
+from .auth import admin_required, require_staff, staff_centre
 from .database import get_db
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -63,12 +63,6 @@ EXPORT_HEADINGS = {
     "status_label": _l("Status"), "decision": _l("Decision (code)"), "decision_label": _l("Decision"),
     "name": _l("Name"), "contact": _l("E-mail or phone"), "fired_rules": _l("Rules (ids)"),
     "reasons": _l("Reasons"), "rules_version": _l("Rules version")}
-
-
-def staff_centre():
-    """The logged-in account's centre (None when logged out, or if its file is gone)."""
-    staff = g.get("staff")
-    return current_app.extensions["screening.centres"].get(staff["centre"]) if staff else None
 
 
 def centre_zone() -> str:
