@@ -148,7 +148,8 @@ def normalize(ruleset: RuleSet, service: Service, raw: dict[str, Any], *,
     for q in ruleset.questions:
         if q.asked_when is not None and not q.asked_when(facts):
             continue
-        offered = tuple(o.id for o in ruleset.options_for(q, service)) if q.options else ()
+        # yes/no questions have fixed answers; only choice questions differ per service
+        offered = tuple(o.id for o in ruleset.options_for(q, service)) if q.type in ("single", "multi") else ()
         value = _normalize_one(q, raw.get(q.id), offered)
         if value in ERROR_CODES:
             errors[q.id] = value
