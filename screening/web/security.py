@@ -5,6 +5,7 @@ import logging
 import traceback
 
 from flask import abort, current_app, jsonify, make_response, render_template, request
+from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -40,10 +41,26 @@ def set_headers(response):
 
 
 def error_response(status: int, code: str, *, fields=None):
-    """One error, as JSON for the API or as the error page otherwise."""
+    """One error, as JSON for the API or as the error page otherwise (plain text when the request
+    could not be routed at all, see refuse_unroutable_host)."""
     if wants_json():
         return jsonify({"error": code, "fields": fields or {}}), status
+    if request_ctx.url_adapter is None:
+        # no URL adapter (a Host header Werkzeug refuses): the page's links cannot be built
+        return PLAIN_ERRORS.get(status, PLAIN_ERRORS[400]), status, {"Content-Type": "text/plain; charset=utf-8"}
     return render_template("error.html", status=status, code=code), status
+
+
+PLAIN_ERRORS = {400: "400 Bad Request: the Host header of this request is not a valid host name.\n",
+                500: "500 Internal Server Error\n"}
+
+
+def refuse_unroutable_host():
+    """A Host (or, behind SCREENING_PROXY_COUNT proxies, X-Forwarded-Host) that Werkzeug cannot
+    read ('a..b', a 64-character label) leaves the request without a URL adapter: answer its 400
+    before any other hook (CSRF, the language, the staff guard) runs into that."""
+    if request_ctx.url_adapter is None and request.routing_exception is not None:
+        raise request.routing_exception
 
 
 def refuse_streamed_body_over_limit():
@@ -65,6 +82,7 @@ def refuse_unnamed_form_fields():
 
 def init_app(app) -> None:
     """Register before CSRFProtect: its check parses the form, which must be whole by then."""
+    app.before_request(refuse_unroutable_host)
     app.before_request(refuse_streamed_body_over_limit)
     app.before_request(refuse_unnamed_form_fields)
     app.after_request(set_headers)
