@@ -235,9 +235,21 @@ def test_the_directory_lists_each_centre_with_its_services_and_how_to_reach_it(c
 
 
 @pytest.mark.parametrize("q, found", [("nuria", [B]), ("NÚRIA", [B]), ("  sants  ", [B]), ("espai exemple", [A]),
-                                      ("barcelona", [B, A]), ("massatge", [A]), ("zzz", [])])
+                                      ("barcelona", [B, A]), ("espai massatge", [A]), ("zzz", [])])
 def test_the_directory_search_by_name_ignores_accents_and_case(client, q, found):
     assert directory(client, q=q) == found
+
+
+@pytest.mark.parametrize("lang", ["en", "ca", "es"])
+@pytest.mark.parametrize("q, found", [
+    ("massatge", [B, A]), ("masaje", [B, A]), ("massage", [B, A]),       # any service's name, in any language
+    ("masatge", [B, A]), ("massaje", [B, A]),                            # a doubled letter missed or added
+    ("teixit", [B, A]), ("tejido profundo", [B, A]), ("descontracturant", [A]),
+    ("descontracturante", [A]), ("decontracting", [A]),                   # only A offers these
+    ("esquena sants", [B]), ("08014", [B]), ("núria-sants", [B]),
+])
+def test_the_directory_search_matches_the_same_in_every_language(client, lang, q, found):
+    assert directory(client, q=q, lang=lang) == found
 
 
 def test_the_directory_search_by_service(client):
@@ -245,10 +257,10 @@ def test_the_directory_search_by_service(client):
     assert directory(client, service="back-massage") == [B, A]
     assert directory(client, service="back-massage", q="exemple") == [A]
     assert directory(client, service="hot-stones") == [B, A]          # an unknown one filters nothing
-    # the service's name, in the page's language, is searched too
+    # the service's name, in every language whatever the page's, is searched too
     assert directory(client, q="deep tissue") == [B, A]
     assert directory(client, q="TEIXIT profund", lang="ca") == [B, A]
-    assert directory(client, q="teixit", lang="en") == []
+    assert directory(client, q="teixit", lang="en") == [B, A]
 
 
 def test_the_directory_search_form_is_a_get_form_that_keeps_what_was_typed(client):

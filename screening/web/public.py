@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import unicodedata
 from dataclasses import replace
 from datetime import datetime
@@ -26,7 +27,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import NotFound
 
 from ..core import engine
-from ..core.rules import RuleSet
+from ..core.rules import LOCALES, RuleSet
 from ..store import db
 from . import forms, i18n, notify
 from .database import get_db
@@ -153,27 +154,52 @@ DIRECTORY_PAGE = 50      # centres per page of the directory (an installation ma
 
 @bp.get("/centres")
 def directory():
-    """The directory of centres, searchable by name (or address) and by service; a GET form."""
-    rs, loc = ruleset(), locale()
+    """The directory of centres, searchable by name, address (town, postcode) and the name of any
+    massage they offer, in any of our languages, and by service; a GET form."""
+    rs = ruleset()
     query = (request.args.get("q") or "").strip()[:100]
     service = request.args.get("service") or ""
     if rs.service(service) is None:
         service = ""                     # an unknown service in the URL: no filter, not an error
-    words = fold(query).split()
+    words = search_key(query).split()
     found = []
     for centre in centres().values():
         if service and not centre.offers(service):
             continue
-        offered = [rs.service(slug) for slug in centre.services]
-        haystack = fold(" ".join([centre.name, centre.address, *(s.name.get(loc) for s in offered)]))
-        if all(word in haystack for word in words):
-            found.append((centre, offered))
+        if all(word in _directory_text(centre) for word in words):
+            found.append((centre, [rs.service(slug) for slug in centre.services]))
     pages = max(1, -(-len(found) // DIRECTORY_PAGE))
     page = request.args.get("page", "1")
     page = min(int(page), pages) if page.isdigit() and int(page) >= 1 else 1
     return render_template("public/centres.html", found=found[(page - 1) * DIRECTORY_PAGE:page * DIRECTORY_PAGE],
                            matches=len(found), page=page, pages=pages, query=query, service=service,
                            services=rs.services, total=len(centres()))
+
+
+def search_key(text: str) -> str:
+    """Text as the directory compares it: folded (case and accents), the Catalan middle dot,
+    apostrophes and dots dropped, hyphens as spaces, and doubled letters written once, so that
+    "masatge" finds "massatge", "col·legi" finds "colegio"'s "coleg" and "lhospitalet" finds
+    "L'Hospitalet"."""
+    folded = fold(text).translate(_DROPPED)
+    return _DOUBLED.sub(r"\1", folded)
+
+
+_DROPPED = str.maketrans({"·": "", ".": "", "'": "", "’": "", "-": " "})
+_DOUBLED = re.compile(r"(\w)\1+")
+
+
+def _directory_text(centre) -> str:
+    """What a centre is found by: its name, its address and the names of the massages it offers in
+    every language (a client who reads the page in Spanish may still type "massatge"). Built once
+    per centre and rule set."""
+    rs = ruleset()
+    cache = current_app.extensions.setdefault("screening.directory_text", {})
+    key = (centre.slug, id(rs))
+    if key not in cache:
+        names = [rs.service(slug).name.get(loc) for slug in centre.services for loc in LOCALES]
+        cache[key] = search_key(" ".join([centre.name, centre.address, *names]))
+    return cache[key]
 
 
 @bp.get("/services/<slug>")
