@@ -133,6 +133,18 @@ def test_entries_written_before_the_words_still_read(db, admin_client):
     assert said["purge"] == "Deleted shared screenings older than 180 days: 12"
 
 
+@pytest.mark.parametrize(("lang", "one_day", "days"), [("en", "1 day", "1 days"), ("ca", "1 dia", "1 dies"),
+                                                      ("es", "1 día", "1 días")])
+def test_a_purge_entry_says_day_or_days_as_the_number_asks(db, admin_client, lang, one_day, days):
+    db.execute("INSERT INTO audit_log (at, action, detail, centre) VALUES ('2026-01-01T00:00:00+00:00', 'purge', ?, ?)",
+               ["11 submissions older than 1 days", CENTRE])
+    db.conn.commit()
+    [said] = [what(html) for _, action, html in entries(admin_client.get(f"/staff/audit?lang={lang}"))
+              if action == "purge"]
+    assert one_day in said and days not in said and "11" in said
+    assert lang != "ca" or not re.search(r"\bde 1\b", said)     # Catalan writes "d'1": no "de" before it
+
+
 @pytest.mark.parametrize("before", ["²", "١٢", "1_000", " 12", "12 ", "+12", "-1", "0", "9" * 19,
                                     str(2**63), "0x10", "1e3"])
 def test_a_page_link_that_is_not_a_plain_bounded_number_is_refused_at_the_field(admin_client, before):

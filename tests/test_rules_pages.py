@@ -148,3 +148,11 @@ def test_the_english_source_sentences_are_marked_as_english(staff_client):
     page = staff_client.get("/staff/rules?lang=ca").get_data(as_text=True)
     quotes = re.findall(r"<q[^>]*>", page)
     assert quotes and all('lang="en"' in q for q in quotes)
+
+
+@pytest.mark.parametrize(("lang", "cleared"), [("ca", "autoritzada"), ("es", "autorizada")])
+def test_the_clearance_sentence_uses_no_participle_as_a_noun(staff_client, rules, lang, cleared):
+    page = staff_client.get(f"/staff/rules?lang={lang}").get_data(as_text=True)
+    sentence = re.search(r'<section aria-labelledby="rules-title">.*?<p>(.*?)</p>', page, re.S).group(1)
+    assert f'data-staff-outcome="{rules.clearance.outcome}"' in sentence
+    assert not re.search(rf"\bd(e |&#39;|')\s*{cleared}", sentence), sentence   # "missatge d'autoritzada"
