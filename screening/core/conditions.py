@@ -30,13 +30,13 @@ SYMBOLS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
 WORDS = {
     "en": {"and": "and", "or": "or", "not": "not", "equals": "is", "not_equals": "is not", "in": "is one of",
            "contains": "includes", "quote": "“{}”", "service.slug": "the service",
-           "service.pressure": "the service's pressure", "service.areas": "the service's areas"},
+           "service.pressure": "the service's pressure", "service.areas": "the service's list of areas"},
     "ca": {"and": "i", "or": "o", "not": "no", "equals": "és", "not_equals": "no és", "in": "és un d'aquests:",
            "contains": "inclou", "quote": "«{}»", "service.slug": "el servei",
-           "service.pressure": "la pressió del servei", "service.areas": "les zones del servei"},
+           "service.pressure": "la pressió del servei", "service.areas": "la llista de zones del servei"},
     "es": {"and": "y", "or": "o", "not": "no", "equals": "es", "not_equals": "no es", "in": "es uno de estos:",
            "contains": "incluye", "quote": "«{}»", "service.slug": "el servicio",
-           "service.pressure": "la presión del servicio", "service.areas": "las zonas del servicio"},
+           "service.pressure": "la presión del servicio", "service.areas": "la lista de zonas del servicio"},
 }
 TESTS = ("equals", "not_equals", "in", "contains", *COMPARISONS)
 SCALARS = (str, bool, int, float)
