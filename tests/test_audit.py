@@ -90,9 +90,11 @@ def what(html):
     ("en", ["Exported 2 shared screenings", "Changed decision to Postpone the session",
             "Changed status to Contacted; Changed decision to Adapt the session", "Viewed"]),
     ("ca", ["Ha exportat 2 qüestionaris rebuts", "Ha canviat la decisió a «Ajornar la sessió»",
-            "Ha canviat l'estat a «Contactat»; Ha canviat la decisió a «Adaptar la sessió»", "Ha consultat"]),
+            "Ha canviat l'estat a «Contactat»; Ha canviat la decisió a «Adaptar la sessió»",
+            "Ha consultat el qüestionari"]),
     ("es", ["Ha exportado 2 cuestionarios recibidos", "Ha cambiado la decisión a «Aplazar la sesión»",
-            "Ha cambiado el estado a «Contactado»; Ha cambiado la decisión a «Adaptar la sesión»", "Ha consultado"]),
+            "Ha cambiado el estado a «Contactado»; Ha cambiado la decisión a «Adaptar la sesión»",
+            "Ha consultado el cuestionario"]),
 ])
 def test_entries_read_as_sentences_in_the_staff_members_language(admin_client, make_submission, lang, words):
     sub = make_submission(outcome="tell_centre")
@@ -128,7 +130,19 @@ def test_entries_written_before_the_words_still_read(db, admin_client):
     db.conn.commit()
     said = {action: what(html) for _, action, html in entries(admin_client.get("/staff/audit"))}
     assert said["export"] == "Exported to a spreadsheet"
-    assert said["purge"] == "Deleted 12 shared screenings older than 180 days"
+    assert said["purge"] == "Deleted shared screenings older than 180 days: 12"
+
+
+@pytest.mark.parametrize(("lang", "one_day", "days"), [("en", "1 day", "1 days"), ("ca", "1 dia", "1 dies"),
+                                                      ("es", "1 día", "1 días")])
+def test_a_purge_entry_says_day_or_days_as_the_number_asks(db, admin_client, lang, one_day, days):
+    db.execute("INSERT INTO audit_log (at, action, detail, centre) VALUES ('2026-01-01T00:00:00+00:00', 'purge', ?, ?)",
+               ["11 submissions older than 1 days", CENTRE])
+    db.conn.commit()
+    [said] = [what(html) for _, action, html in entries(admin_client.get(f"/staff/audit?lang={lang}"))
+              if action == "purge"]
+    assert one_day in said and days not in said and "11" in said
+    assert lang != "ca" or not re.search(r"\bde 1\b", said)     # Catalan writes "d'1": no "de" before it
 
 
 @pytest.mark.parametrize("before", ["²", "١٢", "1_000", " 12", "12 ", "+12", "-1", "0", "9" * 19,

@@ -407,7 +407,7 @@ def test_answer_again_brings_back_the_form_with_the_answers_and_no_answer_in_the
     page, _ = open_page()
     PUBLIC_PAGES["result-tell-centre"](page, site, "es")
     with page.expect_navigation():
-        page.get_by_role("button", name="Vuelve a responder las preguntas").click()
+        page.get_by_role("button", name="Volver a responder las preguntas").click()
     assert page.locator("form.questionnaire").count() == 1
     assert page.is_checked("#pregnant-yes") and page.is_checked("#pregnancy_complicated-no")
     assert page.is_checked("#tension_areas-thoracic") and page.is_checked("#fever-no")

@@ -294,8 +294,8 @@ def test_the_directory_without_a_centre_is_in_english_when_nothing_is_said(app):
 
 
 @pytest.mark.parametrize("lang, words", [
-    ("ca", "Pots reservar el massatge descontracturant d'esquena en aquest centre"),
-    ("es", "Puedes reservar el masaje descontracturante de espalda en este centro")])
+    ("ca", "Pots reservar «massatge descontracturant d'esquena» en aquest centre"),
+    ("es", "Puedes reservar «masaje descontracturante de espalda» en este centro")])
 def test_the_not_offered_page_is_translated(client, lang, words):
     assert words in html.unescape(client.get(f"/c/{B}/services/{ONLY_AT_A}?lang={lang}").text)
 

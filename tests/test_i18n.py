@@ -1,11 +1,13 @@
 """Languages (SPEC "Languages"): how a page's language is chosen and remembered, the switch on every
 page, `<html lang>`, the API's Content-Language, the notices, and catalogs complete in ca and es."""
+import html
 import re
 import shutil
 import subprocess
 import sys
 import time
 import zipfile
+from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from conftest import CENTRE, RED_FLAGS, add_centre, all_no, edit, logged_in_client
 
-from screening.web import notify
+from screening.web import notify, public
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "screening" / "translations"
@@ -353,3 +355,120 @@ def test_no_template_shows_words_outside_gettext():
         found += [(path.name, line.strip()) for line in text.splitlines()
                   if re.search(r"[A-Za-z]{2,}", line) and line.strip() not in allowed]
     assert found == []
+
+
+# --- wording: names, dates and numbers inside sentences, one word for each thing -----------------
+
+# a word that changes its form, or the form of the word after it, right before a name, a date or
+# a number ("el 1 de desembre" for "l'1", "de Espai" for "d'Espai", "de El Racó" for "del Racó")
+TOUCHING = {"ca": r"el|la|els|les|de|del|dels|a|al|als|per|pel|amb|en|com a|sobre|[dl]['’]",
+            "es": r"el|la|los|las|de|del|a|al|en|con|por|para|sobre|como"}
+NAME_HOLDERS = r"centre|service|shown|who|ref|reference"
+NUMBER_HOLDERS = r"num|count|days|page|pages"
+
+
+@pytest.mark.parametrize("lang", ["ca", "es"])
+def test_no_article_or_preposition_touches_a_name_date_or_number_put_in_a_sentence(lang):
+    before = rf"(?:^|[\s(])(?:{TOUCHING[lang]})\s*(?:<[^>]+>)?"
+    names = re.compile(rf"{before}%\((?:{NAME_HOLDERS})\)", re.I)
+    # in Spanish a number is written the same after any word; in Catalan "de" and "el" elide ("d'11")
+    numbers = re.compile(rf"(?:^|[\s(])(?:de|del|el|la|[dl]['’])\s*%\((?:{NUMBER_HOLDERS})\)", re.I)
+    found = []
+    for message in _catalog(lang):
+        for text in (message.string if isinstance(message.string, tuple) else (message.string,)):
+            if text and (names.search(text) or (lang == "ca" and numbers.search(text))):
+                found.append(text)
+    assert found == []
+
+
+@pytest.fixture
+def frozen_now(monkeypatch):
+    """frozen_now(datetime): the moment the result page says it was made."""
+    def freeze(moment):
+        class Frozen(datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return moment.astimezone(tz)
+        monkeypatch.setattr(public, "datetime", Frozen)
+    return freeze
+
+
+@pytest.mark.parametrize("day", [1, 11])
+def test_the_catalan_result_date_reads_right_on_the_1st_and_the_11th(client, frozen_now, day):
+    for month in (4, 12):           # "d'abril" and "de desembre"; summer and winter time names
+        frozen_now(datetime(2026, month, day, 10, 30, tzinfo=UTC))
+        response = client.post("/screening/back-massage?lang=ca", data=all_no())
+        made_at = html.unescape(re.sub(r"<[^>]+>", "", re.search(r'<p class="made-at">(.*?)</p>', response.text,
+                                                                 re.S).group(1)))
+        assert f" {day} d" in made_at                               # the date is there
+        assert not re.search(rf"\b(el|de) {day}\b", made_at), made_at   # "el 1 de", "el 11 d'abril"
+        assert "’" not in made_at and "d'" in made_at, made_at       # one kind of apostrophe (CLDR writes ’)
+
+
+@pytest.mark.parametrize("lang", ["ca", "es"])
+def test_a_centre_name_that_starts_with_a_vowel_gets_no_preposition_before_it(make_app, rules_copy, lang):
+    # the shipped centre is "Espai Massatge Exemple"; it offers every service but one here
+    edit(rules_copy, "centres/exemple-barcelona.toml", '    "deep-tissue-massage",\n', "")
+    client = make_app(RULES_DIR=str(rules_copy)).test_client()
+    pages = [client.get(f"/services/deep-tissue-massage?lang={lang}"),
+             client.post(f"/screening/back-massage?lang={lang}",
+                         data=all_no(pregnant="yes", pregnancy_complicated="no"))]
+    assert pages[0].status_code == 404 and pages[1].status_code == 200
+    for page in pages:
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.text))
+        assert "Espai Massatge Exemple" in text
+        assert not re.search(rf"(?:^|\s)(?:{TOUCHING[lang]})\s*Espai", text, re.M), page.request.path
+
+
+def _texts_of_rules(lang: str) -> list[str]:
+    """Every `lang` text of the rule files, found by walking them."""
+    import tomllib
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get(lang), str):
+                found.append(node[lang])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    for path in (ROOT / "rules").rglob("*.toml"):
+        walk(tomllib.loads(path.read_text()))
+    return found
+
+
+@pytest.mark.parametrize(("lang", "term", "other"), [("es", "profesional sanitario", "profesional de la salud"),
+                                                     ("ca", "professional de la salut", "professional sanitari")])
+def test_one_term_for_a_health_professional_everywhere(lang, term, other):
+    texts = _texts_of_rules(lang) + [s for m in _catalog(lang)
+                                     for s in (m.string if isinstance(m.string, tuple) else (m.string,))]
+    assert any(term in t for t in texts)
+    assert [t for t in texts if other in t.lower()] == []
+
+
+def test_the_disclaimer_speaks_of_the_check_not_of_questions_or_of_a_result(rules):
+    """It stands on pages without questions (the footer), and right under a result, where "no
+    result can be assured" would read as "this result cannot be relied on"."""
+    for lang in LANGS:
+        disclaimer = rules.text("disclaimer", lang)
+        result_word = _catalog(lang)["Your result"].string.split()[-1] if lang != "en" else "result"
+        assert result_word.lower() not in disclaimer.lower(), lang
+        assert not re.search(r"question|pregunt", disclaimer, re.I), lang
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_heading_over_lower_reasons_repeats_the_outcomes_own_label(client, rules, lang):
+    page = client.post(f"/screening/back-massage?lang={lang}",
+                       data=all_no(fever="yes", pregnant="yes", pregnancy_complicated="no")).text
+    heading = re.search(r'<h2>([^<]+)</h2>\s*<ul[^>]*>\s*<li[^>]*data-reason="pregnancy"', page).group(1)
+    label = rules.outcomes["tell_centre"]["label"].get(lang)
+    assert set(label.lower().split()) <= set(heading.lower().split()), (heading, label)
+
+
+@pytest.mark.parametrize("lang", ["ca", "es"])
+def test_not_sure_is_called_the_careful_answer_not_a_safe_or_certain_one(client, lang):
+    lead = re.search(r'<p class="lead">(.*?)</p>', client.get(f"/screening/back-massage?lang={lang}").text, re.S)
+    assert "prudent" in lead.group(1)
+    assert not re.search(r"segur", lead.group(1)), lead.group(1)

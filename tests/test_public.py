@@ -5,6 +5,7 @@ import re
 
 import pytest
 from conftest import RED_FLAGS, SLUGS, all_no, edit
+from markupsafe import escape
 
 
 def outcomes(html):
@@ -410,7 +411,7 @@ def test_the_title_names_the_service_the_time_its_zone_and_the_headline_is_plain
     assert "Proceed" not in html
     assert re.search(r"</time> \(Central European (Standard|Summer) Time\)", html)
     ca = client.post("/screening/back-massage?lang=ca", data=all_no()).text
-    assert re.search(r"</time> \(hora (estàndard|d’estiu) d’Europa central\)", ca)
+    assert re.search(r"</time> \(hora (estàndard|d&#39;estiu) d&#39;Europa central\)", ca)   # the catalogs' apostrophe
 
 
 def test_the_result_lists_the_answers_the_client_gave(client):
@@ -464,3 +465,15 @@ def test_the_error_summary_is_a_count_and_one_short_link_per_question(client):
     assert re.search(r"There are \d+ problems", summary)
     assert "Choose an answer to this question." not in summary     # the message is at each field only
     assert '<a href="#intense_pain-yes">Do you have intense pain right now?</a>' in summary
+
+
+@pytest.mark.parametrize("lang", ["en", "ca", "es"])
+def test_a_list_of_areas_starts_with_a_capital_though_the_names_are_written_for_a_sentence(client, rules, lang):
+    service = rules.service("back-massage")
+    first = service.areas[0].name.get(lang)
+    assert first[0].islower()            # written for "… a skin problem on the upper and middle back"
+    pages = [client.get(f"/services/back-massage?lang={lang}").text,
+             client.post(f"/screening/back-massage?lang={lang}", data=all_no()).text]
+    for page in pages:
+        areas = re.findall(r"<dd>([^<]*;[^<]*)</dd>", page)
+        assert areas and all(a.startswith(escape(first[0].upper() + first[1:])) for a in areas), areas

@@ -23,8 +23,28 @@ from dataclasses import dataclass
 from typing import Any
 
 COMPARISONS = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
+SYMBOLS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
+# The words a condition is read with on the staff rules pages, in each page language: the joining
+# words, the service attributes, and how a value is quoted. Question ids stay as they are (codes);
+# the values come in words from the caller (describe's value_words).
+WORDS = {
+    "en": {"and": "and", "or": "or", "not": "not", "equals": "is", "not_equals": "is not", "in": "is one of",
+           "contains": "includes", "quote": "“{}”", "service.slug": "the service",
+           "service.pressure": "the service's pressure", "service.areas": "the service's list of areas"},
+    "ca": {"and": "i", "or": "o", "not": "no", "equals": "és", "not_equals": "no és", "in": "és un d'aquests:",
+           "contains": "inclou", "quote": "«{}»", "service.slug": "el servei",
+           "service.pressure": "la pressió del servei", "service.areas": "la llista de zones del servei"},
+    "es": {"and": "y", "or": "o", "not": "no", "equals": "es", "not_equals": "no es", "in": "es uno de estos:",
+           "contains": "incluye", "quote": "«{}»", "service.slug": "el servicio",
+           "service.pressure": "la presión del servicio", "service.areas": "la lista de zonas del servicio"},
+}
 TESTS = ("equals", "not_equals", "in", "contains", *COMPARISONS)
 SCALARS = (str, bool, int, float)
+
+
+def as_code(var: str, value: Any) -> str:
+    """A value as it is written in the rule files (describe's default)."""
+    return str(value)
 
 
 class ConditionError(ValueError):
@@ -49,6 +69,11 @@ class Condition:
         """The condition in the same shape as the rule files (used by the JSON API)."""
         raise NotImplementedError  # pragma: no cover
 
+    def describe(self, locale: str = "en", value_words=as_code) -> str:
+        """The condition as a sentence in `locale` (en, ca, es; else English); `value_words(var,
+        value)` gives a value in words (the rules pages give the labels the client sees)."""
+        raise NotImplementedError  # pragma: no cover
+
 
 @dataclass(frozen=True)
 class All(Condition):
@@ -63,8 +88,9 @@ class All(Condition):
     def literals(self):
         return _merge(p.literals() for p in self.parts)
 
-    def describe(self):
-        return "(" + " and ".join(p.describe() for p in self.parts) + ")"
+    def describe(self, locale="en", value_words=as_code):
+        joiner = f" {_words(locale)['and']} "
+        return "(" + joiner.join(p.describe(locale, value_words) for p in self.parts) + ")"
 
     def to_json(self):
         return {"all": [p.to_json() for p in self.parts]}
@@ -83,8 +109,9 @@ class Any_(Condition):
     def literals(self):
         return _merge(p.literals() for p in self.parts)
 
-    def describe(self):
-        return "(" + " or ".join(p.describe() for p in self.parts) + ")"
+    def describe(self, locale="en", value_words=as_code):
+        joiner = f" {_words(locale)['or']} "
+        return "(" + joiner.join(p.describe(locale, value_words) for p in self.parts) + ")"
 
     def to_json(self):
         return {"any": [p.to_json() for p in self.parts]}
@@ -103,8 +130,9 @@ class Not(Condition):
     def literals(self):
         return self.inner.literals()
 
-    def describe(self):
-        return "not " + self.inner.describe()
+    def describe(self, locale="en", value_words=as_code):
+        inner = self.inner.describe(locale, value_words)
+        return f"{_words(locale)['not']} {inner if inner.startswith('(') else f'({inner})'}"
 
     def to_json(self):
         return {"not": self.inner.to_json()}
@@ -139,16 +167,29 @@ class Test(Condition):
         values = set(self.value) if self.test == "in" else {self.value}
         return {self.var: values}
 
-    def describe(self):
-        words = {"equals": "is", "not_equals": "is not", "in": "is one of", "contains": "includes",
-                 "lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
-        value = ", ".join(map(str, self.value)) if self.test == "in" else str(self.value)
-        return f"{self.var} {words[self.test]} {value}"
+    def describe(self, locale="en", value_words=as_code):
+        words = _words(locale)
+        name = words.get(self.var, self.var)
+        if self.test in SYMBOLS:
+            return f"{name} {SYMBOLS[self.test]} {self.value}"
+        values = _sorted(self.value) if self.test == "in" else [self.value]
+        shown = ", ".join(words["quote"].format(value_words(self.var, v)) for v in values)
+        return f"{name} {words[self.test]} {shown}"
 
     def to_json(self):
         # `in` is kept as a frozenset; a sorted list gives the same document on every start
-        value = sorted(self.value, key=lambda v: (type(v).__name__, v)) if self.test == "in" else self.value
+        value = _sorted(self.value) if self.test == "in" else self.value
         return {"var": self.var, self.test: value}
+
+
+def _sorted(values) -> list:
+    """The values of an `in` test in one order on every start (it is kept as a frozenset)."""
+    return sorted(values, key=lambda v: (type(v).__name__, v))
+
+
+def _words(locale: str) -> dict[str, str]:
+    """The joining words of `locale`, English for a language without its own."""
+    return WORDS.get(locale, WORDS["en"])
 
 
 def _merge(maps):

@@ -13,6 +13,7 @@ from enum import IntEnum
 from typing import Any
 
 from .characters import forbidden_characters
+from .conditions import Condition
 from .rules import OUTCOMES, YES_NO, YES_NO_UNSURE, Question, RuleSet, Service, Suggestion, Text
 
 
@@ -210,6 +211,23 @@ def answer_label(ruleset: RuleSet, question: Question, value: Any, locale: str |
         if option.id == value:
             return option.label.get(locale)
     return str(value)
+
+
+def describe_condition(ruleset: RuleSet, condition: Condition, locale: str) -> str:
+    """A condition as staff read it on the rules pages, in `locale`: answer codes as the words the
+    client chose them by, a service by its name, and the service's areas and pressure by the labels
+    of the options that share their codes (the tension and pressure questions); else the code."""
+    def value_words(var: str, value: Any) -> str:
+        question = ruleset.questions_by_id.get(var)
+        if question is not None:
+            return answer_label(ruleset, question, value, locale)
+        if var == "service.slug" and ruleset.service(value) is not None:
+            return ruleset.service(value).name.get(locale)
+        for option in (o for q in ruleset.questions for o in q.options):
+            if option.id == value:
+                return option.label.get(locale)
+        return str(value)
+    return condition.describe(locale, value_words)
 
 
 def answer_words(ruleset: RuleSet, question: Question, value: Any, locale: str | None) -> str:

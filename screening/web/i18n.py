@@ -142,14 +142,20 @@ def remember_language(response):
     return response
 
 
+def straight_apostrophes(text: str) -> str:
+    """Babel's dates and zone names write the typographic apostrophe ("d’octubre"), the catalogs
+    and rules/ the straight one ("d'Europa"): one kind in a sentence."""
+    return text.replace("\u2019", "'")
+
+
 def local_datetime(moment: datetime) -> str:
     """The day in words and the time in hours and minutes, as the page's language writes them
     ("1 de desembre de 2026, a les 21:35"), on the moment's own clock. Babel's own "long" would add
     seconds and a zone name; this joins its long date and short time with the locale's pattern."""
     locale = get_locale() or default_language()
-    return (get_datetime_format("long", locale=locale).replace("'", "")
-            .replace("{0}", format_time(moment, "short", tzinfo=moment.tzinfo, locale=locale))
-            .replace("{1}", format_date(moment, "long", locale=locale)))
+    return straight_apostrophes(get_datetime_format("long", locale=locale).replace("'", "")
+                                .replace("{0}", format_time(moment, "short", tzinfo=moment.tzinfo, locale=locale))
+                                .replace("{1}", format_date(moment, "long", locale=locale)))
 
 
 def compile_stale_catalogs(folder: Path = TRANSLATIONS) -> None:

@@ -278,7 +278,7 @@ def submit(slug):
 def zone_name(moment: datetime) -> str:
     """The time zone in words, as read inside a sentence: "Central European Standard Time", and in
     Catalan and Spanish without the capital CLDR gives it ("hora estàndard d'Europa central")."""
-    name = get_timezone_name(moment, "long", locale=locale())
+    name = i18n.straight_apostrophes(get_timezone_name(moment, "long", locale=locale()))
     return name if locale() == "en" else name[:1].lower() + name[1:]
 
 

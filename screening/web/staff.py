@@ -35,7 +35,7 @@ from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from ..core.characters import forbidden_characters
-from ..core.engine import AnswerErrors, question_text, screen
+from ..core.engine import AnswerErrors, describe_condition, question_text, screen
 from ..core.rules import RuleSet
 from ..store import db as dbmod
 from ..store import review
@@ -57,6 +57,9 @@ STATUS_LABELS = {"new": _l("New"), "reviewed": _l("Reviewed"), "contacted": _l("
 DECISION_LABELS = {"booking_fine": _l("Booking is fine"), "adapt_session": _l("Adapt the session"),
                    "postpone": _l("Postpone the session"),
                    "consult_professional": _l("Ask the client to see a health professional")}
+# the kinds of question, in words, on the rules pages
+QUESTION_TYPE_LABELS = {"yes_no_unsure": _l("Yes, no or not sure"), "yes_no": _l("Yes or no"),
+                        "single": _l("One choice"), "multi": _l("Several choices"), "text": _l("Free text")}
 EXPORT_HEADINGS = {
     "reference": _l("Reference"), "service": _l("Service (code)"), "service_name": _l("Service"),
     "outcome": _l("Outcome (code)"), "outcome_label": _l("Outcome"), "status": _l("Status (code)"),
@@ -102,8 +105,10 @@ def staff_time(iso: str | None) -> str:
 @bp.context_processor
 def staff_helpers():
     """Staff templates read the rules, the logged-in staff member and the words for the codes."""
-    return {"rs": ruleset(), "staff": g.get("staff"), "staff_centre": staff_centre(), "status_labels": STATUS_LABELS,
-            "decision_labels": DECISION_LABELS}
+    rs = ruleset()
+    return {"rs": rs, "staff": g.get("staff"), "staff_centre": staff_centre(), "status_labels": STATUS_LABELS,
+            "decision_labels": DECISION_LABELS, "question_types": QUESTION_TYPE_LABELS,
+            "describe": lambda condition: describe_condition(rs, condition, i18n.current())}
 
 
 def _strip(value):
