@@ -22,8 +22,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 # from calling home (updates, sync, field trials), which has no internet to reach and slows the start.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+SMALL_PHONE = {"width": 320, "height": 640}   # also a 1280 px screen at 400 % zoom (WCAG 1.4.10 Reflow)
 PHONE = {"width": 360, "height": 740}
 LAPTOP = {"width": 1280, "height": 900}
+WIDTHS = (SMALL_PHONE, PHONE, LAPTOP)
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 BLOCKING_IMPACTS = {"serious", "critical"}
 RED_FLAGS = ["intense_pain", "persistent_pain", "recent_injury", "radiating_pain", "tingling_or_weakness",

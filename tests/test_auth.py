@@ -2,6 +2,7 @@
 CSRF, and the guard that staff blueprints register (screening/web/auth.py)."""
 import re
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 
 import pytest
 from conftest import csrf_token_from, login
@@ -68,10 +69,35 @@ def ago(**delta):
 
 def test_login_page_has_labelled_fields_and_a_log_in_button(client):
     html = client.get("/staff/login").get_data(as_text=True)
-    assert '<label for="email">' in html and 'id="email" name="email" type="email"' in html
+    assert '<label for="email">' in html and 'id="email" name="email" type="text"' in html
     assert '<label for="password">' in html and 'id="password" name="password" type="password"' in html
     assert ">Log in</button>" in html
     assert 'name="csrf_token"' in html
+
+
+class _Inputs(HTMLParser):
+    """Every <input>'s attributes, in page order."""
+
+    def __init__(self, html):
+        super().__init__()
+        self.found = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "input":
+            self.found.append(dict(attrs))
+
+
+def test_the_login_fields_autofill_as_the_html_standard_allows(client):
+    """A password manager fills the account's name and password; the W3C checker refused
+    autocomplete="username" on type="email" (only an e-mail address may be autofilled there)."""
+    for lang in ("en", "ca", "es"):
+        fields = {i["name"]: i for i in _Inputs(client.get(f"/staff/login?lang={lang}").text).found}
+        assert fields["email"]["autocomplete"] == "username" and fields["email"]["type"] == "text"
+        assert fields["email"]["inputmode"] == "email"     # a phone still shows its e-mail keyboard
+        assert fields["password"]["autocomplete"] == "current-password"
+        assert all(i["autocomplete"].split()[-1] == "email" for i in fields.values()
+                   if i.get("type") == "email" and "autocomplete" in i)
 
 
 def test_empty_fields_get_a_message_at_each_field(client):

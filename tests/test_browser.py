@@ -19,6 +19,8 @@ from browser_helpers import (
     LAPTOP,
     PHONE,
     RED_FLAGS,
+    SMALL_PHONE,
+    WIDTHS,
     ConsoleLog,
     answer_all_no,
     axe_violations,
@@ -172,6 +174,8 @@ PUBLIC_PAGES = {
         doc="consult, with both suggestions (a lighter service, the neck)"),
     "result-fever": result_of({"fever": "yes", "recent_injury": "yes", "professional_cleared": "yes"},
                               doc="fever (its own next step) and a cleared injury"),
+    "directory": visit("/centres"),
+    "not-found": visit("/services/no-such-massage"),
     "staff-login": visit("/staff/login"),
 }
 STAFF_PAGES = {
@@ -191,7 +195,7 @@ def open_named(open_page, staff_state, name, viewport=PHONE, site=None, lang="en
     return page, console
 
 
-# --- 1 and 4. every page: accessible by axe, at phone and laptop width, with the CSP respected ---------
+# --- 1 and 4. every page: accessible by axe, at 320, 360 and 1280 px, with the CSP respected -----------
 
 # something only the page named would show, so the checks never look at an error page or the login form
 EXPECTED = {
@@ -203,6 +207,8 @@ EXPECTED = {
     "result-tell-centre": "[data-outcome=tell_centre]",
     "result-consult-suggestions": ".suggestions a[href='/services/back-and-neck-massage']",
     "result-fever": "[data-next-step=fever]",
+    "directory": "[data-matches] ~ .centre-list [data-centre]",
+    "not-found": "main > p > a[href='/']",
     "staff-login": "#password",
     "staff-dashboard": "text=Ana Client",
     "staff-submission": "text=ana@example.org",
@@ -221,28 +227,31 @@ SMALL_LABELS = """() => [...document.querySelectorAll('input[type=radio], input[
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("name", list(ALL_PAGES))
-def test_page_is_accessible_on_a_phone_and_a_laptop(open_page, staff_state, site, name, lang):
+def test_page_is_accessible_at_every_width(open_page, staff_state, site, name, lang):
     """One visit per page and language (the result pages are POST responses and cannot be reloaded),
-    then: the page is in that language; axe-core (WCAG 2.2 A/AA) finds no violation at all at 360 and
-    1280 px; at 360 px no sideways scrolling and answers big enough to tap; nothing blocked by the CSP."""
-    page, console = open_named(open_page, staff_state, name, PHONE, site, lang)
+    then at 320, 360 and 1280 px: the page is in that language; axe-core (WCAG 2.2 A/AA) finds no
+    violation at all; no sideways scrolling (a wide staff table scrolls inside its own box); on phones,
+    answers big enough to tap; nothing blocked by the CSP."""
+    page, console = open_named(open_page, staff_state, name, SMALL_PHONE, site, lang)
     assert page.locator(EXPECTED[name]).count() >= 1, f"{name}: not the page expected ({page.url})"
     assert page.evaluate("document.documentElement.lang") == lang
 
-    scroll_width, inner_width = page.evaluate(OVERFLOW)
-    assert scroll_width <= inner_width, f"{name} ({lang}) is {scroll_width}px wide on a {inner_width}px screen"
-    assert page.evaluate(SMALL_LABELS) == [], f"{name}: answer labels shorter than 24px (id, height)"
-
     failures = []
-    for viewport in (PHONE, LAPTOP):
+    for viewport in WIDTHS:
         page.set_viewport_size(viewport)
+        width = viewport["width"]
+        scroll_width, inner_width = page.evaluate(OVERFLOW)
+        if scroll_width > inner_width:
+            failures.append(f"at {width}px: {scroll_width}px wide")
+        if width < LAPTOP["width"] and (small := page.evaluate(SMALL_LABELS)):
+            failures.append(f"at {width}px: answer labels shorter than 24px (id, height): {small}")
         violations = axe_violations(page)
         if violations:   # any impact: minor ones too
-            failures.append(f"at {viewport['width']}px:\n{describe(violations)}")
+            failures.append(f"at {width}px:\n{describe(violations)}")
         if SCREENSHOTS and name in SCREENSHOT_PAGES:
             folder = Path(SCREENSHOTS)
             folder.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(folder / f"{name}-{lang}-{viewport['width']}.png"), full_page=True)
+            page.screenshot(path=str(folder / f"{name}-{lang}-{width}.png"), full_page=True)
     assert not failures, f"{name} ({lang}) " + "\n".join(failures)
     assert console.csp_errors() == []
 
@@ -268,9 +277,11 @@ def test_axe_checks_the_wcag_2_2_rules(open_page, site):
     assert "target-size" in {v["id"] for v in axe_violations(page)}
 
 
-def test_at_phone_width_the_whole_form_without_javascript_fits(open_page):
-    page, _ = open_page(javascript=False)
-    page.goto(FORM)
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_at_the_smallest_width_the_whole_form_without_javascript_fits(open_page, lang):
+    """Every question and sharing detail shown (no script hides the follow-ups), at 320 px."""
+    page, _ = open_page(SMALL_PHONE, javascript=False)
+    page.goto(f"/screening/decontracting-massage?lang={lang}")
     scroll_width, inner_width = page.evaluate(OVERFLOW)
     assert scroll_width <= inner_width
     assert page.evaluate(SMALL_LABELS) == []
@@ -308,6 +319,22 @@ def test_follow_ups_and_sharing_details_appear_only_when_an_answer_calls_for_the
     for selector in FOLLOW_UPS:
         expect(page.locator(selector)).to_be_hidden()
     expect(button).to_have_text("Check my answers")
+
+
+def test_a_follow_up_of_a_hidden_question_hides_with_it(open_page):
+    """pregnant yes, complicated yes, then pregnant no: the complication question hides, and so does the
+    clearance question that its (now unasked) "yes" had brought up: the server ignores that answer too."""
+    page, _ = open_page()
+    page.goto(f"{FORM}?lang=es")
+    answer_all_no(page)
+    choose(page, "pregnant", "yes")
+    choose(page, "pregnancy_complicated", "yes")
+    expect(page.locator("#q-professional_cleared")).to_be_visible()
+    choose(page, "pregnant", "no")
+    expect(page.locator("#q-pregnancy_complicated")).to_be_hidden()
+    expect(page.locator("#q-professional_cleared")).to_be_hidden()
+    choose(page, "pregnant", "yes")          # and both come back with the answer kept
+    expect(page.locator("#q-professional_cleared")).to_be_visible()
 
 
 def test_without_javascript_every_question_and_sharing_detail_is_shown(open_page):
@@ -450,8 +477,33 @@ def test_a_refused_form_puts_focus_on_the_error_summary_whose_links_lead_to_the_
     assert page.evaluate("document.activeElement.id") == "error-summary"
     targets = page.evaluate(SUMMARY_TARGETS)
     hrefs = [href for href, _ in targets]
-    assert {"#intense_pain-yes", "#name"} <= set(hrefs), hrefs
+    assert {"#q-intense_pain", "#q-pregnancy_complicated", "#q-name", "#q-contact", "#q-consent"} <= set(hrefs), hrefs
     assert [href for href, exists in targets if not exists] == []
+
+
+# the legend (or label) of the question a link leads to, and its error message, are on screen
+QUESTION_IN_VIEW = """id => { const box = document.getElementById('q-' + id);
+  const inView = el => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight; };
+  return [inView(box.querySelector('legend, label.question-text')), inView(box.querySelector('.error-message'))]; }"""
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["script", "no-script"])
+@pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=lambda v: f"{v['width']}px")
+def test_an_error_summary_link_shows_the_question_and_its_message(open_page, viewport, javascript):
+    """Several questions left unanswered; the link to one in the middle brings its question text and
+    its message into view (a link to its "Yes" radio used to leave both above the screen); with the
+    script, the question's first answer also gets the focus (without choosing it)."""
+    page, _ = open_page(viewport, javascript=javascript)
+    page.goto(f"{FORM}?lang=ca")
+    answer_all_no(page, skip=("intense_pain", "fever", "skin_problem_in_area"))
+    submit_any_language(page)
+    links = page.locator("#error-summary a")
+    assert links.count() == 3
+    links.nth(1).click()                     # fever, between intense pain and skin problems
+    assert page.evaluate(QUESTION_IN_VIEW, "fever") == [True, True]
+    if javascript:
+        assert page.evaluate("document.activeElement.id") == "fever-yes"
+        assert not page.is_checked("#fever-yes")
 
 
 def test_errors_on_fields_a_client_cannot_change_still_link_to_an_existing_element(open_page):
@@ -480,7 +532,7 @@ def test_after_javascript_is_off_the_refused_form_still_leads_to_the_fields(open
 
 def test_the_questionnaire_script_runs_within_the_content_security_policy(open_page):
     """The reveal script is the one script of the site: it loads, runs and sends without a CSP report.
-    (Every page is also checked for CSP reports in test_page_is_accessible_on_a_phone_and_a_laptop.)"""
+    (Every page is also checked for CSP reports in test_page_is_accessible_at_every_width.)"""
     page, console = open_page()
     page.goto(FORM)
     answer_all_no(page)

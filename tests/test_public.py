@@ -178,7 +178,7 @@ def test_unanswered_red_flag_is_refused_never_read_as_no(client, db, flag):
     response = client.post("/screening/decontracting-back-massage", data=data)
     assert response.status_code == 422
     assert "data-outcome" not in response.text
-    assert f'href="#{flag}-yes"' in response.text                  # error summary links to the question
+    assert f'href="#q-{flag}"' in response.text                    # error summary links to the question
     assert re.search(rf'id="q-{flag}"[^>]*>.*?Choose an answer', response.text, re.S)
     assert count(db) == 0
 
@@ -464,7 +464,7 @@ def test_the_error_summary_is_a_count_and_one_short_link_per_question(client):
     summary = re.search(r'<div class="error-summary".*?</div>', html, re.S).group(0)
     assert re.search(r"There are \d+ problems", summary)
     assert "Choose an answer to this question." not in summary     # the message is at each field only
-    assert '<a href="#intense_pain-yes">Do you have intense pain right now?</a>' in summary
+    assert '<a href="#q-intense_pain">Do you have intense pain right now?</a>' in summary
 
 
 @pytest.mark.parametrize("lang", ["en", "ca", "es"])
@@ -477,3 +477,16 @@ def test_a_list_of_areas_starts_with_a_capital_though_the_names_are_written_for_
     for page in pages:
         areas = re.findall(r"<dd>([^<]*;[^<]*)</dd>", page)
         assert areas and all(a.startswith(escape(first[0].upper() + first[1:])) for a in areas), areas
+
+
+def test_the_name_hint_states_its_length_limit_in_each_language(client):
+    """The browser stops typing at the limit (maxlength), so the hint says it before a name is cut."""
+    from screening.web.forms import NAME_MAX
+    hints = set()
+    for lang in ("en", "ca", "es"):
+        html = client.get(f"/screening/back-massage?lang={lang}").text
+        hint = re.search(r'<p class="hint" id="name-hint">([^<]*)</p>', html).group(1)
+        assert str(NAME_MAX) in hint, (lang, hint)
+        assert re.search(rf'id="name" name="name"[^>]*maxlength="{NAME_MAX}"\s[^>]*aria-describedby="name-hint"', html)
+        hints.add(hint)
+    assert len(hints) == 3

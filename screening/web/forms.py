@@ -31,8 +31,9 @@ class _BaseScreeningForm(FlaskForm):
     """What every questionnaire has besides its questions: sharing, contact, consent, the nonce."""
 
     share = RadioField("share", choices=["no", "yes"], default="no", validate_choice=False)
-    name = StringField("name")
-    contact = StringField("contact")
+    # maxlength for the browser, and the name's hint states it (the server refuses longer ones too)
+    name = StringField("name", render_kw={"maxlength": NAME_MAX})
+    contact = StringField("contact", render_kw={"maxlength": CONTACT_MAX})
     consent = BooleanField("consent", false_values=("", "no", "false", "0"))
     nonce = HiddenField("nonce")
 
