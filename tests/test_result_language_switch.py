@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 from conftest import all_no
 from helpers_server import hidden_value
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from screening.store import db as dbmod
 from screening.web import database, public
@@ -253,3 +253,22 @@ def test_when_storage_fails_a_share_still_shows_the_result_and_how_to_reach_the_
     # "Answer the questions again" keeps the answers and the sharing details, for a retry
     assert markers(html)["again"][:3] == [("edit", "yes"), ("nonce", "n" * 24), ("intense_pain", "no")]
     assert ("name", "Ana Client") in markers(html)["again"]
+
+
+def test_a_switch_after_the_page_expired_stores_nothing_and_gives_the_form_back_with_the_answers(
+        csrf_app, monkeypatch):
+    client = csrf_app.test_client()
+    page = client.get(FORM).text
+    sent = shared(fever="yes", tension_areas=["neck", "lumbar"], csrf_token=hidden_value(page, "csrf_token"))
+    result = client.post(FORM, data=sent).text
+    token = re.search(r'id="language-form".*?name="csrf_token" value="([^"]+)"', result, re.S).group(1)
+    real = TimestampSigner.get_timestamp
+    monkeypatch.setattr(TimestampSigner, "get_timestamp",
+                        lambda self: real(self) + csrf_app.config["WTF_CSRF_TIME_LIMIT"] + 60)
+    with store_blocked():
+        late = client.post(f"{FORM}?lang=es", data={"result_copy": copy_of(result), "switch_language": "es",
+                                                     "csrf_token": token})
+    assert late.status_code == 400 and html_lang(late) == "es" and "data-outcome" not in late.text
+    for checked in ("fever-yes", "tension_areas-neck", "tension_areas-lumbar", "share-yes"):
+        assert re.search(rf'id="{checked}"[^>]*checked', late.text), checked
+    assert 'value="Ana Client"' in late.text and f'value="{"n" * 24}"' in late.text   # the same form's nonce

@@ -24,6 +24,7 @@ from babel.dates import get_timezone_name
 from flask import Blueprint, abort, current_app, g, has_request_context, render_template, request
 from flask_wtf.csrf import CSRFError
 from itsdangerous import BadData, URLSafeTimedSerializer
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import NotFound
 
 from ..core import engine
@@ -298,6 +299,19 @@ def _read_result_copy(service) -> dict:
         abort(400)
 
 
+def _answers_in_copy() -> MultiDict | None:
+    """The answers and sharing details in a posted result copy, as the questionnaire's form data;
+    None without a readable one. Only its signature is checked, not its age: it only refills the
+    form of the client who posts it, and judges, shows or stores nothing."""
+    try:
+        copy = _result_copies().loads(request.form[RESULT_COPY])
+        answers = copy["decision"]["answers"].items()
+        return MultiDict([*((k, v) for k, vs in answers for v in (vs if isinstance(vs, list) else [vs])),
+                          *copy["again"].items()])
+    except (BadData, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def _render_result(service, *, decision, made_at, sent, not_sent, again):
     """The result page, with its signed copy for the language switch. `sent`: the reference, whether
     it was stored now and whether it replaces other answers; `not_sent`: "limited" or "unavailable"
@@ -374,7 +388,9 @@ def csrf_expired(e):
         service = ruleset().service(request.view_args.get("slug", ""))
         centre = current_centre()
         if service is not None and centre is not None and centre.offers(service.slug):
-            form = forms.questionnaire_form_class(ruleset())()    # the posted answers, and a fresh token
+            # the posted answers (or those of a result's copy, when its language switch came too
+            # late), and a fresh token
+            form = forms.questionnaire_form_class(ruleset())(formdata=_answers_in_copy() or request.form)
             if not forms.NONCE_RE.match(form.nonce.data or ""):
                 form.nonce.data = forms.new_nonce()
             return _render_form(service, form, status=400, expired=True)
