@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from conftest import all_no
+from conftest import CENTRE, add_centre, all_no
 from helpers_server import hidden_value
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
@@ -272,3 +272,16 @@ def test_a_switch_after_the_page_expired_stores_nothing_and_gives_the_form_back_
     for checked in ("fever-yes", "tension_areas-neck", "tension_areas-lumbar", "share-yes"):
         assert re.search(rf'id="{checked}"[^>]*checked', late.text), checked
     assert 'value="Ana Client"' in late.text and f'value="{"n" * 24}"' in late.text   # the same form's nonce
+
+
+def test_under_a_centres_prefix_the_switch_stays_there_and_a_copy_never_crosses_centres(make_app, rules_copy):
+    add_centre(rules_copy, "centre-b", name="Centre B")
+    app = make_app(RULES_DIR=str(rules_copy), DEFAULT_CENTRE=CENTRE)
+    client = app.test_client()
+    path = f"/c/centre-b{FORM}"
+    result = client.post(path, data=all_no(fever="yes"))
+    switched = switch(client, result, "es", path=path)
+    assert switched.status_code == 200 and "Centre B" in switched.text
+    assert markers(switched.text) == markers(result.text)
+    crossed = client.post(f"{FORM}?lang=es", data={"result_copy": copy_of(result.text), "switch_language": "es"})
+    assert crossed.status_code == 400 and "data-outcome" not in crossed.text
