@@ -442,6 +442,64 @@ def test_answer_again_brings_back_the_form_with_the_answers_and_no_answer_in_the
     expect(page.locator("#q-pregnancy_complicated")).to_be_visible()
 
 
+@pytest.mark.parametrize("name", ["result-proceed-shared", "result-tell-centre", "result-consult-suggestions"])
+def test_a_printed_result_names_the_centre_how_to_reach_it_and_where_to_book(open_page, staff_state, site, name):
+    page, _ = open_named(open_page, staff_state, name, LAPTOP, site, "ca")
+    page.emulate_media(media="print")
+    contact = page.locator("[data-centre-contact]")
+    assert contact.is_visible()
+    assert "Espai Massatge Exemple" in contact.inner_text() and contact.locator("a[href^='tel:']").is_visible()
+    assert contact.locator("a[href^='mailto:']").is_visible()
+    booking = page.locator("[data-booking]")
+    if name != "result-consult-suggestions":       # "consult" sends no one to book
+        printed = booking.evaluate("a => getComputedStyle(a, '::after').content")
+        assert booking.get_attribute("href") in printed
+    pdf = page.pdf(format="A4", print_background=True)
+    assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") == 1, f"{name} prints on several pages"
+
+
+# --- the language switch on a result and on the questionnaire --------------------------------------
+
+def test_switching_to_catalan_on_a_shared_result_keeps_its_reference_and_outcome(open_page):
+    page, console = open_page()
+    page.goto(f"{FORM}?lang=en")
+    answer_all_no(page, skip=("recent_injury",))
+    choose(page, "recent_injury", "yes")
+    choose(page, "professional_cleared", "no")
+    share(page)
+    submit(page)
+    reference = page.locator("[data-reference]").inner_text().strip()
+    reasons = page.locator("[data-reason]").evaluate_all("items => items.map(li => li.dataset.reason)")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Català").click()
+    assert page.locator("html").get_attribute("lang") == "ca"
+    assert page.locator("[data-outcome]").get_attribute("data-outcome") == "consult_professional"
+    assert page.locator("[data-reference]").inner_text().strip() == reference
+    assert page.locator("[data-reason]").evaluate_all("items => items.map(li => li.dataset.reason)") == reasons
+    expect(page.locator("#reference-title")).to_have_text("Hem enviat les teves respostes al centre")
+    assert page.url.endswith(f"{FORM}?lang=ca")          # only the language in the address
+    assert console.csp_errors() == []
+    page.goto("/")                                         # and the choice is remembered
+    assert page.locator("html").get_attribute("lang") == "ca"
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+def test_switching_language_on_a_half_filled_form_keeps_what_was_typed(open_page, javascript):
+    page, _ = open_page(javascript=javascript)
+    page.goto(f"{FORM}?lang=en")
+    choose(page, "fever", "not_sure")
+    choose(page, "pregnant", "yes")
+    choose(page, "tension_areas", "neck")
+    page.fill("#notes", "Left shoulder")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Español").click()
+    assert page.locator("html").get_attribute("lang") == "es"
+    assert page.is_checked("#fever-not_sure") and page.is_checked("#pregnant-yes")
+    assert page.is_checked("#tension_areas-neck") and page.input_value("#notes") == "Left shoulder"
+    assert page.locator("[data-outcome]").count() == 0 and page.locator("#error-summary").count() == 0
+    assert page.url.endswith(f"{FORM}?lang=es")
+
+
 def test_the_reference_has_copy_and_print_buttons_with_javascript_and_stays_text_without(open_page, site):
     page, console = open_page()
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])

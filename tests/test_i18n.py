@@ -23,6 +23,7 @@ from screening.web import notify, public
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "screening" / "translations"
 LANGS = ("en", "ca", "es")
+OUTCOMES = ("proceed", "tell_centre", "consult_professional")
 # a sentence of each language's catalog, on the index page
 INDEX_H1 = {"en": "Before you book a massage", "ca": "Abans de reservar un massatge",
             "es": "Antes de reservar un masaje"}
@@ -37,14 +38,16 @@ def h1(response) -> str:
 
 
 def switch(response) -> list[dict]:
-    """The language switch's links: href, hreflang, lang, text and whether marked current."""
+    """The language switch's links, or its buttons on a result or questionnaire (SPEC "Language
+    switch on a result"): kind, href (a button's formaction), hreflang, lang, text, whether current."""
     nav = re.search(r'<nav class="language-switch"[^>]*>(.*?)</nav>', response.text, re.S)
     assert nav, "no language switch on the page"
     links = []
-    for attrs, text in re.findall(r"<a ([^>]*)>([^<]*)</a>", nav.group(1)):
+    for kind, attrs, text in re.findall(r"<(a|button) ([^>]*)>([^<]*)</(?:a|button)>", nav.group(1)):
         get = lambda name: (re.search(rf'\b{name}="([^"]*)"', attrs) or [None, None])[1]  # noqa: E731
-        links.append({"href": get("href").replace("&amp;", "&"), "hreflang": get("hreflang"), "lang": get("lang"),
-                      "text": text.strip(), "current": "aria-current" in attrs})
+        links.append({"kind": kind, "href": get("href" if kind == "a" else "formaction").replace("&amp;", "&"),
+                      "hreflang": get("hreflang"), "lang": get("lang"), "text": text.strip(),
+                      "current": "aria-current" in attrs})
     return links
 
 
@@ -167,8 +170,11 @@ def test_every_page_has_the_switch_in_three_languages_named_in_themselves(app, m
     for name, response in _pages(app, make_staff, make_submission).items():
         assert html_lang(response) == "ca", name
         links = switch(response)
-        assert [(x["hreflang"], x["lang"], x["text"]) for x in links] == [
-            ("en", "en", "English"), ("ca", "ca", "Català"), ("es", "es", "Español")], name
+        # a link would lose a result or what was typed: there the switch posts (buttons, no hreflang)
+        posts = name.startswith(("questionnaire", "sharing")) or name in OUTCOMES
+        assert [(x["kind"], x["hreflang"], x["lang"], x["text"]) for x in links] == [
+            ("button", None, code, text) if posts else ("a", code, code, text)
+            for code, text in (("en", "English"), ("ca", "Català"), ("es", "Español"))], name
         assert [x["current"] for x in links] == [False, True, False], name
         assert {x["href"].split("?")[0] for x in links} == {re.sub(r"\?.*", "", response.request.path)}, name
 

@@ -373,6 +373,36 @@ def test_reasons_read_most_severe_first_and_a_cleared_one_never_leads_under_cons
     assert why < html.index('data-reason="fever"') < also < html.index('data-reason="recent_injury"')
 
 
+def test_health_reasons_read_before_a_preference_at_the_same_level(client):
+    # a cleared injury and light pressure on a firm massage both say "tell the centre": the injury leads
+    html = client.post("/screening/decontracting-back-massage",
+                       data=all_no(recent_injury="yes", professional_cleared="yes", preferred_intensity="light")).text
+    assert outcomes(html) == ["tell_centre"]
+    assert reasons(html) == ["recent_injury", "light_pressure_on_firm_service"]
+
+
+@pytest.mark.parametrize("lang", ["en", "ca", "es"])
+def test_not_sure_is_explained_once_and_each_reason_it_raised_says_so(client, rules, lang):
+    unsure = {flag: "not_sure" for flag in RED_FLAGS} | {"pregnant": "not_sure", "pregnancy_complicated": "not_sure"}
+    html = client.post(f"/screening/back-massage?lang={lang}", data=all_no(**unsure)).text
+    label = rules.text("answer_not_sure", lang)
+    items = dict(re.findall(r'<li data-reason="([^"]+)">(.*?)</li>', html, re.S))
+    assert len(items) >= 10
+    for rule, text in items.items():
+        assert "data-not-sure>" in text and label in text, rule       # which answer was "not sure"
+    assert html.count("data-not-sure-note") == 1                    # why it counts as yes: once
+    assert rules.text("not_sure_note", lang) not in html
+    checked = client.post(f"/screening/back-massage?lang={lang}", data=all_no(fever="yes")).text
+    assert "data-not-sure" not in checked
+
+
+def test_the_booking_button_is_read_once_on_proceed(client):
+    html = client.post("/screening/back-massage", data=all_no()).text
+    assert outcomes(html) == ["proceed"]
+    assert html.count("Book at Espai Massatge Exemple") == 1
+    assert 'class="visually-hidden">Book at' not in html
+
+
 def test_fever_has_its_own_next_step_postpone_and_answer_again_when_well(client):
     html = client.post("/screening/back-massage", data=all_no(fever="yes")).text
     step = re.search(r'data-next-step="fever">([^<]+)<', html).group(1)

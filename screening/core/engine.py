@@ -192,6 +192,53 @@ def screen(ruleset: RuleSet, slug: str, raw: dict[str, Any], *, allow_unknown: b
     return evaluate(ruleset, service, answers)
 
 
+HEALTH_TYPES = ("yes_no_unsure", "yes_no")     # the "Your health today" questions: red flags, pregnancy
+
+
+def reading_order(ruleset: RuleSet, reasons) -> list[Reason]:
+    """The reasons as a client reads them: most severe first; among equals, a health reason (its rule
+    reads a health question: a red flag, pregnancy) before a preference (pressure), and one that still
+    stands before one a professional cleared, so the least important reason never reads first."""
+    health_ids = {q.id for q in ruleset.questions if q.type in HEALTH_TYPES}
+    health = {r.id for r in ruleset.rules if r.when.variables() & health_ids}
+    return sorted(reasons, key=lambda r: (-r.outcome, r.rule not in health, r.cleared))
+
+
+def decision_record(decision: Decision) -> dict[str, Any]:
+    """The decision as plain JSON values: what a shared screening stores, and what a result page's
+    signed copy carries (decision_from_record reads it back)."""
+    return {
+        "service": decision.service, "outcome": decision.outcome.code,
+        "answers": {k: list(v) if isinstance(v, tuple) else v for k, v in decision.answers.items()},
+        "fired_rules": [{"rule": r.rule, "outcome": r.outcome.code, "not_sure": r.not_sure, "cleared": r.cleared}
+                        for r in decision.reasons],
+        "suggestions": [s.id for s in decision.suggestions],
+        "rules_version": decision.rules_version,
+    }
+
+
+def decision_from_record(ruleset: RuleSet, record: dict[str, Any]) -> Decision:
+    """The decision a decision_record describes, its messages taken from `ruleset` (as judged then:
+    nothing is evaluated again). KeyError or ValueError when it names a rule, suggestion or outcome
+    that `ruleset` lacks."""
+    rules = {r.id: r for r in ruleset.rules}
+    suggestions = {s.id: s for s in ruleset.suggestions}
+    reasons = []
+    for fired in record["fired_rules"]:
+        rule, cleared = rules[fired["rule"]], bool(fired["cleared"])
+        if cleared and rule.cleared_message is None:
+            raise ValueError(f"rule {rule.id!r} cannot be cleared")
+        reasons.append(Reason(rule.id, Outcome.from_code(fired["outcome"]),
+                              rule.cleared_message if cleared else rule.message,
+                              not_sure=bool(fired["not_sure"]), cleared=cleared))
+    answers = record["answers"]
+    if not isinstance(answers, dict):
+        raise ValueError("answers must be a mapping")
+    return Decision(record["service"], Outcome.from_code(record["outcome"]), tuple(reasons),
+                    tuple(suggestions[s] for s in record["suggestions"]), record["rules_version"],
+                    {k: tuple(v) if isinstance(v, list) else v for k, v in answers.items()})
+
+
 def question_text(ruleset: RuleSet, q: Question, service: Service, locale: str | None = None) -> str:
     """The question as the client sees it: `{areas}` becomes the areas the service works."""
     text = q.text.get(locale)

@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 from babel.dates import get_timezone_name
 from flask import Blueprint, abort, current_app, g, has_request_context, render_template, request
 from flask_wtf.csrf import CSRFError
+from itsdangerous import BadData, URLSafeTimedSerializer
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import NotFound
 
 from ..core import engine
@@ -236,43 +238,122 @@ def questionnaire(slug):
 @bp.post("/c/<centre>/screening/<slug>")
 def submit(slug):
     service = service_or_404(slug)
+    if RESULT_COPY in request.form:
+        # the language switch on a result: the same result again, from the page's signed copy alone
+        return _render_result(service, **_read_result_copy(service))
     rs = ruleset()
     form = forms.questionnaire_form_class(rs)()
     form.validate_on_submit()          # CSRF was already checked app-wide; this loads the data
-    if request.form.get("edit"):
-        # "Answer again" on the result posts the answers back: the form comes back filled in, from
-        # this POST alone (never from storage, never in a URL); nothing is judged or stored
+    switching = SWITCH in request.form
+    if request.form.get("edit") or switching:
+        # "Answer again" on the result posts the answers back, and the language switch on the
+        # questionnaire posts what was typed: the form comes back filled in, from this POST alone
+        # (never from storage, never in a URL); nothing is judged or stored
         if not forms.NONCE_RE.match(form.nonce.data or ""):
             form.nonce.data = forms.new_nonce()
-        return _render_form(service, form)
-    answers, answer_errors = engine.normalize(rs, service, forms.raw_answers(form, rs))
-    errors = {qid: rs.text(f"error_{code}", locale()) for qid, code in answer_errors.items()}
-    share_errors = forms.share_errors(form)
-    if errors or share_errors:
-        return _render_form(service, form, errors={**errors, **share_errors}, status=422)
+        # a form shown with its errors comes back with them, in the new language
+        errors = _checked(rs, service, form)[1] if switching and request.form.get("errors_shown") else {}
+        return _render_form(service, form, errors=errors, status=422 if errors else 200)
+    answers, errors = _checked(rs, service, form)
+    if errors:
+        return _render_form(service, form, errors=errors, status=422)
 
     centre = current_centre()
     decision = engine.evaluate(rs, service, answers)
     # suggest only services this centre offers: a link to another centre's massage would be a 404
     decision = replace(decision, suggestions=tuple(s for s in decision.suggestions if centre.offers(s.service)))
     made_at = datetime.now(ZoneInfo(centre.timezone))
-    shared, status, headers = None, 200, {}
+    # what "Answer the questions again" posts back besides the answers
+    again = {"nonce": form.nonce.data or "", "share": form.share.data}
+    if form.share.data == "yes":
+        again.update(name=form.name.data or "", contact=form.contact.data or "")
+    sent, not_sent, status, headers = None, None, 200, {}
     if form.share.data == "yes":
         try:
-            shared = _store(form, decision)
+            stored = _store(form, decision)
+            sent = {"reference": stored.reference, "stored": stored.stored, "replaces": stored.replaces}
         except db.ShareLimitReached as e:
             # the client still sees the result (it may say "consult"); the page says it was not sent
-            status, headers = 429, {"Retry-After": str(e.retry_after)}
-    loc = locale()
-    return render_template("public/result.html", service=service, decision=decision, form=form,
-                           reasons=[(r, r.text(rs, loc)) for r in most_severe_first(decision.reasons)],
+            not_sent, status, headers = "limited", 429, {"Retry-After": str(e.retry_after)}
+        except db.StorageError as e:
+            # the same for an outage: the result, a box saying it was not sent, and when to retry
+            fix = db.what_to_fix(current_app.config["DATABASE"])
+            log.error("shared screening not stored: storage failure: %s%s", e, f"; {fix}" if fix else "")
+            not_sent, status, headers = "unavailable", 503, {"Retry-After": str(STORAGE_RETRY_AFTER)}
+    response = _render_result(service, decision=decision, made_at=made_at, sent=sent, not_sent=not_sent,
+                              again=again)
+    return response, status, headers
+
+
+def _checked(rs, service, form) -> tuple[dict, dict[str, str]]:
+    """The normalized answers, and {field: message or code} for the answers and the sharing part."""
+    answers, answer_errors = engine.normalize(rs, service, forms.raw_answers(form, rs))
+    errors = {qid: rs.text(f"error_{code}", locale()) for qid, code in answer_errors.items()}
+    return answers, {**errors, **forms.share_errors(form)}
+
+
+STORAGE_RETRY_AFTER = 120      # seconds: an outage a retry can outlast (a full disk, a lock) rarely ends sooner
+
+# The language switch on a result posts a copy of what the page shows, signed by the app (SPEC
+# "Language switch on a result"): the result has no URL and nothing of it is kept, so the page
+# itself carries it, and the signature keeps a client from having a result they were not given
+# shown under the centre's name. Its own salt: no other signed value of the app (the session, CSRF
+# tokens) can be passed off as one. It lives as long as the page's CSRF token (WTF_CSRF_TIME_LIMIT,
+# 4 hours by default): an older copy could only come with an expired token, which is refused anyway.
+RESULT_COPY = "result_copy"            # the form field that holds the signed copy
+SWITCH = "switch_language"             # the name of the language switch's buttons
+RESULT_COPY_SALT = "screening.result-copy"
+
+
+def _result_copies() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt=RESULT_COPY_SALT)
+
+
+def _read_result_copy(service) -> dict:
+    """What a posted result copy shows, as _render_result's arguments; a copy that was tampered
+    with, is too old, or belongs to another centre or service is a 400 page (never a 500)."""
+    max_age = current_app.config.get("WTF_CSRF_TIME_LIMIT") or 24 * 3600
+    try:
+        copy = _result_copies().loads(request.form[RESULT_COPY], max_age=max_age)
+        if copy["centre"] != current_centre().slug or copy["decision"]["service"] != service.slug:
+            abort(400)
+        return {"decision": engine.decision_from_record(ruleset(), copy["decision"]),
+                "made_at": datetime.fromisoformat(copy["made_at"]).astimezone(ZoneInfo(current_centre().timezone)),
+                "sent": copy["sent"], "not_sent": copy["not_sent"], "again": dict(copy["again"])}
+    except (BadData, KeyError, TypeError, ValueError, AttributeError):
+        log.warning("result copy refused: unreadable, too old or not ours")
+        abort(400)
+
+
+def _answers_in_copy() -> MultiDict | None:
+    """The answers and sharing details in a posted result copy, as the questionnaire's form data;
+    None without a readable one. Only its signature is checked, not its age: it only refills the
+    form of the client who posts it, and judges, shows or stores nothing."""
+    try:
+        copy = _result_copies().loads(request.form[RESULT_COPY])
+        answers = copy["decision"]["answers"].items()
+        return MultiDict([*((k, v) for k, vs in answers for v in (vs if isinstance(vs, list) else [vs])),
+                          *copy["again"].items()])
+    except (BadData, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _render_result(service, *, decision, made_at, sent, not_sent, again):
+    """The result page, with its signed copy for the language switch. `sent`: the reference, whether
+    it was stored now and whether it replaces other answers; `not_sent`: "limited" or "unavailable"
+    when sharing failed; `again`: what "Answer the questions again" posts back besides the answers."""
+    rs, loc = ruleset(), locale()
+    copy = _result_copies().dumps({"centre": current_centre().slug, "decision": engine.decision_record(decision),
+                                   "made_at": made_at.isoformat(), "sent": sent, "not_sent": not_sent,
+                                   "again": again})
+    return render_template("public/result.html", service=service, decision=decision, again=again,
+                           reasons=[(r, r.message.get(loc)) for r in engine.reading_order(rs, decision.reasons)],
                            answered=[(q, engine.question_text(rs, q, service, loc), value,
                                       engine.answer_words(rs, q, value, loc))
                                      for q in rs.questions if (value := decision.answers.get(q.id)) not in (None, ())],
                            outcome_texts=rs.outcomes[decision.outcome.code], made_at=made_at,
-                           zone=zone_name(made_at),
-                           shared=shared, limited=status == 429,
-                           services=rs.services_by_slug), status, headers
+                           zone=zone_name(made_at), shared=sent, not_sent=not_sent, result_copy=copy,
+                           services=rs.services_by_slug)
 
 
 def zone_name(moment: datetime) -> str:
@@ -280,12 +361,6 @@ def zone_name(moment: datetime) -> str:
     Catalan and Spanish without the capital CLDR gives it ("hora estàndard d'Europa central")."""
     name = i18n.straight_apostrophes(get_timezone_name(moment, "long", locale=locale()))
     return name if locale() == "en" else name[:1].lower() + name[1:]
-
-
-def most_severe_first(reasons):
-    """The reasons in falling order of outcome; among equals, a reason a professional cleared comes
-    after one that still stands, so a cleared reason never reads first under a stricter heading."""
-    return sorted(reasons, key=lambda r: (-r.outcome, r.cleared))
 
 
 def share_limit_key(remote_addr: str | None) -> str:
@@ -308,12 +383,7 @@ def _store(form, decision) -> db.Stored:
     """Store the shared screening; the reference exists only once COMMIT has returned.
     Raises db.ShareLimitReached (nothing stored) when this address has shared too often."""
     record = {
-        "service": decision.service, "outcome": decision.outcome.code,
-        "answers": {k: list(v) if isinstance(v, tuple) else v for k, v in decision.answers.items()},
-        "fired_rules": [{"rule": r.rule, "outcome": r.outcome.code, "not_sure": r.not_sure, "cleared": r.cleared}
-                        for r in decision.reasons],
-        "suggestions": [s.id for s in decision.suggestions],
-        "rules_version": decision.rules_version, "locale": locale(),
+        **engine.decision_record(decision), "locale": locale(),
         "name": form.name.data.strip(), "contact": form.contact.data.strip(), "consent_at": db.now(),
     }
     centre = current_centre()
@@ -344,7 +414,9 @@ def csrf_expired(e):
         service = ruleset().service(request.view_args.get("slug", ""))
         centre = current_centre()
         if service is not None and centre is not None and centre.offers(service.slug):
-            form = forms.questionnaire_form_class(ruleset())()    # the posted answers, and a fresh token
+            # the posted answers (or those of a result's copy, when its language switch came too
+            # late), and a fresh token
+            form = forms.questionnaire_form_class(ruleset())(formdata=_answers_in_copy() or request.form)
             if not forms.NONCE_RE.match(form.nonce.data or ""):
                 form.nonce.data = forms.new_nonce()
             return _render_form(service, form, status=400, expired=True)
