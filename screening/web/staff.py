@@ -39,7 +39,7 @@ from ..core.engine import AnswerErrors, question_text, screen
 from ..core.rules import RuleSet
 from ..store import db as dbmod
 from ..store import review
-from . import i18n
+from . import i18n, public
 from .auth import admin_required, require_staff, staff_centre
 from .database import get_db
 
@@ -48,8 +48,10 @@ bp.before_request(require_staff)
 
 
 def ruleset() -> RuleSet:
-    """The rules loaded (and validated) at start-up."""
-    return current_app.extensions["screening.rules"]
+    """The rule set of the logged-in account's centre: the shared rules plus its own, the set its
+    clients are screened with (public.rules_for), so that re-judging, the rules page, the simulator
+    and the CSV say what the centre's own policy says (the shared set when its file is gone)."""
+    return public.rules_for(staff_centre())
 
 
 # the words for the stored codes, shared by the pages and the CSV export
