@@ -345,3 +345,12 @@ def test_the_staff_pages_call_them_shared_screenings_not_submissions(admin_clien
         html = admin_client.get(url, query_string={"lang": lang, **params}).get_data(as_text=True)
         text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S))
         assert not re.search(words, text, re.I), (url, re.search(words, text, re.I))
+
+
+def test_the_answer_that_raised_a_rule_reads_as_the_client_saw_the_question(staff_client, make_submission, rules):
+    sub = make_submission(**judged(rules, service="back-massage", skin_problem_in_area="yes"))
+    page = staff_client.get(f"/staff/submissions/{sub['id']}").text
+    raised = re.search(r'<li data-raised-by="skin_problem_in_area">(.*?)</li>', page, re.S).group(1)
+    service = rules.service("back-massage")
+    assert engine.question_text(rules, rules.questions_by_id["skin_problem_in_area"], service, "en") in raised
+    assert "{areas}" not in page

@@ -433,6 +433,7 @@ def summary_rows(ruleset: RuleSet, submission: dict[str, Any], locale: str) -> l
     answered them."""
     rules = {r.id: r for r in ruleset.rules}
     answers = submission["answers"] or {}
+    service = ruleset.service(submission["service"])
     rows = []
     for entry in submission["fired_rules"] or []:
         info = entry if isinstance(entry, dict) else {"rule": str(entry)}
@@ -448,7 +449,8 @@ def summary_rows(ruleset: RuleSet, submission: dict[str, Any], locale: str) -> l
                 values = value if isinstance(value, list) else [value]
                 shown = [str(v) if question.type == "text" else answer_label(ruleset, question, v, locale)
                          for v in values]
-                raised.append({"id": qid, "text": question.text.get(locale), "answers": shown})
+                asked_as = question_text(ruleset, question, service, locale) if service else question.text.get(locale)
+                raised.append({"id": qid, "text": asked_as, "answers": shown})
         text = None
         if rule is not None:
             # without the client's "you answered not sure" note: the answer itself is shown beside
@@ -604,11 +606,13 @@ class ExportWords:
     headings: dict[str, str]        # EXPORT_COLUMNS -> heading
     statuses: dict[str, str]
     decisions: dict[str, str]
+    any_areas: str = ""             # the words for a question's {areas} in a heading over every service
 
     def header(self) -> list[str]:
-        """The heading row: the columns' names, then each question's text."""
+        """The heading row: the columns' names, then each question's text (for no one service)."""
         return [*(self.headings.get(c, c) for c in EXPORT_COLUMNS),
-                *(q.text.get(self.locale) for q in self.ruleset.questions)]
+                *(question_text(self.ruleset, q, None, self.locale, any_areas=self.any_areas)
+                  for q in self.ruleset.questions)]
 
     @cached_property
     def _words(self) -> dict[str, Any]:

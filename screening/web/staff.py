@@ -181,7 +181,9 @@ def export_words() -> review.ExportWords:
     headings["created_at"] = _("Received (%(zone)s)", zone=zone)
     return review.ExportWords(ruleset(), i18n.current(), zone, headings,
                               {k: str(v) for k, v in STATUS_LABELS.items()},
-                              {k: str(v) for k, v in DECISION_LABELS.items()})
+                              {k: str(v) for k, v in DECISION_LABELS.items()},
+                              # the skin question's {areas}, in a column over every service
+                              any_areas=_("the areas the massage works"))
 
 
 @bp.get("/export.csv")
