@@ -321,7 +321,7 @@ def test_each_cell_is_named_by_its_heading_for_the_phone_layout(staff_client, ma
     headings = re.findall(r'<th scope="col">(.*?)</th>', html)
     row = re.search(r"<tr data-submission=.*?</tr>", html, re.S).group(0)
     assert re.findall(r'<td data-label="([^"]*)"', row) == headings
-    assert len(headings) == 6
+    assert len(headings) == 8        # reference, name, contact, service, outcome, status, decision, received
 
 
 @pytest.mark.parametrize(("lang", "words"), [("en", ("reference", "name", "accents", "phone", "e-mail")),

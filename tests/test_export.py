@@ -37,7 +37,20 @@ def test_it_is_a_dated_csv_attachment_in_utf8_with_a_bom(staff_client, make_subm
     assert header[:15] == ["Reference", "Received (Europe/Madrid)", "Service (code)", "Service", "Outcome (code)",
                            "Outcome", "Status (code)", "Status", "Decision (code)", "Decision", "Name",
                            "E-mail or phone", "Rules (ids)", "Reasons", "Rules version"]
-    assert header[15:] == [q.text.get("en") for q in rules.questions]
+    assert header[15:] == [q.text.get("en").replace("{areas}", "the areas the massage works") for q in rules.questions]
+
+
+@pytest.mark.parametrize("lang, heading", [
+    ("en", "Do you have a skin problem on the areas the massage works?"),
+    ("ca", "Tens algun problema a la pell en alguna d'aquestes zones: les que treballa el massatge?"),
+    ("es", "¿Tienes algún problema en la piel de alguna de estas zonas: las que trabaja el masaje?"),
+])
+def test_the_skin_question_heading_fits_every_service_with_no_placeholder(staff_client, make_submission, lang,
+                                                                          heading):
+    make_submission()
+    header = read_csv(staff_client.get(f"/staff/export.csv?lang={lang}&sep=comma"))[0]
+    assert heading in header
+    assert not [cell for cell in header if "{" in cell or "}" in cell]
 
 
 def test_the_file_is_named_for_the_day_it_is_downloaded():

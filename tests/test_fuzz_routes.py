@@ -314,6 +314,25 @@ def test_staff_submission_forms(fuzz_app, admin, make_submission, form, target, 
 
 
 @FUZZ
+@given(logged_in=st.booleans(), data=st.data())
+def test_staff_submission_page_posts(fuzz_app, admin, make_submission, logged_in, data):
+    """POST /staff/submissions/<id> (the page again with a note carried through a login): the page
+    or the login form, never a 500, never a note stored, never a session without the password."""
+    sub = make_submission()
+    client = admin if logged_in else fuzz_app.test_client()
+    page = f"/staff/submissions/{sub['id']}"
+    token = with_token(client, page if logged_in else "/staff/login")
+    base = dict(token) | {"email": admin.staff["email"], "password": "wrong " + admin.staff["password"],
+                          "note": "Called back."}
+    pairs, how, query = data.draw(form_bodies(base))
+    before = snapshot(fuzz_app.config["DATABASE"])
+    response = send(client, page, pairs, how, query)
+    assert_page(response)
+    assert snapshot(fuzz_app.config["DATABASE"])["notes"] == before["notes"]
+    assert logged_in or "screening_staff=" not in response.headers.get("Set-Cookie", "")
+
+
+@FUZZ
 @given(slug=st.sampled_from([*SLUGS, "nope", ""]), data=st.data())
 def test_staff_rule_simulator_posts(fuzz_app, admin, slug, data):
     client = admin

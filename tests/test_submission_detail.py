@@ -241,7 +241,12 @@ def test_staff_who_are_not_admins_cannot_erase_and_are_not_offered_to(staff_clie
 def test_strangers_cannot_post_anything(client, make_submission, db, action, data):
     sub = make_submission()
     response = client.post(f"/staff/submissions/{sub['id']}/{action}", data=data)
-    assert response.status_code == 302 and response.headers["Location"].startswith("/staff/login")
+    if action == "notes":
+        # the typed note comes back in the login form (tests/test_staff_session_end.py), nothing else
+        assert response.status_code == 401 and 'name="password"' in response.text
+        assert sub["reference"] not in response.text and sub["name"] not in response.text
+    else:
+        assert response.status_code == 302 and response.headers["Location"].startswith("/staff/login")
     after = current(db, sub["id"])
     assert after is not None and after["status"] == "new"
     assert db.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
@@ -345,3 +350,12 @@ def test_the_staff_pages_call_them_shared_screenings_not_submissions(admin_clien
         html = admin_client.get(url, query_string={"lang": lang, **params}).get_data(as_text=True)
         text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S))
         assert not re.search(words, text, re.I), (url, re.search(words, text, re.I))
+
+
+def test_the_answer_that_raised_a_rule_reads_as_the_client_saw_the_question(staff_client, make_submission, rules):
+    sub = make_submission(**judged(rules, service="back-massage", skin_problem_in_area="yes"))
+    page = staff_client.get(f"/staff/submissions/{sub['id']}").text
+    raised = re.search(r'<li data-raised-by="skin_problem_in_area">(.*?)</li>', page, re.S).group(1)
+    service = rules.service("back-massage")
+    assert engine.question_text(rules, rules.questions_by_id["skin_problem_in_area"], service, "en") in raised
+    assert "{areas}" not in page

@@ -239,9 +239,14 @@ def decision_from_record(ruleset: RuleSet, record: dict[str, Any]) -> Decision:
                     {k: tuple(v) if isinstance(v, list) else v for k, v in answers.items()})
 
 
-def question_text(ruleset: RuleSet, q: Question, service: Service, locale: str | None = None) -> str:
-    """The question as the client sees it: `{areas}` becomes the areas the service works."""
+def question_text(ruleset: RuleSet, q: Question, service: Service | None, locale: str | None = None, *,
+                  any_areas: str = "") -> str:
+    """The question as the client sees it: `{areas}` becomes the areas the service works. Without
+    a service (a heading over every service's answers, as in the CSV), `any_areas`: words that fit
+    any service ("the areas the massage works")."""
     text = q.text.get(locale)
+    if "{areas}" in text and service is None:
+        return text.replace("{areas}", any_areas)
     if "{areas}" in text:
         names = [a.name.get(locale) for a in service.areas]
         last_joiner = " " + ruleset.text("list_or", locale) + " "

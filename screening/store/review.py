@@ -286,7 +286,7 @@ def _fts_condition(db: sqlite_utils.Database, match: str, extra: list[str],
     return ["+id IN (SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ?)", *extra], [match, *extra_params]
 
 
-LIST_COLUMNS = "id, reference, name, service, outcome, status, decision, created_at"
+LIST_COLUMNS = "id, reference, name, contact, service, outcome, status, decision, created_at"
 
 
 def _select(db: sqlite_utils.Database, columns: str, filters: Filters, *, centre: str, zone: str = "UTC",
@@ -433,6 +433,7 @@ def summary_rows(ruleset: RuleSet, submission: dict[str, Any], locale: str) -> l
     answered them."""
     rules = {r.id: r for r in ruleset.rules}
     answers = submission["answers"] or {}
+    service = ruleset.service(submission["service"])
     rows = []
     for entry in submission["fired_rules"] or []:
         info = entry if isinstance(entry, dict) else {"rule": str(entry)}
@@ -448,7 +449,8 @@ def summary_rows(ruleset: RuleSet, submission: dict[str, Any], locale: str) -> l
                 values = value if isinstance(value, list) else [value]
                 shown = [str(v) if question.type == "text" else answer_label(ruleset, question, v, locale)
                          for v in values]
-                raised.append({"id": qid, "text": question.text.get(locale), "answers": shown})
+                asked_as = question_text(ruleset, question, service, locale) if service else question.text.get(locale)
+                raised.append({"id": qid, "text": asked_as, "answers": shown})
         text = None
         if rule is not None:
             # without the client's "you answered not sure" note: the answer itself is shown beside
@@ -485,6 +487,18 @@ def list_notes(db: sqlite_utils.Database, submission_id: int, *, centre: str) ->
         [submission_id, centre])
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def status_history(db: sqlite_utils.Database, submission_id: int, *, centre: str) -> list[dict[str, Any]]:
+    """The changes of status and decision of one of `centre`'s submissions, oldest first, from its
+    audit trail: when, who (their name now, else the e-mail the entry kept) and the new values."""
+    cursor = db.execute(
+        "SELECT audit_log.at, staff.name, audit_log.staff_email, audit_log.detail FROM audit_log"
+        " LEFT JOIN staff ON staff.id = audit_log.staff_id"
+        " WHERE audit_log.submission_id = ? AND audit_log.centre = ? AND audit_log.action = 'status'"
+        " ORDER BY audit_log.id", [submission_id, centre])
+    return [{"at": at, "who": name or email, "changes": audit_words({"action": "status", "detail": detail})["changes"]}
+            for at, name, email, detail in cursor.fetchall()]
 
 
 def record_view(db: sqlite_utils.Database, submission: dict[str, Any], staff: dict) -> None:
@@ -604,11 +618,13 @@ class ExportWords:
     headings: dict[str, str]        # EXPORT_COLUMNS -> heading
     statuses: dict[str, str]
     decisions: dict[str, str]
+    any_areas: str = ""             # the words for a question's {areas} in a heading over every service
 
     def header(self) -> list[str]:
-        """The heading row: the columns' names, then each question's text."""
+        """The heading row: the columns' names, then each question's text (for no one service)."""
         return [*(self.headings.get(c, c) for c in EXPORT_COLUMNS),
-                *(q.text.get(self.locale) for q in self.ruleset.questions)]
+                *(question_text(self.ruleset, q, None, self.locale, any_areas=self.any_areas)
+                  for q in self.ruleset.questions)]
 
     @cached_property
     def _words(self) -> dict[str, Any]:
@@ -755,6 +771,10 @@ class CentreStore:
     def list_notes(self, submission_id: int) -> list[dict[str, Any]]:
         """The notes on one of the centre's submissions."""
         return list_notes(self.db, submission_id, centre=self.centre)
+
+    def status_history(self, submission_id: int) -> list[dict[str, Any]]:
+        """Who changed the status and decision of one of the centre's submissions, and when."""
+        return status_history(self.db, submission_id, centre=self.centre)
 
     def record_view(self, submission: dict[str, Any], staff: dict) -> None:
         """Audit the opening of one of the centre's submissions."""

@@ -10,7 +10,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+import flask_babel
+from flask import Blueprint, current_app, g, jsonify, request
 from flask_babel import lazy_gettext as _l
 
 from ..core import engine
@@ -195,8 +196,10 @@ def _refuse_constant(name: str):
 @bp.post("/evaluate")
 def evaluate():
     """Screen the answers for one service and return the outcome; nothing is stored."""
-    locale, ruleset = _locale(), _ruleset()
+    _locale()                   # an unknown ?locale= is refused before the body is read
     body = _read_json_object()
+    _speak_for(body.get("centre"))
+    locale, ruleset = _locale_or_default(), _ruleset()
     problems = {key: "error_unexpected_key" for key in body if key not in EVALUATE_KEYS}
     slug, answers = body.get("service"), body.get("answers")
     if slug is None:
@@ -235,6 +238,16 @@ def evaluate():
 
 
 UNKNOWN_CENTRE = _l("There is no centre with this name.")
+
+
+def _speak_for(slug: Any) -> None:
+    """A centre named in the body is the one this request serves: when the caller names no language
+    (?locale=, Accept-Language), the answer is in that centre's default language, as its pages are,
+    not the default centre's. Flask-Babel forgets the language it may have chosen already."""
+    centre = _centres().get(slug) if isinstance(slug, str) else None
+    if centre is not None:
+        g.centre = centre
+        flask_babel.refresh()
 
 
 ABSENT = object()      # "centre" left out (null is not leaving it out: it is not a centre)

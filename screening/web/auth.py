@@ -7,6 +7,7 @@ before_request, so a view that forgets a decorator still shows nothing to a stra
 from __future__ import annotations
 
 import functools
+import math
 import time
 from urllib.parse import urlsplit
 
@@ -61,12 +62,23 @@ def _wants_json() -> bool:
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
 
 
+def page_of(path: str) -> str:
+    """The page a request was made from: `path` itself when it can be opened (GET), else the page
+    one level up (a form's POST-only action, /staff/submissions/7/notes, is on /staff/submissions/7),
+    else the dashboard. Logging in then leads back there, not to a 405."""
+    adapter = current_app.create_url_adapter(request)
+    for candidate in (path, path.rstrip("/").rsplit("/", 1)[0]):
+        if candidate.startswith(COOKIE_PATH) and adapter.test(candidate, method="GET"):
+            return candidate
+    return DASHBOARD
+
+
 def _refuse_anonymous():
     """The answer to a request that needs a staff login and has none."""
     if _wants_json():
         return jsonify({"error": "unauthorized", "fields": {}}), 401
     # the path only: a query may hold a client's name (?q=...), which must not travel on in URLs and logs
-    return redirect(url_for("auth.login", next=request.path))
+    return redirect(url_for("auth.login", next=page_of(request.path)))
 
 
 def require_staff():
@@ -119,36 +131,64 @@ def _renew_csrf_secret() -> None:
 
 # --- views -----------------------------------------------------------------------------------------
 
-@bp.route("/login", methods=["GET", "POST"])
-def login():
-    """The login form; a correct email and password start a new session and go on to the dashboard."""
+def login_page(form: LoginForm | None = None, *, status: int = 200, failed: bool = False, headers=None, **page):
+    """The login form as a response. `page`: `next_url` (where to go after), `action` (where the form
+    posts, when not /staff/login) and `note` (a note typed when the session ended, carried in a hidden
+    field: never in a URL or the cookie session)."""
+    return render_template("staff/login.html", form=form or LoginForm(formdata=None), failed=failed,
+                           **page), status, headers or {}
+
+
+def check_login(*, away: bool = False, **page):
+    """Log in with the posted form: the new session's token (g.staff is then the account), or the
+    login form again as a response (with its errors; 429 with Retry-After when locked). `away`: the
+    form was posted to a staff page rather than /staff/login, which answers a refusal with 401."""
     form = LoginForm()
-    next_url = safe_next(request.values.get("next"))
-    if request.method == "GET" and g.get("staff") is not None:
-        return redirect(next_url or DASHBOARD)
     if request.method == "GET" or not form.validate_on_submit():
-        status = 422 if request.method == "POST" else 200
-        return render_template("staff/login.html", form=form, next_url=next_url), status
+        status = (401 if away else 422) if request.method == "POST" else 200
+        return login_page(form, status=status, **page)
 
     config = current_app.config
+    lock_seconds = float(config["LOGIN_LOCK_MINUTES"]) * 60
     result = accounts.attempt_login(
         get_db(), form.email.data, form.password.data, request.remote_addr,
-        max_failures=int(config["LOGIN_MAX_FAILURES"]), lock_seconds=float(config["LOGIN_LOCK_MINUTES"]) * 60,
+        max_failures=int(config["LOGIN_MAX_FAILURES"]), lock_seconds=lock_seconds,
         replaces=request.cookies.get(COOKIE))
     if result.staff is None:
         if not result.locked:
             # each failure in a row costs a little more time (0 in the tests); the lock does the rest
             time.sleep(min(float(config["LOGIN_SLOWDOWN_SECONDS"]) * result.failures, MAX_SLOWDOWN))
         form.password.data = ""
-        # 200 like any re-shown form; 429 when locked, so scripts know to stop
-        return render_template("staff/login.html", form=form, next_url=next_url, failed=True), (
-            429 if result.locked else 200)
+        if result.locked:
+            # 429 so that scripts stop, and when to come back at the latest: the lock outlives no
+            # failure by more than its length
+            return login_page(form, status=429, failed=True, headers={"Retry-After": str(math.ceil(lock_seconds))},
+                              **page)
+        # 200 like any re-shown form
+        return login_page(form, status=401 if away else 200, failed=True, **page)
 
     accounts.purge_expired_sessions(get_db(), **_settings())     # sessions nobody came back to
     _renew_csrf_secret()
-    response = redirect(next_url or DASHBOARD)
-    response.set_cookie(COOKIE, result.token, **_cookie_flags())
+    g.staff = result.staff
+    return result.token
+
+
+def start_session(response, token: str):
+    """Give the browser the new session's cookie."""
+    response.set_cookie(COOKIE, token, **_cookie_flags())
     return response
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The login form; a correct email and password start a new session and go on to the dashboard."""
+    next_url = safe_next(request.values.get("next"))
+    if request.method == "GET" and g.get("staff") is not None:
+        return redirect(next_url or DASHBOARD)
+    token = check_login(next_url=next_url)
+    if not isinstance(token, str):
+        return token
+    return start_session(redirect(next_url or DASHBOARD), token)
 
 
 @bp.route("/logout", methods=["POST"])

@@ -308,7 +308,8 @@ def document(ruleset: RuleSet, *, prefix: str, server: str = "", centres: list[s
     centre = {"name": "centre", "in": "path", "required": True, "schema": {**STRING, "pattern": "^[a-z0-9-]+$"},
               "description": "the centre's slug (its file name in rules/centres/)"}
     locale = {"name": "locale", "in": "query", "required": False, "schema": {"enum": list(LOCALES)},
-              "description": "language of the texts; otherwise Accept-Language decides, then English"}
+              "description": "language of the texts; otherwise Accept-Language decides, then the "
+                             "centre's default language (for evaluate, the centre it names), then English"}
     slug = {"name": "slug", "in": "path", "required": True,
             "schema": {"enum": [s.slug for s in ruleset.services]}}
     return {

@@ -20,6 +20,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    after_this_request,
     current_app,
     g,
     redirect,
@@ -39,17 +40,40 @@ from ..core.engine import AnswerErrors, describe_condition, question_text, scree
 from ..core.rules import RuleSet
 from ..store import db as dbmod
 from ..store import review
-from . import i18n
+from . import auth, i18n, public
 from .auth import admin_required, require_staff, staff_centre
 from .database import get_db
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
-bp.before_request(require_staff)
+
+
+@bp.before_request
+def guard():
+    """Deny by default: nothing passes without a live staff session (auth.require_staff). A note
+    posted after the session ended is not lost: the login form comes back carrying it (a hidden
+    field, never a URL or the cookie session) and posts to the submission page, which logs in and
+    shows the note in its box, not yet added. Status changes and erasure are not carried: they are
+    chosen again on the page (an erasure must be confirmed afresh, and a colleague may have changed
+    the status meanwhile)."""
+    if g.get("staff") is None and request.method == "POST" and request.endpoint in ("staff.add_note",
+                                                                                     "staff.submission"):
+        typed = request.form.get("body" if request.endpoint == "staff.add_note" else "note") or ""
+        page = url_for(".submission", **request.view_args)
+        if request.endpoint == "staff.add_note" and typed.strip():
+            return auth.login_page(status=401, action=page, note=typed)
+        if request.endpoint == "staff.submission":
+            token = auth.check_login(away=True, action=page, note=typed)
+            if not isinstance(token, str):
+                return token
+            after_this_request(lambda response: auth.start_session(response, token))
+    return require_staff()
 
 
 def ruleset() -> RuleSet:
-    """The rules loaded (and validated) at start-up."""
-    return current_app.extensions["screening.rules"]
+    """The rule set of the logged-in account's centre: the shared rules plus its own, the set its
+    clients are screened with (public.rules_for), so that re-judging, the rules page, the simulator
+    and the CSV say what the centre's own policy says (the shared set when its file is gone)."""
+    return public.rules_for(staff_centre())
 
 
 # the words for the stored codes, shared by the pages and the CSV export
@@ -109,6 +133,10 @@ def staff_helpers():
     return {"rs": rs, "staff": g.get("staff"), "staff_centre": staff_centre(), "status_labels": STATUS_LABELS,
             "decision_labels": DECISION_LABELS, "question_types": QUESTION_TYPE_LABELS,
             "describe": lambda condition: describe_condition(rs, condition, i18n.current())}
+
+
+# a client's contact as a mailto: or tel: link, on the dashboard and the submission page
+bp.add_app_template_filter(review.contact_href, "contact_href")
 
 
 def _strip(value):
@@ -184,7 +212,9 @@ def export_words() -> review.ExportWords:
     headings["created_at"] = _("Received (%(zone)s)", zone=zone)
     return review.ExportWords(ruleset(), i18n.current(), zone, headings,
                               {k: str(v) for k, v in STATUS_LABELS.items()},
-                              {k: str(v) for k, v in DECISION_LABELS.items()})
+                              {k: str(v) for k, v in DECISION_LABELS.items()},
+                              # the skin question's {areas}, in a column over every service
+                              any_areas=_("the areas the massage works"))
 
 
 @bp.get("/export.csv")
@@ -234,7 +264,7 @@ def _submission_or_404(submission_id: int) -> dict:
     return submission
 
 
-def _detail(submission, *, status_form=None, note_form=None, erase_form=None, status=200):
+def _detail(submission, *, status_form=None, note_form=None, erase_form=None, status=200, resumed=False):
     """Render one submission; forms not given are fresh (not filled from another form's POST)."""
     rs = ruleset()
     status_form = status_form or StatusForm(formdata=None, data={
@@ -242,19 +272,25 @@ def _detail(submission, *, status_form=None, note_form=None, erase_form=None, st
     return render_template(
         "staff/submission.html", sub=submission, service=rs.service(submission["service"]),
         summary=review.summary_rows(rs, submission, i18n.current()),
-        contact_href=review.contact_href(submission["contact"]),
         answers=review.answer_rows(rs, submission), gone=review.answered_questions(rs, submission)[1],
         rejudged=review.rejudge(rs, submission),
-        notes=store().list_notes(submission["id"]), status_form=status_form,
+        notes=store().list_notes(submission["id"]), history=store().status_history(submission["id"]),
+        status_form=status_form,
         note_form=note_form or NoteForm(formdata=None), erase_form=erase_form or EraseForm(formdata=None),
-        statuses=dbmod.STATUSES, decisions=("", *review.DECISIONS), saved=request.args.get("saved")), status
+        statuses=dbmod.STATUSES, decisions=("", *review.DECISIONS), saved=request.args.get("saved"),
+        resumed=resumed), status
 
 
-@bp.get("/submissions/<int:submission_id>")
+@bp.route("/submissions/<int:submission_id>", methods=["GET", "POST"])
 def submission(submission_id: int):
-    """Everything about one submission; the view is audited."""
+    """Everything about one submission; the view is audited. POST (after a login that carried a
+    note typed when the session ended, see guard): the same page with the note in its box, not yet
+    added (the member adds it with the page's fresh token)."""
     sub = _submission_or_404(submission_id)
     store().record_view(sub, g.staff)
+    note = (request.form.get("note") or "") if request.method == "POST" else ""
+    if note:
+        return _detail(sub, note_form=NoteForm(formdata=None, data={"body": note}), resumed=True)
     return _detail(sub)
 
 
