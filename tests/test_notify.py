@@ -132,8 +132,9 @@ def queue(app, outcome="tell_centre", **overrides):
               "fired_rules": [], "suggestions": [], "rules_version": "test", "locale": "en",
               "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}
     record.update(overrides)
-    reference, _ = dbmod.store_submission(conn, nonce=dbmod.new_reference(), record=record, centre=CENTRE,
-                                          notify=True)
+    # queued by a test, not sent twice by a client: no resend check
+    reference = dbmod.store_screening(conn, nonce=dbmod.new_reference(), record=record, centre=CENTRE,
+                                      notify=True, resend_within=0).reference
     conn.close()
     return reference
 
