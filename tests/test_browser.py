@@ -78,7 +78,7 @@ def site(tmp_path_factory):
                              "cleared": False}],
             "suggestions": ["neck_tension"], "rules_version": "test", "locale": "en",
             "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}, centre=CENTRE)
-        submission_id = dbmod.find_by_reference(conn, reference)["id"]
+        submission_id = dbmod.find_by_reference(conn, reference)["number"]   # as staff URLs name it
     finally:
         conn.close()
     with live_server(app) as url:

@@ -286,7 +286,7 @@ def _fts_condition(db: sqlite_utils.Database, match: str, extra: list[str],
     return ["+id IN (SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ?)", *extra], [match, *extra_params]
 
 
-LIST_COLUMNS = "id, reference, name, service, outcome, status, decision, created_at"
+LIST_COLUMNS = "id, number, reference, name, service, outcome, status, decision, created_at"
 
 
 def _select(db: sqlite_utils.Database, columns: str, filters: Filters, *, centre: str, zone: str = "UTC",
@@ -362,6 +362,15 @@ def get_submission(db: sqlite_utils.Database, submission_id: int, *, centre: str
     if not 0 < submission_id <= MAX_ID:     # SQLite cannot even bind a larger int: no such row
         return None
     rows = list(db["submissions"].rows_where("id = ? AND centre = ?", [submission_id, centre], limit=1))
+    return dbmod.decode(rows[0]) if rows else None
+
+
+def numbered(db: sqlite_utils.Database, number: int, *, centre: str) -> dict[str, Any] | None:
+    """`centre`'s submission with this number of the centre's own numbering (the one staff URLs and
+    notices show), with its JSON columns parsed, or None. Through the unique (centre, number) index."""
+    if not 0 < number <= MAX_ID:
+        return None
+    rows = list(db["submissions"].rows_where("centre = ? AND number = ?", [centre, number], limit=1))
     return dbmod.decode(rows[0]) if rows else None
 
 
@@ -751,6 +760,10 @@ class CentreStore:
     def get_submission(self, submission_id: int) -> dict[str, Any] | None:
         """One of the centre's submissions, or None."""
         return get_submission(self.db, submission_id, centre=self.centre)
+
+    def numbered(self, number: int) -> dict[str, Any] | None:
+        """The centre's submission with this number of its own numbering, or None."""
+        return numbered(self.db, number, centre=self.centre)
 
     def list_notes(self, submission_id: int) -> list[dict[str, Any]]:
         """The notes on one of the centre's submissions."""
