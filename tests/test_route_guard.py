@@ -141,7 +141,7 @@ def b_queries(app):
     text), filters matching B's rows, page cursors at B's rows, and the audit trail by B's reference."""
     b_phone_sub, b_sub = app.made[OTHER]
     typed_reference = b_sub["reference"].lower().replace("-", " ")
-    cursor = review.Cursor(b_sub["created_at"], b_sub["id"]).token()
+    cursor = review.Cursor(b_sub["created_at"], b_sub["number"]).token()
     return [{}, {"q": "bartholomew"}, {"q": "leakname"}, {"q": "699111222"}, {"q": "699 111 222"},
             {"q": "bart.leak@b-centre"}, {"q": typed_reference}, {"outcome": "consult_professional"},
             {"status": "reviewed"}, {"service": SLUGS[0], "from": "2000-01-01", "to": "9999-12-30"},

@@ -74,14 +74,17 @@ class Filters:
 
 @dataclass(frozen=True)
 class Cursor:
-    """A position in the newest-first order: the (created_at, id) of a row."""
+    """A position in the newest-first order: a row's created_at and its centre's number for it,
+    which is what a page link carries (the row's id would tell the installation's volume), and the
+    row's id when the page that made the cursor knows it."""
 
     created_at: str
-    id: int
+    number: int
+    id: int | None = None
 
     def token(self) -> str:
         """The cursor as it travels in a page link."""
-        return f"{self.created_at}_{self.id}"
+        return f"{self.created_at}_{self.number}"
 
 
 def parse_cursor(text: str) -> Cursor | None:
@@ -295,13 +298,22 @@ def _select(db: sqlite_utils.Database, columns: str, filters: Filters, *, centre
     strictly newer than `after` (oldest first)."""
     where, params = _where(db, filters, centre=centre, zone=zone)
     order = "DESC"
-    if before is not None:
-        where.append("(created_at, id) < (?, ?)")
-        params += [before.created_at, before.id]
-    if after is not None:
-        where.append("(created_at, id) > (?, ?)")
-        params += [after.created_at, after.id]
-        order = "ASC"
+    for cursor, side in ((before, "<"), (after, ">")):
+        if cursor is None:
+            continue
+        row_id = cursor.id
+        if row_id is None:      # a cursor from a link: its row, through the (centre, number) index
+            found = db.execute("SELECT id FROM submissions WHERE centre = ? AND number = ? AND created_at = ?",
+                               [centre, cursor.number, cursor.created_at]).fetchone()
+            row_id = found[0] if found else None
+        if row_id is None:
+            # a link to a row erased since: its time alone places it (ties are to the microsecond)
+            where.append(f"created_at {side} ?")
+            params.append(cursor.created_at)
+        else:
+            where.append(f"(created_at, id) {side} (?, ?)")
+            params += [cursor.created_at, row_id]
+        order = "ASC" if side == ">" else order
     sql = f"SELECT {columns} FROM submissions"   # noqa: S608 - columns and conditions are ours; values are bound
     sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY created_at {order}, id {order} LIMIT ?"
@@ -331,8 +343,7 @@ def list_page(db: sqlite_utils.Database, filters: Filters, *, centre: str, zone:
         rows.reverse()
     if not rows:
         return Page([], None, None)
-    first = Cursor(rows[0]["created_at"], rows[0]["id"])
-    last = Cursor(rows[-1]["created_at"], rows[-1]["id"])
+    first, last = (Cursor(row["created_at"], row["number"], row["id"]) for row in (rows[0], rows[-1]))
     if after is not None:
         has_newer, has_older = more, bool(_select(db, "id", filters, **scope, before=last, limit=1))
     else:
@@ -679,7 +690,7 @@ def export_rows(connect, filters: Filters, words: ExportWords, page_size: int | 
                 yield [neutralise(c) for c in words.cells(dbmod.decode(row))]
             if len(rows) < page_size:
                 return
-            before = Cursor(rows[-1]["created_at"], rows[-1]["id"])
+            before = Cursor(rows[-1]["created_at"], rows[-1]["number"], rows[-1]["id"])
     finally:
         db.close()
 
