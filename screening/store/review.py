@@ -170,11 +170,6 @@ def parse_page(args: dict[str, str]) -> tuple[Cursor | None, Cursor | None, dict
     return found.get("before"), found.get("after"), errors
 
 
-def _like_escape(text: str) -> str:
-    """Searched text taken literally by LIKE ... ESCAPE '\\' (no % or _ wildcards)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def day_start(day: date, zone: str) -> str:
     """The UTC time (as stored) at which `day` begins in the time zone `zone`."""
     try:
@@ -222,11 +217,15 @@ def _where(db: sqlite_utils.Database, filters: Filters, *, centre: str,
 
 
 PHONE_RE = re.compile(r"^[0-9 +().\-/]+$")
-TRIGRAM = 3     # the full-text index (db.m004_search_fts) finds pieces of 3 characters or more
+TRIGRAM = 3     # the full-text index (db.m008_search_folded) finds pieces of 3 characters or more
+# A word of this many reference characters or more may be part of a reference read over the phone
+# ("UPDX" of UPDX-XDAM); shorter ones would find references by chance.
+REFERENCE_PART = 4
 # Above this many candidates, a search reads the newest-first index and keeps the matching rows
 # (about 51 × total/candidates index entries) instead of fetching and sorting every candidate:
 # at a million rows "garcia" has 24,485 candidates, and sorting them took longer than 30 ms.
 SORT_MAX = 2000
+NAME_IGNORED = str.maketrans("", "", dbmod.NAME_IGNORED)
 
 
 def _fts_phrase(text: str) -> str:
@@ -234,59 +233,67 @@ def _fts_phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def _search(db: sqlite_utils.Database, q: str, centre: str) -> tuple[list[str], list[Any]]:
-    """SQL conditions for the staff search box (a reference is handled before).
+def _reference_part(word: str) -> str:
+    """`word` as a piece of a stored reference without its dash ('updx-x' is 'UPDXX'), or '' when
+    it cannot be one."""
+    piece = word.upper().replace("-", "")
+    fits = REFERENCE_PART <= len(piece) <= dbmod.REFERENCE_LENGTH
+    return piece if fits and all(ch in dbmod.REFERENCE_ALPHABET for ch in piece) else ""
 
-    Through the full-text index, in any case and with or without accents ("nuria" finds "Núria"):
-    a word of letters is a piece of the name; a word with digits, '.', '_' or '+' a piece of the
-    contact; an e-mail address is looked up by its longest part, then checked whole; a phone
-    number by its digits however it is written. Words shorter than the index's pieces narrow what
-    the index found; a search made only of such words matches the start of the name (through its
-    (centre, NOCASE name) index). The caller's conditions keep the answer to `centre`; the index's
-    candidates, counted across centres, only choose the plan."""
+
+def _search(db: sqlite_utils.Database, q: str, centre: str) -> tuple[list[str], list[Any]]:
+    """SQL conditions for the staff search box (a whole reference is handled before).
+
+    Through the full-text indexes, in any case and with or without accents ("nuria" finds "Núria"):
+    a word of letters is a piece of the name, apostrophes and hyphens ignored ("obrien" finds
+    "O'Brien"); a word with '@', digits, '.', '_' or '+' a piece of the contact (an e-mail address
+    whole, accents ignored); a phone number by its digits however it is written; a word that could
+    be part of a reference also finds the references it is part of, with or without the dash.
+    A word shorter than the index's pieces is the start of any word of the name ("Pe" finds
+    "Peña"), through the index of words. The caller's conditions keep the answer to `centre`; the
+    indexes' candidates, counted across centres, only choose the plan."""
     digits = "".join(ch for ch in q if ch.isdigit())
     if PHONE_RE.match(q) and len(digits) >= TRIGRAM:
-        return _fts_condition(db, "phone : " + _fts_phrase(digits), [], [])
-    phrases, extra, extra_params = [], [], []
+        return _fts_condition(db, "submissions_fts", "phone : " + _fts_phrase(digits))
+    pieces, starts = [], []
     for word in q.split():
-        if "@" in word:
-            # every address shares its "example.org"-like part: look up the longest piece (the
-            # rarest, as a rule), then check the whole address on those few rows
-            piece = max(word.split("@"), key=len)
-            if len(piece) >= TRIGRAM:
-                phrases.append("contact : " + _fts_phrase(piece))
-            extra.append("contact LIKE ? ESCAPE '\\'")
-            extra_params.append("%" + _like_escape(word) + "%")
-        elif len(word) >= TRIGRAM:
-            # only the column the word can be in: matching both read every name's pieces twice
-            column = "contact" if any(ch.isdigit() or ch in "._+" for ch in word) else "name"
-            phrases.append(f"{column} : " + _fts_phrase(word))
+        reference = _reference_part(word)
+        if "@" in word or any(ch.isdigit() or ch in "._+" for ch in word):
+            column, text = "contact", word
         else:
-            extra.append("name LIKE ? ESCAPE '\\'")
-            extra_params.append("%" + _like_escape(word) + "%")
-    if phrases:
-        return _fts_condition(db, " AND ".join(phrases), extra, extra_params)
-    # LIKE is case-insensitive for ASCII and, on a prefix, uses the (centre, NOCASE name) index
-    prefix = _like_escape(q) + "%"
-    candidates = db.execute("SELECT count(*) FROM (SELECT 1 FROM submissions WHERE centre = ? AND name LIKE ?"
-                            " ESCAPE '\\' LIMIT ?)", [centre, prefix, SORT_MAX + 1]).fetchone()[0]
-    # with many candidates, the unary + keeps SQLite on the newest-first index (see SORT_MAX)
-    return [("+" if candidates > SORT_MAX else "") + "name LIKE ? ESCAPE '\\'"], [prefix]
+            column, text = "name", word.translate(NAME_IGNORED)
+        if len(text) >= TRIGRAM:
+            piece = f"{column} : {_fts_phrase(text)}"
+            pieces.append(f"({piece} OR reference : {_fts_phrase(reference)})" if reference else piece)
+        elif column == "name" and any(ch.isalnum() for ch in text):
+            # the words index folds the accents of the query as it did the names'
+            starts.append(_fts_phrase(text) + " *")
+        # else a piece of a contact too short to look up, or only apostrophes and hyphens: no narrowing
+    if not pieces and not starts:
+        return [BY_IDS], ["[]"]         # nothing that could be looked up: no row
+    if not pieces:
+        return _fts_condition(db, "submissions_words", " AND ".join(starts))
+    where, params = _fts_condition(db, "submissions_fts", " AND ".join(pieces))
+    if starts:
+        # checked on each row the pieces found (or that the newest-first walk reads), by its rowid
+        where.append("EXISTS (SELECT 1 FROM submissions_words WHERE submissions_words MATCH ?"
+                     " AND submissions_words.rowid = submissions.id)")
+        params.append(" AND ".join(starts))
+    return where, params
 
 
 BY_IDS = "id IN (SELECT value FROM json_each(?))"     # the rows a full-text search found, by id
 
 
-def _fts_condition(db: sqlite_utils.Database, match: str, extra: list[str],
-                   extra_params: list[Any]) -> tuple[list[str], list[Any]]:
-    """Conditions for rows the full-text `match` finds. Up to SORT_MAX of them are read once
-    from the index and fetched by id; with more, SQLite walks the newest-first index and keeps the
-    rows in the index's answer (the unary + keeps it from fetching and sorting all of them)."""
+def _fts_condition(db: sqlite_utils.Database, table: str, match: str) -> tuple[list[str], list[Any]]:
+    """Conditions for rows the full-text `match` finds in `table`. Up to SORT_MAX of them are read
+    once from the index and fetched by id; with more, SQLite walks the newest-first index and keeps
+    the rows in the index's answer (the unary + keeps it from fetching and sorting all of them)."""
     found = [row[0] for row in db.execute(
-        "SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ? LIMIT ?", [match, SORT_MAX + 1])]
+        f"SELECT rowid FROM {table} WHERE {table} MATCH ? LIMIT ?", [match, SORT_MAX + 1])]  # noqa: S608
     if len(found) <= SORT_MAX:
-        return [BY_IDS, *extra], [json.dumps(found), *extra_params]
-    return ["+id IN (SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ?)", *extra], [match, *extra_params]
+        return [BY_IDS], [json.dumps(found)]
+    return [f"+id IN (SELECT rowid FROM {table} WHERE {table} MATCH ?)"], [match]  # noqa: S608
 
 
 LIST_COLUMNS = "id, number, reference, name, service, outcome, status, decision, created_at"
