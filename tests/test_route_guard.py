@@ -143,7 +143,8 @@ def b_queries(app):
     typed_reference = b_sub["reference"].lower().replace("-", " ")
     cursor = review.Cursor(b_sub["created_at"], b_sub["number"]).token()
     return [{}, {"q": "bartholomew"}, {"q": "leakname"}, {"q": "699111222"}, {"q": "699 111 222"},
-            {"q": "bart.leak@b-centre"}, {"q": typed_reference}, {"outcome": "consult_professional"},
+            {"q": "bart.leak@b-centre"}, {"q": typed_reference}, {"q": b_sub["reference"][5:].lower()},
+            {"q": "Ba"}, {"q": "be"}, {"outcome": "consult_professional"},
             {"status": "reviewed"}, {"service": SLUGS[0], "from": "2000-01-01", "to": "9999-12-30"},
             {"before": cursor}, {"after": cursor}, {"reference": typed_reference},
             {"submission_id": str(b_sub["id"]), "id": str(b_phone_sub["id"])}]
