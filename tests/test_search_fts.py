@@ -169,6 +169,7 @@ def test_the_migration_indexes_the_rows_stored_before_it(tmp_path):
         dbmod.adopt_orphans(conn, CENTRE)
         assert len(search(conn, "nuria")) == 1
         assert len(search(conn, "612345678")) == 1
+        assert len(search(conn, "Pe")) == 1 and len(search(conn, "bbbb")) == 1     # m008's indexes too
         conn.execute("INSERT INTO submissions_fts (submissions_fts) VALUES ('integrity-check')")
     finally:
         conn.close()
