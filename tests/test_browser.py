@@ -56,6 +56,7 @@ SCREENSHOT_PAGES = {"questionnaire", "questionnaire-refused", "result-proceed-sh
 class Site:
     url: str
     submission_id: int
+    database: Path
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +80,11 @@ def site(tmp_path_factory):
                              "cleared": False}],
             "suggestions": ["neck_tension"], "rules_version": "test", "locale": "en",
             "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}, centre=CENTRE)
-        submission_id = dbmod.find_by_reference(conn, reference)["id"]
+        submission_id = dbmod.find_by_reference(conn, reference)["number"]   # as staff URLs name it
     finally:
         conn.close()
     with live_server(app) as url:
-        yield Site(url, submission_id)
+        yield Site(url, submission_id, database)
 
 
 @pytest.fixture(scope="module")
@@ -386,6 +387,32 @@ def test_a_client_using_the_keyboard_can_send_the_answers_and_gets_a_reference(o
     reference = page.locator("[data-reference]")
     assert reference.count() == 1
     assert len(reference.inner_text().strip()) >= 6
+
+
+def test_sending_again_after_the_back_button_stores_the_screening_once(open_page, site):
+    """The browser's Back button brings the sent form back filled in (with a fresh form token):
+    sending it again says "already sent" with the first reference, and stores nothing."""
+    page, _ = open_page()
+    page.goto(FORM)
+    answer_all_no(page, skip=("fever",))
+    choose(page, "fever", "yes")
+    share(page, name="Berta Backbutton", contact="berta.back@example.org")
+    submit(page)
+    first = page.locator("[data-reference]").inner_text().strip()
+    page.go_back()
+    page.wait_for_selector("form.questionnaire")
+    # Chromium restores what was typed and chosen, as a client sees it
+    assert page.input_value("#name") == "Berta Backbutton" and page.input_value("#contact") == "berta.back@example.org"
+    assert page.is_checked("#fever-yes") and page.is_checked("#consent")
+    submit(page)
+    assert page.locator("[data-reference]").inner_text().strip() == first
+    assert page.get_by_text("Your answers were already sent").count() >= 1
+    conn = dbmod.connect(site.database)
+    try:
+        assert conn.execute("SELECT reference FROM submissions WHERE name = 'Berta Backbutton'").fetchall() == [
+            (first,)]
+    finally:
+        conn.close()
 
 
 def test_a_client_can_answer_and_send_with_the_keyboard_alone(open_page):

@@ -204,6 +204,63 @@ def test_several_workers_starting_on_an_old_database_at_once_all_start(tmp_path)
     assert after == before and owners == {t: [CENTRE] for t in dbmod.CENTRE_TABLES}
 
 
+# --- each centre numbers its own screenings (issue item 15) ---------------------------------------------
+
+def numbers(conn, centre):
+    return [r[0] for r in conn.execute("SELECT number FROM submissions WHERE centre = ? ORDER BY id", [centre])]
+
+
+def test_a_centres_first_screening_is_number_1_whatever_other_centres_received(conn):
+    for i in range(30):
+        stored(conn, CENTRE, f"A client {i}")
+    b_first = stored(conn, OTHER, "B client")
+    assert b_first["number"] == 1 and b_first["id"] == 31
+    assert numbers(conn, CENTRE) == list(range(1, 31))
+    assert stored(conn, CENTRE, "A client 30")["number"] == 31 and stored(conn, OTHER, "B again")["number"] == 2
+
+
+def test_a_number_is_never_given_again_after_the_newest_screening_was_erased(conn):
+    stored(conn, CENTRE, "First")
+    newest = stored(conn, CENTRE, "Second")
+    assert retention.erase_submission(conn, newest["id"], centre=CENTRE, staff=None)
+    # a page or notice about number 2 must never lead to another client's screening
+    assert stored(conn, CENTRE, "Third")["number"] == 3
+
+
+def test_the_migration_numbers_existing_screenings_per_centre_in_id_order(tmp_path):
+    conn = dbmod.connect(tmp_path / "old.db")
+    try:
+        with dbmod.immediate(conn):
+            dbmod.migrations.apply(conn, stop_before="m007_centre_numbers")
+        with dbmod.immediate(conn):
+            for i, centre in enumerate([CENTRE, OTHER, CENTRE, OTHER, CENTRE]):
+                conn.execute("INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules,"
+                             " rules_version, locale, name, contact, consent_at, created_at, centre) VALUES"
+                             " (?, ?, 'back-massage', 'proceed', '{}', '[]', 't', 'en', ?, 'x@example.org', ?, ?, ?)",
+                             [f"QQQQ-AAA{i + 2}", f"nonce-{i}", f"Old {i}", dbmod.now(), dbmod.now(), centre])
+        dbmod.migrate(conn)
+        assert numbers(conn, CENTRE) == [1, 2, 3] and numbers(conn, OTHER) == [1, 2]
+        assert stored(conn, OTHER, "New B")["number"] == 3
+        with pytest.raises(dbmod.IntegrityError):       # one number, one screening, per centre
+            conn.execute("UPDATE submissions SET number = 1 WHERE centre = ? AND number = 2", [CENTRE])
+    finally:
+        conn.close()
+
+
+def test_screenings_from_before_centres_are_numbered_after_the_default_centres_own(tmp_path):
+    path = tmp_path / "old.db"
+    old_database(path)
+    conn = dbmod.connect(path)
+    try:
+        dbmod.migrate(conn)                      # no default centre known yet: the rows stay orphans
+        stored(conn, CENTRE, "Stored meanwhile")
+        assert dbmod.adopt_orphans(conn, CENTRE) > 0
+        assert numbers(conn, CENTRE) == [2, 3, 4, 1]
+        assert stored(conn, CENTRE, "After")["number"] == 5
+    finally:
+        conn.close()
+
+
 # --- accounts ----------------------------------------------------------------------------------------
 
 def test_staff_add_with_one_centre_needs_no_centre_and_list_shows_it(runner, db):

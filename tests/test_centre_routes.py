@@ -119,7 +119,8 @@ def test_the_share_limit_box_names_the_centres_phone_and_email(make_app, two_cen
     client = make_app(RULES_DIR=str(two_centres), SHARE_LIMIT_PER_HOUR=1).test_client()
     shared = all_no(share="yes", name="Ana", contact="ana@example.org", consent="yes")
     assert client.post(f"/c/{B}/screening/back-massage", data={**shared, "nonce": "n-1-" + "x" * 16}).status_code == 200
-    refused = client.post(f"/c/{B}/screening/back-massage", data={**shared, "nonce": "n-2-" + "x" * 16})
+    # another client from the same address (the same client again would be told it was already sent)
+    refused = client.post(f"/c/{B}/screening/back-massage", data={**shared, "name": "Bea", "nonce": "n-2-" + "x" * 16})
     assert refused.status_code == 429
     box = re.search(r"<section[^>]*data-share-limited.*?</section>", refused.text, re.S).group(0)
     assert f'href="{B_TEL}"' in box and f'href="{B_MAIL}"' in box
@@ -389,9 +390,13 @@ def test_no_english_on_the_centre_pages_in_catalan_and_spanish(make_app, two_cen
         "unknown centre": client.get(f"/c/nowhere/?lang={lang}"),
         "tell_centre": client.post(f"/c/{B}/screening/deep-tissue-massage?lang={lang}", data=tell_centre_answers()),
         "proceed": client.post(f"/c/{A}/screening/back-massage?lang={lang}", data=all_no()),
+        # the same client from another form (the Back button): already sent, not refused
+        "already sent": client.post(f"/c/{B}/screening/back-massage?lang={lang}",
+                                    data={**shared, "nonce": "n-3-" + "x" * 16}),
         "limited": client.post(f"/c/{B}/screening/back-massage?lang={lang}",
-                               data={**shared, "nonce": "n-2-" + "x" * 16}),
+                               data={**shared, "name": "Bea", "nonce": "n-2-" + "x" * 16}),
     }
+    assert pages["already sent"].status_code == 200 and "data-reference" in pages["already sent"].text
     assert pages["limited"].status_code == 429
     english = _english_phrases()
     for name, response in pages.items():

@@ -222,6 +222,29 @@ def test_a_submission_stored_while_paging_is_neither_skipped_nor_repeated(staff_
     assert ids(staff_client.get(link(newer, "prev"))) == [late["id"]]
 
 
+def test_page_links_name_the_centres_own_numbers_not_row_ids(staff_client, make_submission):
+    """Another centre's 40 screenings stored first: this centre's page links and rows say nothing
+    of them."""
+    for i in range(40):
+        make_submission(centre="another-centre", name=f"Theirs {i}")
+    mine = [make_submission(name=f"Mine {i}") for i in range(60)]
+    first = staff_client.get("/staff/")
+    older = link(first, "next")
+    assert older.endswith(f"_{mine[10]['number']}") and mine[10]["id"] != mine[10]["number"]
+    assert ids(first) == [s["number"] for s in reversed(mine)][:50]
+    second = staff_client.get(older)
+    assert ids(second) == [s["number"] for s in reversed(mine)][50:]
+    assert f"_{mine[9]['number']}" in link(second, "prev")
+
+
+def test_a_page_link_still_pages_after_its_row_was_erased(staff_client, make_submission, db):
+    subs = [make_submission(name=f"Client {i}") for i in range(60)]
+    older = link(staff_client.get("/staff/"), "next")
+    db.execute("DELETE FROM submissions WHERE id = ?", [subs[10]["id"]])     # the first page's last row
+    db.conn.commit()
+    assert ids(staff_client.get(older)) == [s["number"] for s in reversed(subs[:10])]
+
+
 def test_it_counts_what_needs_attention_per_outcome(staff_client, make_submission, db):
     for outcome in ["consult_professional"] * 3 + ["tell_centre"] * 2 + ["proceed"] * 4:
         make_submission(outcome=outcome)
@@ -241,7 +264,7 @@ def test_it_counts_what_needs_attention_per_outcome(staff_client, make_submissio
 def test_the_dashboard_queries_use_the_indexes(db, make_submission):
     """Every filter the dashboard offers is answered from an index that starts with the centre,
     not a scan of the table nor of every centre's rows."""
-    cursor = review.Cursor("2025-01-01T00:00:00+00:00", 5)
+    cursor = review.Cursor("2025-01-01T00:00:00+00:00", number=5, id=5)
     reference = make_submission()["reference"]
     for filters in [review.Filters(), review.Filters(outcome="proceed"), review.Filters(status="new"),
                     review.Filters(service="back-massage"), review.Filters(date_from="2025-01-01"),

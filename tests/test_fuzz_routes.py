@@ -289,8 +289,8 @@ STAFF_FORMS = {"status": {"status": "reviewed", "decision": "booking_fine"}, "no
 def test_staff_submission_forms(fuzz_app, admin, make_submission, form, target, data):
     client = admin
     sub = make_submission()
-    sid = {"existing": sub["id"], "missing": sub["id"] + 1000, "huge": 2**64}[target]
-    token = with_token(client, f"/staff/submissions/{sub['id']}")
+    sid = {"existing": sub["number"], "missing": sub["number"] + 1000, "huge": 2**64}[target]
+    token = with_token(client, f"/staff/submissions/{sub['number']}")
     pairs, how, query = data.draw(form_bodies(dict(token) | STAFF_FORMS[form]))
     before = snapshot(fuzz_app.config["DATABASE"])
     response = send(client, f"/staff/submissions/{sid}/{form}", pairs, how, query)

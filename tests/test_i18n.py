@@ -236,7 +236,7 @@ def test_the_result_time_is_written_the_way_each_language_writes_dates(client):
 def test_a_notice_is_written_in_the_centres_default_language(centre_in):
     app = centre_in("es", NOTIFY_TO="centre@example.org", SMTP_HOST="localhost")
     with app.app_context():
-        message = notify.compose(app, {"id": 7, "reference": "K7QF-M3XA", "service": "back-massage",
+        message = notify.compose(app, {"id": 7, "number": 3, "reference": "K7QF-M3XA", "service": "back-massage",
                                        "outcome": "tell_centre"})
     assert message["Subject"].startswith("Nuevo cuestionario K7QF-M3XA")
     assert "Las respuestas están en las páginas del equipo" in message.get_content()
@@ -268,7 +268,7 @@ def test_each_centres_notices_are_in_that_centres_language(make_app, rules_copy)
     other = add_centre(rules_copy, "centre-b", name="Centre B", notify_to="desk@b.example")
     other.write_text(other.read_text().replace('default_language = "ca"', 'default_language = "en"', 1))
     app = make_app(RULES_DIR=str(rules_copy), SMTP_HOST="localhost", DEFAULT_CENTRE=CENTRE)
-    notice = {"id": 7, "reference": "K7QF-M3XA", "service": "back-massage", "outcome": "tell_centre"}
+    notice = {"id": 7, "number": 3, "reference": "K7QF-M3XA", "service": "back-massage", "outcome": "tell_centre"}
     with app.app_context():
         catalan = notify.compose(app, {**notice, "centre": CENTRE})
         english = notify.compose(app, {**notice, "centre": "centre-b"})

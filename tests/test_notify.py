@@ -132,8 +132,9 @@ def queue(app, outcome="tell_centre", **overrides):
               "fired_rules": [], "suggestions": [], "rules_version": "test", "locale": "en",
               "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}
     record.update(overrides)
-    reference, _ = dbmod.store_submission(conn, nonce=dbmod.new_reference(), record=record, centre=CENTRE,
-                                          notify=True)
+    # queued by a test, not sent twice by a client: no resend check
+    reference = dbmod.store_screening(conn, nonce=dbmod.new_reference(), record=record, centre=CENTRE,
+                                      notify=True, resend_within=0).reference
     conn.close()
     return reference
 
@@ -185,8 +186,25 @@ def test_a_shared_screening_that_needs_attention_mails_the_centre_once(notify_ap
     assert message["From"] == "screening@example.org"
     assert row["reference"] in body
     assert "Back massage" in body
-    assert f"https://centre.example.org/staff/submissions/{row['submission_id']}" in body
+    assert "https://centre.example.org/staff/submissions/1" in body.splitlines()
     assert row["reference"] in response.get_data(as_text=True)
+
+
+def test_the_link_names_the_centres_own_number_and_not_the_installations_id(notify_app, server):
+    """Another centre's 30 screenings stored first: this centre's first is still number 1, and the
+    notice's link says nothing of the others."""
+    conn = dbmod.connect(notify_app.config["DATABASE"])
+    for i in range(30):
+        record = {"service": "back-massage", "outcome": "tell_centre", "answers": {"fever": "no"}, "fired_rules": [],
+                  "suggestions": [], "rules_version": "test", "locale": "en", "name": f"Other {i}",
+                  "contact": "other@example.org", "consent_at": dbmod.now()}
+        dbmod.store_screening(conn, nonce=f"other-centre-{i:04d}", record=record, centre="centre-b")
+    conn.close()
+    queue(notify_app)
+    assert notify.drain(notify_app) == (1, 0)
+    body = server.inbox.messages[0].get_content()
+    assert "https://centre.example.org/staff/submissions/1" in body.splitlines()
+    assert "/staff/submissions/31" not in body
 
 
 def test_a_screening_that_can_proceed_sends_no_mail(notify_app, server):

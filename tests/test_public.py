@@ -278,11 +278,66 @@ def test_a_share_without_a_usable_nonce_is_still_stored_once(client, db, nonce):
     assert count(db) == 1
 
 
-def test_two_forms_give_two_references(client, db):
+def test_two_forms_of_two_people_give_two_references(client, db):
     a = client.post("/screening/back-massage", data=shared(nonce="a" * 24))
-    b = client.post("/screening/back-massage", data=shared(nonce="b" * 24))
+    b = client.post("/screening/back-massage", data=shared(nonce="b" * 24, name="Bea Client"))
     assert reference(a.text) != reference(b.text)
     assert count(db) == 2
+
+
+@pytest.mark.parametrize("again", [
+    {},                                                                   # the Back button: a fresh form token
+    {"name": "  ana   CLIENT "},                                          # name trimmed and case-folded
+    {"contact": "ANA@Example.org"},                                       # e-mail in any case
+])
+def test_the_same_screening_sent_again_from_another_form_is_already_sent(client, db, again):
+    first = client.post("/screening/back-massage", data=shared(nonce="a" * 24, fever="yes"))
+    second = client.post("/screening/back-massage", data=shared(nonce="b" * 24, fever="yes", **again))
+    assert reference(second.text) == reference(first.text)
+    assert "Your answers were already sent" in second.text
+    assert count(db) == 1
+
+
+def test_a_phone_written_another_way_is_the_same_contact(client, db):
+    first = client.post("/screening/back-massage", data=shared(nonce="a" * 24, contact="+34 612 34 56 78"))
+    second = client.post("/screening/back-massage", data=shared(nonce="b" * 24, contact="+34612-345-678"))
+    assert reference(second.text) == reference(first.text) and count(db) == 1
+
+
+@pytest.mark.parametrize("changed", [{"fever": "yes"}, {"name": "Bea Client"}, {"contact": "bea@example.org"}])
+def test_another_answer_or_person_from_another_form_is_a_new_screening(client, db, changed):
+    first = client.post("/screening/back-massage", data=shared(nonce="a" * 24))
+    second = client.post("/screening/back-massage", data=shared(nonce="b" * 24, **changed))
+    assert reference(second.text) != reference(first.text)
+    assert "already sent" not in second.text and count(db) == 2
+
+
+def test_the_same_screening_for_another_service_is_a_new_screening(client, db):
+    first = client.post("/screening/back-massage", data=shared(nonce="a" * 24))
+    second = client.post("/screening/decontracting-back-massage", data=shared(nonce="b" * 24))
+    assert reference(second.text) != reference(first.text) and count(db) == 2
+
+
+def test_the_same_screening_an_hour_later_is_a_new_screening(client, db):
+    first = reference(client.post("/screening/back-massage", data=shared(nonce="a" * 24)).text)
+    with db.conn:
+        db.execute("UPDATE submissions SET created_at = ? WHERE reference = ?", ["2020-01-01T00:00:00.000000+00:00",
+                                                                                 first])
+    second = client.post("/screening/back-massage", data=shared(nonce="b" * 24))
+    assert reference(second.text) != first and count(db) == 2
+
+
+def test_an_erased_screening_never_makes_a_new_one_already_sent(client, db):
+    from conftest import CENTRE
+
+    from screening.store import retention
+
+    first = reference(client.post("/screening/back-massage", data=shared(nonce="a" * 24)).text)
+    submission_id = db.execute("SELECT id FROM submissions WHERE reference = ?", [first]).fetchone()[0]
+    assert retention.erase_submission(db, submission_id, centre=CENTRE, staff=None) == first
+    second = client.post("/screening/back-massage", data=shared(nonce="b" * 24))
+    assert reference(second.text) not in (None, first)
+    assert "already sent" not in second.text and count(db) == 1
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -252,3 +252,27 @@ def test_the_search_index_loses_the_bytes_of_erased_and_purged_submissions(db_fi
     assert conn.execute("SELECT count(*) FROM submissions_fts WHERE submissions_fts MATCH '\"keep-2hb\"'"
                         ).fetchone()[0] == 1
     conn.execute("INSERT INTO submissions_fts (submissions_fts) VALUES ('integrity-check')")
+
+
+@pytest.mark.parametrize("how", ["erase", "purge"])
+def test_the_index_of_name_words_loses_the_words_of_erased_and_purged_names(db_file, conn, other_connection, how):
+    """The short-word search's index (db.m008_search_folded) holds each word of a name, folded:
+    those of an erased name leave the files too."""
+    gone = store(conn, "WQZXV-JKMWVQ", days_old=400)
+    store(conn, "KEEP-2HB")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    words = [b"wqzxv", b"jkmwvq"]
+    assert all(w in raw_bytes(db_file) for w in words), "the test can fail: the words are stored in the index"
+    assert [row[0] for row in conn.execute(
+        "SELECT rowid FROM submissions_words WHERE submissions_words MATCH 'jk*'")] == [gone]
+
+    if how == "erase":
+        retention.erase_submission(conn, gone, centre=CENTRE, staff=None)
+    else:
+        retention.purge(conn, 365)
+
+    on_disk = raw_bytes(db_file)
+    assert [w for w in words if w in on_disk] == []
+    kept = "SELECT count(*) FROM submissions_words WHERE submissions_words MATCH 'keep'"
+    assert conn.execute(kept).fetchone()[0] == 1
+    conn.execute("INSERT INTO submissions_words (submissions_words) VALUES ('integrity-check')")

@@ -33,13 +33,13 @@ def is_public(rule: str) -> bool:
 
 
 def sample_url(rule, submission, centre="x"):
-    """A concrete URL for a rule, pointing at a real submission where it takes an id (and at
-    `centre` where it takes a centre)."""
+    """A concrete URL for a rule, pointing at a real submission where it takes a number (its
+    centre's own numbering, as staff URLs do), and at `centre` where it takes a centre."""
     values = {}
     for name, converter in rule._converters.items():
         kind = type(converter).__name__
         if kind in ("IntegerConverter", "NumberConverter"):
-            values[name] = submission["id"]
+            values[name] = submission["number"]
         elif name in ("slug", "service"):
             values[name] = SLUGS[0]
         elif name == "reference":
@@ -79,7 +79,7 @@ def test_the_guard_has_something_to_guard(app):
     assert "/staff/logout" in {rule.rule for rule in staff_rules(app)}
 
 
-@pytest.mark.parametrize("rule", ["/staff/", "/staff/submissions/<int:submission_id>", "/staff/export.csv",
+@pytest.mark.parametrize("rule", ["/staff/", "/staff/submissions/<int:number>", "/staff/export.csv",
                                   "/staff/logout", "/admin"])
 def test_staff_pages_are_not_on_the_public_list(rule):
     assert not is_public(rule)
@@ -102,13 +102,14 @@ B_NOTE = "Private note of centre B"
 @pytest.fixture
 def two_centres(make_app, rules_copy):
     """An app with two centres (the shipped one, A, and centre-b), a member of each, and
-    screenings in each (B's with a note and a status)."""
+    screenings in each: A's number 1, B's numbers 1 and 2 (B's last one, which A has no number
+    for, with a note and a status)."""
     add_centre(rules_copy, OTHER, name="Centre B", timezone="America/New_York", notify_to="desk@b-centre.example")
     app = make_app(RULES_DIR=str(rules_copy))
     conn = dbmod.connect(app.config["DATABASE"])
     made = {}
     for centre, names in ((CENTRE, [("Alice Ownrow", "alice@a-centre.example")]),
-                          (OTHER, [(B_NAME, B_EMAIL), ("Berta Otherrow", B_PHONE)])):
+                          (OTHER, [("Berta Otherrow", B_PHONE), (B_NAME, B_EMAIL)])):
         for name, contact in names:
             record = {"service": SLUGS[0], "outcome": "consult_professional", "answers": {"fever": "yes"},
                       "fired_rules": [{"rule": "fever", "outcome": "consult_professional"}], "suggestions": [],
@@ -118,7 +119,7 @@ def two_centres(make_app, rules_copy):
             made.setdefault(centre, []).append(dbmod.find_by_reference(conn, reference))
     staff = {centre: accounts.create_staff(conn, email=f"admin@{centre}.example", password=STAFF_PASSWORD,
                                            role="admin", centre=centre) for centre in (CENTRE, OTHER)}
-    b_sub = made[OTHER][0]
+    b_sub = made[OTHER][-1]
     review.add_note(conn, b_sub["id"], B_NOTE, staff[OTHER], centre=OTHER)
     review.set_status(conn, b_sub["id"], "reviewed", "postpone", staff[OTHER], centre=OTHER)
     conn.close()
@@ -138,19 +139,23 @@ def b_queries(app):
     """Query strings that would show B's rows if anything were not scoped: searches by B's name,
     phone, e-mail and reference (typed so that the page's echo of the search is not B's stored
     text), filters matching B's rows, page cursors at B's rows, and the audit trail by B's reference."""
-    b_sub, b_phone_sub = app.made[OTHER]
+    b_phone_sub, b_sub = app.made[OTHER]
     typed_reference = b_sub["reference"].lower().replace("-", " ")
-    cursor = review.Cursor(b_sub["created_at"], b_sub["id"]).token()
+    cursor = review.Cursor(b_sub["created_at"], b_sub["number"]).token()
     return [{}, {"q": "bartholomew"}, {"q": "leakname"}, {"q": "699111222"}, {"q": "699 111 222"},
-            {"q": "bart.leak@b-centre"}, {"q": typed_reference}, {"outcome": "consult_professional"},
+            {"q": "bart.leak@b-centre"}, {"q": typed_reference}, {"q": b_sub["reference"][5:].lower()},
+            {"q": "Ba"}, {"q": "be"}, {"outcome": "consult_professional"},
             {"status": "reviewed"}, {"service": SLUGS[0], "from": "2000-01-01", "to": "9999-12-30"},
             {"before": cursor}, {"after": cursor}, {"reference": typed_reference},
             {"submission_id": str(b_sub["id"]), "id": str(b_phone_sub["id"])}]
 
 
 def b_url(rule, app):
-    """The rule's URL with centre B's ids, reference and slug in its path."""
-    return sample_url(rule, app.made[OTHER][0], centre=OTHER)
+    """The rule's URL with centre B's number, reference and slug in its path: B's last screening,
+    whose number A does not have (A's own numbers are A's: see test_a_number_is_each_centres_own)."""
+    b_sub = app.made[OTHER][-1]
+    assert all(sub["number"] < b_sub["number"] for sub in app.made[CENTRE])
+    return sample_url(rule, b_sub, centre=OTHER)
 
 
 def without_echo(body, query):
@@ -194,7 +199,7 @@ def test_a_member_of_one_centre_finds_nothing_of_another_on_any_staff_route(two_
     # and nothing of B's changed: not erased, no note or status from A, nothing in B's trail by A
     conn = dbmod.connect(two_centres.config["DATABASE"])
     try:
-        b_sub = two_centres.made[OTHER][0]
+        b_sub = two_centres.made[OTHER][-1]
         row = conn.execute("SELECT status, decision FROM submissions WHERE id = ?", [b_sub["id"]]).fetchone()
         assert row == ("reviewed", "postpone")
         assert [r[0] for r in conn.execute("SELECT body FROM notes WHERE submission_id = ?", [b_sub["id"]])] == [B_NOTE]
@@ -209,13 +214,13 @@ def test_the_walk_reaches_every_staff_route_with_data_of_the_other_centre(two_ce
     """Not a vacuous pass: the routes that take an id are walked, and B's own admin does see B's data
     on them (so the 404s above come from the scoping, not from a wrong id)."""
     rules = {rule.rule for rule in staff_rules(two_centres)}
-    assert {"/staff/submissions/<int:submission_id>", "/staff/submissions/<int:submission_id>/notes",
-            "/staff/submissions/<int:submission_id>/status", "/staff/submissions/<int:submission_id>/erase",
+    assert {"/staff/submissions/<int:number>", "/staff/submissions/<int:number>/notes",
+            "/staff/submissions/<int:number>/status", "/staff/submissions/<int:number>/erase",
             "/staff/export.csv", "/staff/audit", "/staff/"} <= rules
     client = two_centres.test_client()
     assert login(client, two_centres.staff[OTHER]["email"], STAFF_PASSWORD).status_code == 302
-    b_sub = two_centres.made[OTHER][0]
-    page = client.get(f"/staff/submissions/{b_sub['id']}").get_data(as_text=True)
+    b_sub = two_centres.made[OTHER][-1]
+    page = client.get(f"/staff/submissions/{b_sub['number']}").get_data(as_text=True)
     assert B_NAME in page and B_NOTE in page
     assert B_NAME in client.get("/staff/", query_string={"q": "bartholomew"}).get_data(as_text=True)
     assert b_sub["reference"] in client.get("/staff/export.csv").get_data(as_text=True)
@@ -225,11 +230,11 @@ def test_a_staff_route_that_forgets_the_centre_is_caught_by_the_walk(two_centres
     """The walk catches a view added later that reads the database without the centre store."""
     from flask import abort
 
-    def leaky(submission_id):
-        found = dbmod.get_submission(get_db(), submission_id)   # no centre: the mistake
-        return found["name"] if found else abort(404)
+    def leaky(number):
+        found = get_db().execute("SELECT name FROM submissions WHERE number = ?", [number]).fetchone()  # no centre
+        return found[0] if found else abort(404)
 
-    two_centres.add_url_rule("/staff/leaky/<int:submission_id>", "leaky", leaky)
+    two_centres.add_url_rule("/staff/leaky/<int:number>", "leaky", leaky)
     leaks = walk_as_a(two_centres)
     assert leaks and all("/staff/leaky/" in leak for leak in leaks)
 
@@ -242,3 +247,23 @@ def test_counts_and_csv_of_one_centre_never_include_the_other(two_centres):
     assert re.search(r'data-attention="consult_professional">.*?</span>: <strong>1</strong>', page, re.S)
     lines = client.get("/staff/export.csv").get_data(as_text=True).splitlines()
     assert len(lines) == 2 and two_centres.made[CENTRE][0]["reference"] in lines[1]
+
+
+def test_a_number_is_each_centres_own(two_centres):
+    """Both centres have a number 1: at /staff/submissions/1 each one's staff read their own
+    screening, never the other's, and a change there changes their own."""
+    pages = {}
+    for centre in (CENTRE, OTHER):
+        client = two_centres.test_client()
+        assert login(client, two_centres.staff[centre]["email"], STAFF_PASSWORD).status_code == 302
+        pages[centre] = client.get("/staff/submissions/1").get_data(as_text=True)
+        assert client.post("/staff/submissions/1/notes", data={"body": f"note by {centre}"}).status_code == 302
+    assert "Alice Ownrow" in pages[CENTRE] and "Berta Otherrow" not in pages[CENTRE]
+    assert "Berta Otherrow" in pages[OTHER] and "Alice Ownrow" not in pages[OTHER]
+    conn = dbmod.connect(two_centres.config["DATABASE"])
+    try:
+        notes = conn.execute("SELECT submissions.centre, notes.body FROM notes JOIN submissions"
+                             " ON submissions.id = notes.submission_id WHERE body LIKE 'note by %'").fetchall()
+    finally:
+        conn.close()
+    assert sorted(notes) == sorted([(CENTRE, f"note by {CENTRE}"), (OTHER, f"note by {OTHER}")])

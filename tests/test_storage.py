@@ -157,8 +157,9 @@ def test_a_row_stored_before_fingerprints_is_still_recognised_when_resent(tmp_pa
 
 
 def test_a_notice_is_queued_in_the_same_transaction_only_when_asked(conn):
-    quiet, _ = dbmod.store_submission(conn, nonce="quiet-nonce-123456", record=record(), centre=CENTRE)
-    loud, _ = dbmod.store_submission(conn, nonce="loud-nonce-1234567", record=record(), centre=CENTRE, notify=True)
+    quiet, _ = dbmod.store_submission(conn, nonce="quiet-nonce-123456", record=record(name="Quiet"), centre=CENTRE)
+    loud, _ = dbmod.store_submission(conn, nonce="loud-nonce-1234567", record=record(name="Loud"), centre=CENTRE,
+                                     notify=True)
     assert conn.execute("SELECT reference FROM outbox").fetchall() == [(loud,)]
     assert quiet != loud
 
@@ -172,8 +173,8 @@ def test_references_use_only_the_unambiguous_alphabet():
 
 
 def test_references_are_unique_across_many_submissions(conn):
-    references = [dbmod.store_submission(conn, nonce=f"many-nonce-{i:06d}", record=record(), centre=CENTRE)[0]
-                  for i in range(300)]
+    references = [dbmod.store_submission(conn, nonce=f"many-nonce-{i:06d}", record=record(name=f"Ana {i}"),
+                                         centre=CENTRE)[0] for i in range(300)]
     assert len(set(references)) == 300
     assert count(conn) == 300
 
@@ -181,8 +182,8 @@ def test_references_are_unique_across_many_submissions(conn):
 def test_a_reference_collision_picks_another_code(conn, monkeypatch):
     codes = iter(["AAAA-BBBB", "AAAA-BBBB", "CCCC-DDDD"])
     monkeypatch.setattr(dbmod, "new_reference", lambda: next(codes))
-    first, _ = dbmod.store_submission(conn, nonce="collide-nonce-0001", record=record(), centre=CENTRE)
-    second, _ = dbmod.store_submission(conn, nonce="collide-nonce-0002", record=record(), centre=CENTRE)
+    first, _ = dbmod.store_submission(conn, nonce="collide-nonce-0001", record=record(name="Ana"), centre=CENTRE)
+    second, _ = dbmod.store_submission(conn, nonce="collide-nonce-0002", record=record(name="Bea"), centre=CENTRE)
     assert (first, second) == ("AAAA-BBBB", "CCCC-DDDD")
 
 
@@ -255,3 +256,37 @@ def test_a_failed_write_shows_a_503_page_without_reference_and_stores_nothing(cl
 def test_healthz_is_503_while_the_database_cannot_be_written(client, monkeypatch):
     _read_only_connections(monkeypatch)
     assert client.get("/healthz").status_code == 503
+
+
+def test_the_same_screening_from_a_fresh_form_is_found_through_an_index(conn):
+    first = dbmod.store_screening(conn, nonce="first-form-nonce-01", record=record(name="Marta Puig"), centre=CENTRE)
+    again = dbmod.store_screening(conn, nonce="back-button-nonce-1", record=record(name=" marta puig"), centre=CENTRE)
+    assert again == dbmod.Stored(first.reference, stored=False) and count(conn) == 1
+    plan = " ".join(row[-1] for row in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT reference FROM submissions WHERE resend_key = ? AND created_at >= ?"
+        " ORDER BY created_at LIMIT 1", ["x", "y"]).fetchall())
+    assert "USING INDEX idx_submissions_resend_key_created_at" in plan, plan
+
+
+def test_the_same_screening_for_another_centre_is_stored_for_it(conn):
+    first = dbmod.store_screening(conn, nonce="first-form-nonce-01", record=record(), centre=CENTRE)
+    other = dbmod.store_screening(conn, nonce="other-form-nonce-01", record=record(), centre="centre-b")
+    assert other.stored and other.reference != first.reference
+
+
+def test_rows_stored_before_the_resend_key_never_match(tmp_path):
+    conn = dbmod.connect(tmp_path / "old.db")
+    try:
+        with dbmod.immediate(conn):
+            dbmod.migrations.apply(conn, stop_before="m006_resend_key")
+        with dbmod.immediate(conn):     # as the schema of the time stored it
+            conn.execute("INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules,"
+                         " rules_version, locale, name, contact, consent_at, created_at, centre) VALUES"
+                         " ('AAAA-BBBB', 'n-old-1', 'back-massage', 'proceed', '{\"fever\": \"no\"}', '[]', 't',"
+                         " 'en', 'Ana', 'ana@example.org', ?, ?, ?)", [dbmod.now(), dbmod.now(), CENTRE])
+        dbmod.migrate(conn)
+        stored = dbmod.store_screening(conn, nonce="new-form-nonce-0001", record=record(), centre=CENTRE)
+        assert stored.stored and stored.reference != "AAAA-BBBB"
+        assert conn.execute("SELECT number FROM submissions ORDER BY id").fetchall() == [(1,), (2,)]
+    finally:
+        conn.close()

@@ -16,14 +16,16 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -353,6 +355,72 @@ def m004_search_fts(db: sqlite_utils.Database) -> None:
         db.execute(_with_phone_digits(sql))
 
 
+# What the staff search ignores in a name: apostrophes ("obrien" finds "O'Brien") and hyphens
+# ("garcialopez" finds "García-López"). Words are still split at them for the short-word index.
+APOSTROPHES = "'\u2019\u02bc"
+NAME_IGNORED = APOSTROPHES + "-\u2010\u2011"
+
+
+def _sql_without(column: str, characters: str) -> str:
+    """SQL for `column` with each of `characters` removed."""
+    for ch in characters:
+        quoted = ch.replace("'", "''")
+        column = f"replace({column}, '{quoted}', '')"
+    return column
+
+
+# Expressions the search indexes are fed with, over a column; deterministic, because the FTS
+# 'delete' command must be given exactly the values that were indexed (the triggers recompute them)
+_SEARCH_COLUMNS = {
+    "NAME": lambda c: _sql_without(c, NAME_IGNORED),
+    # the name as written and without its apostrophes: "d'Alba" is found by "Al", "O'Brien" by "Ob"
+    "WORDS": lambda c: f"{c} || ' ' || {_sql_without(c, APOSTROPHES)}",
+    "PHONE": lambda c: _PHONE_DIGITS.replace("@C", c),
+    "REF": lambda c: f"replace({c}, '-', '')",
+}
+_MACRO_RE = re.compile(r"\b(NAME|WORDS|PHONE|REF)\(((?:new\.|old\.)?\w+)\)")
+
+
+def _expand(sql: str) -> str:
+    """`sql` with NAME(x), WORDS(x), PHONE(x) and REF(x) written out as the expressions above."""
+    return _MACRO_RE.sub(lambda m: _SEARCH_COLUMNS[m.group(1)](m.group(2)), sql)
+
+
+_SEARCH_SQL = (
+    "CREATE VIEW submissions_search AS SELECT id, NAME(name) AS name, contact, PHONE(contact) AS phone,"
+    " REF(reference) AS reference, WORDS(name) AS words FROM submissions",
+    # pieces of 3 characters or more of names, contacts, phone digits and references
+    "CREATE VIRTUAL TABLE submissions_fts USING fts5(name, contact, phone, reference,"
+    " content='submissions_search', content_rowid='id', tokenize='trigram remove_diacritics 1 case_sensitive 0')",
+    # the words of each name, for searches of 1 or 2 characters ("Pe" finds "Peña"): by prefix
+    "CREATE VIRTUAL TABLE submissions_words USING fts5(words, content='submissions_search', content_rowid='id',"
+    " tokenize='unicode61 remove_diacritics 2', prefix='1 2')",
+    "INSERT INTO submissions_fts (submissions_fts, rank) VALUES ('secure-delete', 1)",
+    "INSERT INTO submissions_words (submissions_words, rank) VALUES ('secure-delete', 1)",
+    """CREATE TRIGGER submissions_fts_insert AFTER INSERT ON submissions BEGIN
+        INSERT INTO submissions_fts (rowid, name, contact, phone, reference)
+            VALUES (new.id, NAME(new.name), new.contact, PHONE(new.contact), REF(new.reference));
+        INSERT INTO submissions_words (rowid, words) VALUES (new.id, WORDS(new.name));
+    END""",
+    """CREATE TRIGGER submissions_fts_delete AFTER DELETE ON submissions BEGIN
+        INSERT INTO submissions_fts (submissions_fts, rowid, name, contact, phone, reference)
+            VALUES ('delete', old.id, NAME(old.name), old.contact, PHONE(old.contact), REF(old.reference));
+        INSERT INTO submissions_words (submissions_words, rowid, words) VALUES ('delete', old.id, WORDS(old.name));
+    END""",
+    """CREATE TRIGGER submissions_fts_update AFTER UPDATE OF id, name, contact, reference ON submissions BEGIN
+        INSERT INTO submissions_fts (submissions_fts, rowid, name, contact, phone, reference)
+            VALUES ('delete', old.id, NAME(old.name), old.contact, PHONE(old.contact), REF(old.reference));
+        INSERT INTO submissions_words (submissions_words, rowid, words) VALUES ('delete', old.id, WORDS(old.name));
+        INSERT INTO submissions_fts (rowid, name, contact, phone, reference)
+            VALUES (new.id, NAME(new.name), new.contact, PHONE(new.contact), REF(new.reference));
+        INSERT INTO submissions_words (rowid, words) VALUES (new.id, WORDS(new.name));
+    END""",
+    # index the rows stored before this migration
+    "INSERT INTO submissions_fts (submissions_fts) VALUES ('rebuild')",
+    "INSERT INTO submissions_words (submissions_words) VALUES ('rebuild')",
+)
+
+
 @migrations()
 def m005_centres(db: sqlite_utils.Database) -> None:
     """Screenings, staff accounts and audit entries belong to a centre (issue 9). Rows stored
@@ -386,6 +454,44 @@ def m005_centres(db: sqlite_utils.Database) -> None:
     db["staff"].create_index(["centre"])
 
 
+@migrations()
+def m006_resend_key(db: sqlite_utils.Database) -> None:
+    """A key of what makes two shares the same screening whatever the form's nonce (the browser's
+    Back button re-sends a filled form with a fresh one): see `resend_key`. Looked up with the time
+    of the first share, within RESEND_WINDOW; rows stored before have none and never match."""
+    db["submissions"].add_column("resend_key", str)
+    db["submissions"].create_index(["resend_key", "created_at"])
+
+
+@migrations()
+def m007_centre_numbers(db: sqlite_utils.Database) -> None:
+    """Each centre numbers its own screenings (1, 2, 3...), the number in staff URLs and notices, so
+    that the installation-wide id no longer tells one centre how many screenings others received.
+    Existing rows are numbered per centre in id order; `centre_numbers` keeps each centre's last
+    number, so a number is never given twice even after the newest screening was erased."""
+    db["submissions"].add_column("number", int)
+    db.execute("UPDATE submissions SET number = t.n FROM (SELECT id, row_number() OVER"
+               " (PARTITION BY centre ORDER BY id) AS n FROM submissions) AS t WHERE submissions.id = t.id")
+    db["submissions"].create_index(["centre", "number"], unique=True)
+    db["centre_numbers"].create({"centre": str, "last": int}, pk="centre", not_null={"last"})
+    db.execute("INSERT INTO centre_numbers (centre, last) SELECT centre, max(number) FROM submissions"
+               " WHERE centre IS NOT NULL GROUP BY centre")
+
+
+@migrations()
+def m008_search_folded(db: sqlite_utils.Database) -> None:
+    """The staff search again (see `_SEARCH_SQL`): names without apostrophes and hyphens ("obrien"
+    finds "O'Brien"), references without their dash, and a second index of the words of each name
+    for searches shorter than a trigram ("Pe" finds "Peña"), accent-blind. Replaces m004's index
+    (and the name index of m005 that short searches used), rebuilt from the stored rows."""
+    for sql in ("DROP TRIGGER IF EXISTS submissions_fts_insert", "DROP TRIGGER IF EXISTS submissions_fts_delete",
+                "DROP TRIGGER IF EXISTS submissions_fts_update", "DROP TABLE IF EXISTS submissions_fts",
+                "DROP VIEW IF EXISTS submissions_search", "DROP INDEX IF EXISTS idx_submissions_centre_name"):
+        db.execute(sql)
+    for sql in _SEARCH_SQL:
+        db.execute(_expand(sql))
+
+
 # tables whose rows belong to one centre; the audit trail's installation-wide entries (a failed
 # login with an unknown e-mail) have the centre INSTALLATION, which no centre's admin sees
 CENTRE_TABLES = ("submissions", "staff", "audit_log")
@@ -410,6 +516,8 @@ def adopt_orphans(db: sqlite_utils.Database, centre: str | None) -> int:
                          if db.execute(f"SELECT 1 FROM {t} WHERE centre IS NULL LIMIT 1").fetchone()]  # noqa: S608
                 if found and not centre:
                     raise NoDefaultCentre(", ".join(found))
+                if "submissions" in found:
+                    _number_orphans(db, centre)
                 return sum(db.execute(f"UPDATE {t} SET centre = ? WHERE centre IS NULL",  # noqa: S608
                                       [centre]).rowcount for t in found)
         except OperationalError as e:
@@ -419,6 +527,18 @@ def adopt_orphans(db: sqlite_utils.Database, centre: str | None) -> int:
 
 
 ORPHAN_WAIT_SECONDS = 600
+
+
+def _number_orphans(db: sqlite_utils.Database, centre: str) -> None:
+    """Inside adopt_orphans' transaction: number the screenings about to join `centre` after its
+    last number, in id order (m007 numbered them among themselves, which could clash)."""
+    row = db.execute("SELECT last FROM centre_numbers WHERE centre = ?", [centre]).fetchone()
+    last = row[0] if row else 0
+    count = db.execute(
+        "UPDATE submissions SET number = ? + t.n FROM (SELECT id, row_number() OVER (ORDER BY id) AS n"
+        " FROM submissions WHERE centre IS NULL) AS t WHERE submissions.id = t.id", [last]).rowcount
+    db.execute("INSERT INTO centre_numbers (centre, last) VALUES (?, ?) ON CONFLICT (centre)"
+               " DO UPDATE SET last = excluded.last", [centre, last + count])
 
 
 MIGRATION_WAIT_SECONDS = 600
@@ -469,9 +589,38 @@ FINGERPRINT_FIELDS = ("service", "outcome", "answers", "fired_rules", "name", "c
 
 def fingerprint(record: dict[str, Any]) -> str:
     """SHA-256 of a record's FINGERPRINT_FIELDS in canonical JSON (answers already normalised)."""
-    data = {k: record.get(k) for k in FINGERPRINT_FIELDS}
+    return _digest({k: record.get(k) for k in FINGERPRINT_FIELDS})
+
+
+def _digest(data: dict[str, Any]) -> str:
+    """SHA-256 of `data` in canonical JSON."""
     text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def fold_name(name: str) -> str:
+    """A name as two shares of one person compare it: trimmed, spaces collapsed, case-folded."""
+    return " ".join(unicodedata.normalize("NFKC", name or "").casefold().split())
+
+
+def normal_contact(contact: str) -> str:
+    """A contact as the staff search compares it: an e-mail address in any case, a phone number by
+    its digits however it is written ("+34 612-345-678" is "34612345678")."""
+    text = unicodedata.normalize("NFKC", contact or "").strip().casefold()
+    return text if "@" in text else re.sub(r"[\s\-.()+/]", "", text)
+
+
+# what makes a share the same screening as one sent a little before, whatever the form's nonce
+RESEND_FIELDS = ("centre", "service", "answers", "outcome", "fired_rules")
+RESEND_WINDOW = 3600.0    # seconds
+
+
+def resend_key(record: dict[str, Any]) -> str:
+    """SHA-256 of the centre, service, answers and result of a record with its name folded and its
+    contact normalised: equal for the same person sending the same screening again (the browser's
+    Back button and a second send), different as soon as any answer, the person or the centre is."""
+    return _digest({**{k: record.get(k) for k in RESEND_FIELDS}, "name": fold_name(record.get("name", "")),
+                    "contact": normal_contact(record.get("contact", ""))})
 
 
 @dataclass(frozen=True)
@@ -498,11 +647,15 @@ SHARE_WINDOW = 3600.0     # seconds over which shares per address are counted
 
 def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any], centre: str,
                     notify: bool = False, limit_key: str | None = None, limit: int = 0,
-                    window: float = SHARE_WINDOW) -> Stored:
+                    window: float = SHARE_WINDOW, resend_within: float = RESEND_WINDOW) -> Stored:
     """Store a shared screening once per (nonce, fingerprint); the reference exists only after COMMIT.
 
     The same form sent again with the same content (a refresh) stores nothing and returns the first
-    reference; sent again with other answers, it is a new screening with a new reference. With
+    reference; sent again with other answers, it is a new screening with a new reference. Any form
+    (a browser's Back button brings the filled form back with a fresh nonce) that sends the same
+    screening (`resend_key`) as one stored less than `resend_within` seconds ago stores nothing and
+    returns that one's reference; an erased screening is deleted, so it never matches. The new row
+    gets the next of its centre's numbers (`centre_numbers`). With
     `limit_key` and `limit` > 0, at most `limit` new screenings per key are stored per `window`
     seconds, counted inside the same BEGIN IMMEDIATE so every worker sees one count; over it,
     ShareLimitReached and nothing is stored. With `notify`, a notice is queued in the transaction.
@@ -514,7 +667,7 @@ def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, 
     record = {**record, "centre": centre}
     json_fields = ("answers", "fired_rules", "suggestions")
     row = {k: (json.dumps(v, ensure_ascii=False) if k in json_fields else v) for k, v in record.items()}
-    mark = fingerprint(record)
+    mark, same = fingerprint(record), resend_key(record)
     try:
         with immediate(db):
             earlier = db.execute(
@@ -523,6 +676,12 @@ def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, 
             for reference, known, *columns in earlier:
                 if (known or _row_fingerprint(columns)) == mark:
                     return Stored(reference, False)
+            if resend_within > 0:
+                since = (datetime.now(UTC) - timedelta(seconds=resend_within)).isoformat(timespec="microseconds")
+                first = db.execute("SELECT reference FROM submissions WHERE resend_key = ? AND created_at >= ?"
+                                   " ORDER BY created_at LIMIT 1", [same, since]).fetchone()
+                if first is not None:
+                    return Stored(first[0], False)
             if limit_key and limit > 0:
                 _count_share(db, limit_key, limit, window)
             created_at = now()
@@ -532,13 +691,17 @@ def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, 
                     break
             else:  # pragma: no cover - 10 collisions in a space of 31^8
                 raise StorageError("could not find a free reference")
+            number = db.execute("INSERT INTO centre_numbers (centre, last) VALUES (?, 1) ON CONFLICT (centre)"
+                                " DO UPDATE SET last = last + 1 RETURNING last", [centre]).fetchone()[0]
             cursor = db.execute(
-                "INSERT INTO submissions (reference, nonce, fingerprint, service, outcome, answers, fired_rules,"
-                " suggestions, rules_version, locale, name, contact, consent_at, created_at, status, centre)"
-                " VALUES (:reference, :nonce, :fingerprint, :service, :outcome, :answers, :fired_rules,"
-                " :suggestions, :rules_version, :locale, :name, :contact, :consent_at, :created_at, 'new',"
-                " :centre)",
-                {**row, "reference": reference, "nonce": nonce, "fingerprint": mark, "created_at": created_at})
+                "INSERT INTO submissions (reference, nonce, fingerprint, resend_key, number, service, outcome,"
+                " answers, fired_rules, suggestions, rules_version, locale, name, contact, consent_at, created_at,"
+                " status, centre)"
+                " VALUES (:reference, :nonce, :fingerprint, :resend_key, :number, :service, :outcome, :answers,"
+                " :fired_rules, :suggestions, :rules_version, :locale, :name, :contact, :consent_at, :created_at,"
+                " 'new', :centre)",
+                {**row, "reference": reference, "nonce": nonce, "fingerprint": mark, "resend_key": same,
+                 "number": number, "created_at": created_at})
             if notify:
                 db.execute("INSERT INTO outbox (submission_id, reference, created_at, attempts, next_attempt_at)"
                            " VALUES (?, ?, ?, 0, ?)", [cursor.lastrowid, reference, created_at, created_at])

@@ -20,7 +20,7 @@ LEASE = timedelta(minutes=5)            # far longer than one send with the SMTP
 MAX_ATTEMPTS = 12                       # with the backoff below: about a day of retries
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=6)
-NOTICE_FIELDS = ("id", "reference", "service", "outcome", "centre")
+NOTICE_FIELDS = ("id", "number", "reference", "service", "outcome", "centre")
 
 
 def _iso(moment: datetime) -> str:
@@ -79,9 +79,9 @@ def drop(db, notice_id: int) -> None:
 
 
 def submission_for(db: sqlite_utils.Database, notice: dict) -> dict | None:
-    """What a notice says of its submission (id, reference, service, outcome, centre: never the
-    answers, the name or the contact), or None when the submission is gone."""
-    row = db.execute("SELECT id, reference, service, outcome, centre FROM submissions WHERE id = ?",
+    """What a notice says of its submission (id, its centre's number for it, reference, service,
+    outcome, centre: never the answers, the name or the contact), or None when the submission is gone."""
+    row = db.execute("SELECT id, number, reference, service, outcome, centre FROM submissions WHERE id = ?",
                      [notice["submission_id"]]).fetchone()
     return dict(zip(NOTICE_FIELDS, row, strict=True)) if row is not None else None
 

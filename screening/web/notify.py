@@ -73,7 +73,7 @@ def sending_enabled(app) -> bool:
 # --- the message --------------------------------------------------------------------------------
 
 def compose(app, submission: dict) -> EmailMessage:
-    """The notice for one submission, to its centre's address. `submission` holds only id,
+    """The notice for one submission, to its centre's address. `submission` holds only id, number,
     reference, service, outcome, centre. Needs an app context (render_template)."""
     from flask import render_template
 
@@ -88,7 +88,9 @@ def compose(app, submission: dict) -> EmailMessage:
             TEMPLATE, reference=submission["reference"], outcome=submission["outcome"],
             outcome_label=rules.outcomes[submission["outcome"]]["label"].get(language),
             service_name=service.name.get(language) if service else submission["service"],
-            link=f"{base}/staff/submissions/{submission['id']}")
+            # the centre's own number: the installation-wide id would tell its staff how many
+            # screenings the other centres received
+            link=f"{base}/staff/submissions/{submission['number']}")
     # the template's first line is the subject, then a blank line, then the body
     head, _, body = text.lstrip().partition("\n\n")
     to = recipients(config, centre)

@@ -256,9 +256,10 @@ def export():
 
 # --- one submission ---------------------------------------------------------------------------------
 
-def _submission_or_404(submission_id: int) -> dict:
-    """The centre's submission, or a 404 page (also when it is another centre's)."""
-    submission = store().get_submission(submission_id)
+def _submission_or_404(number: int) -> dict:
+    """The centre's submission with this number (the centre's own numbering, which says nothing of
+    other centres), or a 404 page."""
+    submission = store().numbered(number)
     if submission is None:
         abort(404)
     return submission
@@ -281,12 +282,12 @@ def _detail(submission, *, status_form=None, note_form=None, erase_form=None, st
         resumed=resumed), status
 
 
-@bp.route("/submissions/<int:submission_id>", methods=["GET", "POST"])
-def submission(submission_id: int):
+@bp.route("/submissions/<int:number>", methods=["GET", "POST"])
+def submission(number: int):
     """Everything about one submission; the view is audited. POST (after a login that carried a
     note typed when the session ended, see guard): the same page with the note in its box, not yet
     added (the member adds it with the page's fresh token)."""
-    sub = _submission_or_404(submission_id)
+    sub = _submission_or_404(number)
     store().record_view(sub, g.staff)
     note = (request.form.get("note") or "") if request.method == "POST" else ""
     if note:
@@ -294,39 +295,39 @@ def submission(submission_id: int):
     return _detail(sub)
 
 
-@bp.post("/submissions/<int:submission_id>/status")
-def set_status(submission_id: int):
+@bp.post("/submissions/<int:number>/status")
+def set_status(number: int):
     """Save status and decision (audited), then back to the submission."""
-    sub = _submission_or_404(submission_id)
+    sub = _submission_or_404(number)
     form = StatusForm()
     if not form.validate():
         return _detail(sub, status_form=form, status=422)
-    if store().set_status(submission_id, form.status.data, form.decision.data or None, g.staff) is None:
+    if store().set_status(sub["id"], form.status.data, form.decision.data or None, g.staff) is None:
         abort(404)
-    return redirect(url_for(".submission", submission_id=submission_id, saved="status"))
+    return redirect(url_for(".submission", number=number, saved="status"))
 
 
-@bp.post("/submissions/<int:submission_id>/notes")
-def add_note(submission_id: int):
+@bp.post("/submissions/<int:number>/notes")
+def add_note(number: int):
     """Add a note (audited, not its text), then back to the notes."""
-    sub = _submission_or_404(submission_id)
+    sub = _submission_or_404(number)
     form = NoteForm()
     if not form.validate():
         return _detail(sub, note_form=form, status=422)
-    if not store().add_note(submission_id, form.body.data, g.staff):
+    if not store().add_note(sub["id"], form.body.data, g.staff):
         abort(404)
-    return redirect(url_for(".submission", submission_id=submission_id, saved="note", _anchor="notes"))
+    return redirect(url_for(".submission", number=number, saved="note", _anchor="notes"))
 
 
-@bp.post("/submissions/<int:submission_id>/erase")
+@bp.post("/submissions/<int:number>/erase")
 @admin_required
-def erase(submission_id: int):
+def erase(number: int):
     """Erase a submission and its notes for good (the right to erasure); admins only."""
-    sub = _submission_or_404(submission_id)
+    sub = _submission_or_404(number)
     form = EraseForm()
     if not form.validate():
         return _detail(sub, erase_form=form, status=422)
-    if store().erase(submission_id, g.staff) is None:
+    if store().erase(sub["id"], g.staff) is None:
         abort(404)
     return redirect(url_for(".dashboard", notice="erased"))
 

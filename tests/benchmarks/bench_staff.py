@@ -89,8 +89,9 @@ def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
     step = (end - start) / rows
     references: set[str] = set()
     sql = ("INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules, suggestions,"
-           " rules_version, locale, name, contact, consent_at, created_at, status, decision, updated_at, centre)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+           " rules_version, locale, name, contact, consent_at, created_at, status, decision, updated_at, centre,"
+           " number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    numbers: dict[str, int] = {}         # each centre numbers its own screenings, as store_screening does
     t0 = time.perf_counter()
     for first in range(0, rows, batch):
         chunk = []
@@ -108,14 +109,18 @@ def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
                   "outcome": outcome, "not_sure": False, "cleared": False}])
             name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
             status = status_for(rng, (end - (start + step * i)).days)
+            # most rows are the measured centre's; the rest another's, which every query skips
+            centre = CENTRE if rng.random() < 0.9 else "other-centre"
+            numbers[centre] = numbers.get(centre, 0) + 1
             chunk.append((reference, f"bench-{i:09d}", weighted(rng, SERVICES), outcome, rng.choice(pool), fired,
                           "[]", "bench", "en", name, contact_for(rng, name, i),
                           created, created, status,
                           None if status == "new" else rng.choice(review.DECISIONS), None,
-                          # most rows are the measured centre's; the rest another's, which every query skips
-                          CENTRE if rng.random() < 0.9 else "other-centre"))
+                          centre, numbers[centre]))
         with dbmod.immediate(conn):
             conn.conn.executemany(sql, chunk)
+            conn.conn.executemany("INSERT INTO centre_numbers (centre, last) VALUES (?, ?) ON CONFLICT (centre)"
+                                  " DO UPDATE SET last = excluded.last", list(numbers.items()))
         print(f"  {min(first + batch, rows):>9,} rows", end="\r", flush=True)
     seconds = time.perf_counter() - t0
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -175,7 +180,7 @@ def bench_queries(path: Path, runs: int) -> None:
     conn = dbmod.connect(path)
     # the measured centre's rows (the staff see only theirs), through its (centre, created_at, id) index
     total = conn.execute("SELECT count(*) FROM submissions WHERE centre = ?", [CENTRE]).fetchone()[0]
-    middle = conn.execute("SELECT created_at, id FROM submissions WHERE centre = ? ORDER BY created_at DESC,"
+    middle = conn.execute("SELECT created_at, number, id FROM submissions WHERE centre = ? ORDER BY created_at DESC,"
                           " id DESC LIMIT 1 OFFSET ?", [CENTRE, total // 2]).fetchone()
     deep = review.Cursor(*middle)
     last_month = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
@@ -255,7 +260,7 @@ def measure(path: Path, runs: int) -> list[tuple[str, float, float]]:
     conn = dbmod.connect(path)
     # the measured centre's rows (the staff see only theirs), through its (centre, created_at, id) index
     total = conn.execute("SELECT count(*) FROM submissions WHERE centre = ?", [CENTRE]).fetchone()[0]
-    middle = conn.execute("SELECT created_at, id FROM submissions WHERE centre = ? ORDER BY created_at DESC,"
+    middle = conn.execute("SELECT created_at, number, id FROM submissions WHERE centre = ? ORDER BY created_at DESC,"
                           " id DESC LIMIT 1 OFFSET ?", [CENTRE, total // 2]).fetchone()
     last_month = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
     params = [("no filter", {}), ("outcome", {"outcome": "consult_professional"}), ("status", {"status": "new"}),

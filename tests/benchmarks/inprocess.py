@@ -72,7 +72,7 @@ def main() -> None:
         def post(i, share):
             data = all_no(csrf_token=token, share="no")
             if share:
-                data |= {"share": "yes", "name": "Ana", "contact": "ana@example.org", "consent": "yes",
+                data |= {"share": "yes", "name": f"Ana {i}", "contact": "ana@example.org", "consent": "yes",
                          "nonce": f"inprocess-nonce-{i:012d}"}
             response = client.post(f"/screening/{SLUG}", data=data)
             assert response.status_code == 200, response.status_code

@@ -42,7 +42,7 @@ def main() -> None:
                     tension_areas=["thoracic"])})
             data = all_no(csrf_token=token, share="no")
             if args.route == "shared":
-                data |= {"share": "yes", "name": "Ana", "contact": "ana@example.org", "consent": "yes",
+                data |= {"share": "yes", "name": f"Ana {i}", "contact": "ana@example.org", "consent": "yes",
                          "nonce": f"profile-nonce-{i:012d}"}
             return client.post(f"/screening/{SLUG}", data=data)
 

@@ -182,12 +182,13 @@ def scripts(url: str, run_id: str) -> dict[str, str]:
     evaluate = json.dumps({"service": SLUG, "answers": {**ANSWERS, "tension_areas": ["thoracic"]}})
     cookie, fields = prepared_sessions(url, 1)[0]
     check = urlencode({**fields, "share": "no"}, doseq=True)
-    # shared: 16 visitors, round robin; each POST gets a nonce never used before, so each is a new row
+    # shared: 16 visitors, round robin; each POST gets a nonce never used before, and a name of its own
+    # (the same screening again from the same person would be found "already sent"), so each is a new row
     visitors = prepared_sessions(url, 16)
     bodies = []
     for cookie_i, fields_i in visitors:
-        body = urlencode({**{k: v for k, v in fields_i.items() if k != "nonce"}, "share": "yes", "consent": "yes"},
-                         doseq=True)
+        body = urlencode({**{k: v for k, v in fields_i.items() if k not in ("nonce", "name")}, "share": "yes",
+                          "consent": "yes"}, doseq=True)
         bodies.append(f"{{{lua_string(cookie_i)}, {lua_string(body)}}}")
     return {
         "hello": "wrk.method = 'GET'\n",
@@ -206,7 +207,7 @@ request = function()
   local v = visitors[(counter % #visitors) + 1]
   local nonce = string.format("{run_id}-@TAG@-%d-%09d", id, counter)
   return wrk.format("POST", "{FORM}", {{["Content-Type"] = "application/x-www-form-urlencoded",
-    ["Cookie"] = v[1]}}, v[2] .. "&nonce=" .. nonce)
+    ["Cookie"] = v[1]}}, v[2] .. "&nonce=" .. nonce .. "&name=Bench+" .. nonce)
 end
 ''',
     }
@@ -289,7 +290,9 @@ def bench_commits(folder: Path, seconds: float) -> dict:
     deadline, n = time.perf_counter() + seconds, 0
     t0 = time.perf_counter()
     while time.perf_counter() < deadline:
-        dbmod.store_submission(conn, nonce=f"commit-bench-{n:012d}", record=record, centre="exemple-barcelona")
+        # a client each time: the same one again would only be found "already sent" (store_screening)
+        dbmod.store_submission(conn, nonce=f"commit-bench-{n:012d}", record={**record, "name": f"Bench Client {n}"},
+                               centre="exemple-barcelona")
         n += 1
     out["store"] = n / (time.perf_counter() - t0)
     out["sync"] = conn.execute("PRAGMA synchronous").fetchone()[0]
