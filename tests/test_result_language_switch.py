@@ -109,7 +109,7 @@ KINDS = {"check_only": (200, "To send your answers to the centre"),
          "already_sent": (200, "Your answers were already sent"),
          "changed": (200, "Your changed answers were sent as a new screening"),
          "limited": (429, "Too many screenings were sent"),
-         "unavailable": (503, "Nothing was stored and no reference was given")}
+         "unavailable": (503, "Nothing was stored: we cannot save anything right now")}
 
 
 @pytest.mark.parametrize("lang", LANGS)
