@@ -398,7 +398,7 @@ def test_the_centres_audit_trail_and_counts_are_read_from_indexes_led_by_the_cen
     try:
         store = review.CentreStore(conn, CENTRE)
         store.list_audit()
-        store.list_audit(reference="AAAA-BBBB", before_id=10)
+        store.list_audit(reference="AAAA-BBBB", before=("2026-12-01T10:00:00.000000+00:00", 1))
         store.attention_counts()
         retention.purge(conn, 30, centre=CENTRE)
     finally:

@@ -492,6 +492,16 @@ def m008_search_folded(db: sqlite_utils.Database) -> None:
         db.execute(_expand(sql))
 
 
+@migrations()
+def m009_audit_by_time(db: sqlite_utils.Database) -> None:
+    """The audit page pages by time (review.list_audit), not by row id, since ids are numbered
+    across the installation: its indexes are led by the centre, then the time."""
+    db.execute("DROP INDEX IF EXISTS idx_audit_log_centre")
+    db.execute("DROP INDEX IF EXISTS idx_audit_log_centre_reference")
+    db["audit_log"].create_index(["centre", "at"])
+    db["audit_log"].create_index(["centre", "reference", "at"])
+
+
 # tables whose rows belong to one centre; the audit trail's installation-wide entries (a failed
 # login with an unknown e-mail) have the centre INSTALLATION, which no centre's admin sees
 CENTRE_TABLES = ("submissions", "staff", "audit_log")

@@ -720,24 +720,51 @@ def export_rows(connect, filters: Filters, words: ExportWords, page_size: int | 
 
 # --- audit trail -----------------------------------------------------------------------------------
 
-def list_audit(db: sqlite_utils.Database, *, centre: str, reference: str = "", before_id: int | None = None,
-               size: int = AUDIT_PAGE_SIZE) -> tuple[list[dict[str, Any]], int | None]:
-    """A page of `centre`'s audit trail, newest first; return (rows, id to pass as before_id for
-    older)."""
+AUDIT_CURSOR_RE = re.compile(r"^(\d{4}-\d\d-\d\dT[0-9:.+-]{5,30})~(\d{1,6})$")
+
+
+def parse_audit_cursor(text: str) -> tuple[str, int] | None:
+    """An audit page's 'older' cursor: the time of the last entry shown and how many entries of
+    exactly that time were shown ('2026-12-03T10:15:00.123456+00:00~1'); None when it is not one.
+    Times, not row ids: the ids are numbered across the installation, and an admin reading them
+    would learn how busy the other centres are."""
+    m = AUDIT_CURSOR_RE.match(text)
+    if not m:
+        return None
+    try:
+        datetime.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+    return m.group(1), int(m.group(2))
+
+
+def list_audit(db: sqlite_utils.Database, *, centre: str, reference: str = "",
+               before: tuple[str, int] | None = None,
+               size: int = AUDIT_PAGE_SIZE) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of `centre`'s audit trail, newest first; return (rows, the cursor of older entries
+    to pass as `before`, see parse_audit_cursor)."""
     where, params = ["centre = ?"], [centre]
     if reference:
         where.append("reference = ?")
         params.append(reference)
-    if before_id is not None:
-        where.append("id < ?")
-        params.append(before_id)
+    skip = 0
+    if before is not None:
+        # entries of exactly the cursor's time come first in this order: skip those already shown
+        where.append("at <= ?")
+        params.append(before[0])
+        skip = before[1]
     sql = "SELECT id, at, staff_id, staff_email, action, submission_id, reference, detail FROM audit_log"
     sql += " WHERE " + " AND ".join(where)
-    cursor = db.execute(sql + " ORDER BY id DESC LIMIT ?", [*params, size + 1])
+    cursor = db.execute(sql + " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?", [*params, size + 1, skip])
     names = [d[0] for d in cursor.description]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    older = rows[size - 1]["id"] if len(rows) > size else None
-    return rows[:size], older
+    older = None
+    if len(rows) > size:
+        rows = rows[:size]
+        last = rows[-1]["at"]
+        ties = sum(row["at"] == last for row in rows) + (skip if before is not None and before[0] == last else 0)
+        older = f"{last}~{ties}"
+    return rows, older
 
 
 # how set_status and purge write their detail; audit_words reads them back
@@ -834,6 +861,6 @@ class CentreStore:
         return export_rows(connect, filters, words, centre=self.centre)
 
     def list_audit(self, *, reference: str = "",
-                   before_id: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+                   before: tuple[str, int] | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the centre's audit trail."""
-        return list_audit(self.db, centre=self.centre, reference=reference, before_id=before_id)
+        return list_audit(self.db, centre=self.centre, reference=reference, before=before)

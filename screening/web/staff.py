@@ -344,17 +344,17 @@ def audit():
     if typed and not reference:
         errors["reference"] = review.INVALID
     before_text = request.args.get("before") or ""
-    before_id = review.parse_id(before_text)
-    if before_text and before_id is None:
+    before = review.parse_audit_cursor(before_text)
+    if before_text and before is None:
         errors["before"] = review.INVALID
     if errors:
         return render_template("staff/audit.html", rows=[], older=None, errors=errors, typed=typed,
                                reference=reference), 400
-    rows, older = store().list_audit(reference=reference, before_id=before_id)
+    rows, older = store().list_audit(reference=reference, before=before)
     for row in rows:
         row["words"] = review.audit_words(row)
     return render_template("staff/audit.html", rows=rows, older=older, errors=errors, typed=typed,
-                           reference=reference, paged=before_id is not None)
+                           reference=reference, paged=before is not None)
 
 
 # --- rules -----------------------------------------------------------------------------------------
