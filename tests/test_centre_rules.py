@@ -268,3 +268,22 @@ def test_each_centre_screens_with_its_own_rules(make_app, two_centres, default, 
     assert body["outcome"] == outcome and [r["rule"] for r in body["reasons"]] == rules
     shared = app.extensions["screening.rules"]
     assert (body["rules_version"] == shared.version) == (default == "exemple-barcelona")
+
+
+def test_the_api_document_names_every_rule_an_evaluate_may_answer_with(make_app, rules_copy):
+    """A centre's own rule is a `Reason.rule` its evaluate can answer with: the document says so, as
+    it does for the shared rules (a client validating answers against it would otherwise refuse)."""
+    add_centre(rules_copy)
+    client = make_app(RULES_DIR=str(rules_copy), DEFAULT_CENTRE="exemple-barcelona").test_client()
+    answers = {"pregnant": "yes", "pregnancy_complicated": "no",
+               **{q: False for q in ("intense_pain", "persistent_pain", "recent_injury", "radiating_pain",
+                                     "tingling_or_weakness", "spinal_condition", "fever", "skin_problem_in_area",
+                                     "ongoing_diagnosis")}}
+    answer = client.post("/api/v1/evaluate", json={"service": "back-massage", "centre": "centre-prudent",
+                                                   "answers": answers})
+    assert answer.status_code == 200, answer.get_json()
+    named = {r["rule"] for r in answer.get_json()["reasons"]}
+    assert "any_pregnancy_consult" in named
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    enum = schemas["Reason"]["properties"]["rule"]["enum"]
+    assert named <= set(enum) and len(enum) == len(set(enum))

@@ -273,6 +273,7 @@ def _centre_for(slug: Any, service: str) -> Centre:
 @bp.get("/openapi.json")
 def openapi_document():
     """The OpenAPI 3.1 description of this API, with the ids of the rules actually loaded."""
+    own = [r.id for rs in current_app.extensions["screening.centre_rules"].values() for r in rs.rules]
     return jsonify(openapi.document(_ruleset(), prefix=bp.url_prefix, server=request.script_root,
-                                    centres=tuple(_centres())))
+                                    centres=tuple(_centres()), centre_rules=own))
 

@@ -191,7 +191,8 @@ def _answer_property(q: Question) -> dict[str, Any]:
     return {"description": "read only when this follow-up is asked; then it must be as EvaluateRequest says"}
 
 
-def _schemas(ruleset: RuleSet, centres: list[str]) -> dict[str, Any]:
+def _schemas(ruleset: RuleSet, centres: list[str], centre_rules=()) -> dict[str, Any]:
+    rule_ids = list(dict.fromkeys([*(r.id for r in ruleset.rules), *centre_rules]))     # shared ones first
     question_ids = [q.id for q in ruleset.questions]
     slugs = [s.slug for s in ruleset.services]
     # required questions that are always asked; follow-ups become required only when asked
@@ -268,7 +269,7 @@ def _schemas(ruleset: RuleSet, centres: list[str]) -> dict[str, Any]:
                                             "default centre. A service it does not offer is a 422"}},
                                 required=["service", "answers"],
                                 allOf=_follow_ups(ruleset) + _service_options(ruleset)),
-        "Reason": _obj({"rule": {"enum": [r.id for r in ruleset.rules]}, "outcome": {"enum": list(OUTCOMES)},
+        "Reason": _obj({"rule": {"enum": rule_ids}, "outcome": {"enum": list(OUTCOMES)},
                         "message": STRING}),
         "Suggestion": _obj({"id": {"enum": [s.id for s in ruleset.suggestions]}, "service": {"enum": slugs},
                             "message": STRING, "url": STRING}),
@@ -300,10 +301,11 @@ def _errors(*codes: int) -> dict[str, Any]:
     return responses
 
 
-def document(ruleset: RuleSet, *, prefix: str, server: str = "", centres: list[str] | tuple[str, ...] = ()
-             ) -> dict[str, Any]:
+def document(ruleset: RuleSet, *, prefix: str, server: str = "", centres: list[str] | tuple[str, ...] = (),
+             centre_rules: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The whole OpenAPI document: `prefix` is the API's path, `server` where the app is mounted,
-    `centres` the slugs of the centres loaded."""
+    `centres` the slugs of the centres loaded, `centre_rules` the ids of the rules centres add to
+    the shared ones (an evaluate for such a centre may name them)."""
     centres = list(centres)
     centre = {"name": "centre", "in": "path", "required": True, "schema": {**STRING, "pattern": "^[a-z0-9-]+$"},
               "description": "the centre's slug (its file name in rules/centres/)"}
@@ -356,5 +358,5 @@ def document(ruleset: RuleSet, *, prefix: str, server: str = "", centres: list[s
                 "responses": {"200": _json({"type": "object"}, "the OpenAPI 3.1 document")},
             }},
         },
-        "components": {"schemas": _schemas(ruleset, centres)},
+        "components": {"schemas": _schemas(ruleset, centres, centre_rules)},
     }
