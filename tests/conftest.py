@@ -224,3 +224,11 @@ def staff_client(app, make_staff):
 def admin_client(app, make_staff):
     """A test client logged in as an admin; the account is in .staff."""
     return logged_in_client(app, make_staff, "admin")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server for the whole session (tests/postgres_server.py), started on first use."""
+    from postgres_server import postgres_server
+    with postgres_server() as url:
+        yield url
