@@ -205,7 +205,7 @@ def _where(db: sqlite_utils.Database, filters: Filters, *, centre: str,
             where.append("reference = ?")
             params.append(reference)
         else:
-            search_where, search_params = _search(db, filters.q, centre)
+            search_where, search_params = _search(db, filters.q)
             if BY_IDS in search_where:
                 # at most SORT_MAX rows, fetched by id and checked for the centre: with the centre
                 # usable by an index, SQLite would walk all of the centre's rows instead (12 ms at
@@ -225,7 +225,7 @@ REFERENCE_PART = 4
 # (about 51 × total/candidates index entries) instead of fetching and sorting every candidate:
 # at a million rows "garcia" has 24,485 candidates, and sorting them took longer than 30 ms.
 SORT_MAX = 2000
-NAME_IGNORED = str.maketrans("", "", dbmod.NAME_IGNORED)
+WITHOUT_NAME_IGNORED = str.maketrans("", "", dbmod.NAME_IGNORED)   # drops what names are indexed without
 
 
 def _fts_phrase(text: str) -> str:
@@ -241,7 +241,7 @@ def _reference_part(word: str) -> str:
     return piece if fits and all(ch in dbmod.REFERENCE_ALPHABET for ch in piece) else ""
 
 
-def _search(db: sqlite_utils.Database, q: str, centre: str) -> tuple[list[str], list[Any]]:
+def _search(db: sqlite_utils.Database, q: str) -> tuple[list[str], list[Any]]:
     """SQL conditions for the staff search box (a whole reference is handled before).
 
     Through the full-text indexes, in any case and with or without accents ("nuria" finds "Núria"):
@@ -250,7 +250,7 @@ def _search(db: sqlite_utils.Database, q: str, centre: str) -> tuple[list[str], 
     whole, accents ignored); a phone number by its digits however it is written; a word that could
     be part of a reference also finds the references it is part of, with or without the dash.
     A word shorter than the index's pieces is the start of any word of the name ("Pe" finds
-    "Peña"), through the index of words. The caller's conditions keep the answer to `centre`; the
+    "Peña"), through the index of words. The caller's conditions keep the answer to its centre; the
     indexes' candidates, counted across centres, only choose the plan."""
     digits = "".join(ch for ch in q if ch.isdigit())
     if PHONE_RE.match(q) and len(digits) >= TRIGRAM:
@@ -262,7 +262,7 @@ def _search(db: sqlite_utils.Database, q: str, centre: str) -> tuple[list[str], 
         if "@" in word or any(ch.isdigit() or ch in "._+" for ch in word):
             column, text = "contact", word
         else:
-            column, text = "name", word.translate(NAME_IGNORED)
+            column, text = "name", word.translate(WITHOUT_NAME_IGNORED)
         if len(text) >= TRIGRAM:
             piece = f"{column} : {_fts_phrase(text)}"
             pieces.append(f"({piece} OR reference : {_fts_phrase(reference)})" if reference else piece)
@@ -283,6 +283,8 @@ def _search(db: sqlite_utils.Database, q: str, centre: str) -> tuple[list[str], 
 
 
 BY_IDS = "id IN (SELECT value FROM json_each(?))"     # the rows a full-text search found, by id
+
+
 def _fts_condition(db: sqlite_utils.Database, table: str, match: str) -> tuple[str, Any]:
     """A condition, and its parameter, for rows the full-text `match` finds in `table`. Up to
     SORT_MAX of them are read once from the index and fetched by id; with more, SQLite walks the
