@@ -24,6 +24,7 @@ from .core import checker
 from .core.centres import default_centre, load_centres, rule_sets
 from .core.rules import load_rules
 from .store import db
+from .store.engine_postgres import TooOld, describe
 from .web import database, i18n, security
 
 csrf = CSRFProtect()
@@ -43,11 +44,35 @@ def _unusable_database(path: str, error: Exception) -> str:
     return f"SCREENING_DATABASE: cannot open and write {path}: {reason}" + (f"; {fix}" if fix else "")
 
 
+def _start_database(app: Flask) -> None:
+    """Prepare the database at start-up. A PostgreSQL server that cannot be reached does not stop
+    the app (gunicorn would stop every worker): it starts, answers 503, and prepares the database
+    on the first request after the server is back. Only a server older than 14 stops it."""
+    app.extensions["screening.prepare_database"] = _prepare_database
+    url = app.config.get("DATABASE_URL")
+    if not url:
+        try:
+            _prepare_database(app)
+        except (db.StorageError, *db.DatabaseError, OSError) as e:
+            raise config.SettingsError([_unusable_database(app.config["DATABASE"], e)]) from None
+        return
+    try:
+        _prepare_database(app)
+    except TooOld as e:
+        raise config.SettingsError([f"SCREENING_DATABASE_URL: {e}: the app needs 14 or newer"]) from None
+    except (db.StorageError, *db.DatabaseError) as e:
+        app.extensions["screening.database_ready"] = False
+        logging.getLogger(__name__).warning(
+            "PostgreSQL (%s) cannot be reached at start-up (%s): requests answer 503 until it can",
+            describe(url), type(e).__name__)
+
+
 def _prepare_database(app: Flask) -> None:
-    """Create or upgrade the schema at start-up and give rows from before centres existed to the
-    default centre."""
-    Path(app.config["DATABASE"]).parent.mkdir(parents=True, exist_ok=True)
-    conn = db.connect(app.config["DATABASE"])
+    """Create or upgrade the schema and give rows from before centres existed to the default
+    centre: at start-up, or on a request when the database could not be reached then."""
+    where = database.target(app)
+    db.prepare(where)
+    conn = db.connect(where)
     default = app.extensions.get("screening.default_centre")
     try:
         db.migrate(conn, default_centre=default.slug if default else None)
@@ -67,6 +92,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True, template_folder=_resource_dir("templates"),
                 static_folder=_resource_dir("static"), static_url_path="/static")
     config.load(app.config, app.instance_path, os.environ, test_config)   # SettingsError names what is wrong
+    if app.config.get("DATABASE_URL") and not app.config.get("SECRET_KEY"):
+        # several app servers share the database: a key file in one instance folder would differ
+        raise config.SettingsError(["SCREENING_SECRET_KEY: required with SCREENING_DATABASE_URL: every app "
+                                    "server on one database must sign with the same key"])
     if not app.config.get("SECRET_KEY"):
         try:
             app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
@@ -95,10 +124,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     except KeyError:
         raise config.SettingsError([f"SCREENING_DEFAULT_CENTRE: no centre {app.config['DEFAULT_CENTRE']!r} in "
                                     f"{app.config['RULES_DIR']}/centres (there are: {', '.join(centres)})"]) from None
-    try:
-        _prepare_database(app)
-    except (db.StorageError, db.DatabaseError, OSError) as e:
-        raise config.SettingsError([_unusable_database(app.config["DATABASE"], e)]) from None
+    _start_database(app)
     database.init_app(app)   # each request's connection, handed back at its end
     i18n.init_app(app)       # the language of each request, the `lang` cookie, the catalogs
     security.init_app(app)   # first: its body-size check must run before CSRFProtect reads the form

@@ -16,7 +16,7 @@ from .core.centres import CENTRES_DIR, load_centres
 from .core.checker import RulesRefused
 from .core.rules import RulesError, load_rules
 from .store import accounts, db, outbox, retention
-from .web import notify
+from .web import database, notify
 
 
 def _create_app() -> Flask:
@@ -153,7 +153,7 @@ def _read_password() -> str:
 
 def _db():
     """A connection for a CLI command (inside the app context)."""
-    return db.connect(current_app.config["DATABASE"])
+    return db.connect(database.target(current_app))
 
 
 staff_cli = AppGroup("staff", help="Manage staff accounts (there is no default account).")
@@ -285,7 +285,7 @@ def purge_command(days: int, centre: str | None) -> None:
             deleted = retention.purge(conn, days, centre=centre)
         finally:
             conn.close()
-    except (db.StorageError, db.OperationalError) as e:
+    except (db.StorageError, *db.OperationalError) as e:
         # each batch is its own transaction: the ones before the failure stay deleted
         raise click.ClickException(f"the purge stopped: the database cannot be written ({e})") from None
     click.echo(f"Deleted {deleted} submissions older than {days} days"

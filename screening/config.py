@@ -182,6 +182,15 @@ def _centre_slug(value: str) -> str:
     return value
 
 
+def _postgres_url(value: str) -> str:
+    """A postgresql:// URL that libpq can read (the message never repeats it: it may hold a password)."""
+    from .store.engine_postgres import check_url
+    if urlsplit(value).scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL, such as postgresql://screening@db.example.org/screening")
+    check_url(value)
+    return value
+
+
 def _web_address(value: str) -> str:
     """An http:// or https:// address with a host."""
     parts = urlsplit(value)
@@ -196,6 +205,10 @@ def settings(instance_path: str) -> dict[str, Setting]:
     """Every setting the app reads: default and check, one line each. The README documents each one."""
     return {
         "DATABASE": text(os.path.join(instance_path, "screening.db"), _database_file),
+        # PostgreSQL instead of the SQLite file: then DATABASE is ignored and SECRET_KEY is required
+        "DATABASE_URL": text(None, _postgres_url, secret=True),
+        "DATABASE_POOL_SIZE": whole(8, 1, 200),          # connections per worker process (>= its threads)
+        "DATABASE_WAIT_SECONDS": number(5, 0.5, 60),     # how long a request waits for a connection
         "RULES_DIR": text(str(default_rules_dir()), _folder),
         "SECRET_KEY": text(None, _long_key, secret=True),
         # the whole questionnaire is a few kilobytes; 16 KiB leaves room for long notes

@@ -7,6 +7,7 @@ import pytest
 
 from screening.core.rules import default_rules_dir, load_rules
 from screening.store import db as dbmod
+from screening.store import engine_sqlite
 from screening.web import forms
 from screening.web.database import get_db
 
@@ -24,7 +25,7 @@ def test_requests_of_a_thread_reuse_one_connection_with_every_setting(app):
     settings = {name: first.execute(f"PRAGMA {name}").fetchone()[0]
                 for name in ("journal_mode", "synchronous", "foreign_keys", "secure_delete", "busy_timeout")}
     assert settings == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "secure_delete": 1,
-                        "busy_timeout": dbmod.BUSY_TIMEOUT_MS}
+                        "busy_timeout": engine_sqlite.BUSY_TIMEOUT_MS}
 
 
 def test_each_thread_has_its_own_connection(app):
@@ -44,7 +45,7 @@ def test_each_database_has_its_own_connection(make_app, tmp_path):
 
 
 def test_a_thread_keeps_only_a_few_connections_open(tmp_path):
-    paths = [tmp_path / f"db{i}.db" for i in range(dbmod._THREAD_CONNECTIONS + 2)]
+    paths = [tmp_path / f"db{i}.db" for i in range(engine_sqlite._THREAD_CONNECTIONS + 2)]
     opened = [dbmod.thread_connection(p) for p in paths]
     try:
         assert dbmod.thread_connection(paths[-1]) is opened[-1]
@@ -132,7 +133,7 @@ def test_a_writer_that_cannot_get_the_queue_still_ends_with_sqlites_timeout(db_f
 
     from screening.store.db import OperationalError
 
-    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(engine_sqlite, "BUSY_TIMEOUT_MS", 200)
     outer, inner = dbmod.connect(db_file), dbmod.connect(db_file)
     try:
         started = time.monotonic()

@@ -72,7 +72,7 @@ def _refuse(*args, **kwargs):
 def store_blocked():
     """While inside, any use of the database fails the request (the switch must never reach it)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(database, "thread_connection", _refuse)
+        mp.setattr(database.sql, "request_connection", _refuse)
         mp.setattr(dbmod, "store_screening", _refuse)
         yield
 

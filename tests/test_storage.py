@@ -8,6 +8,7 @@ import sqlite_utils
 from conftest import CENTRE, all_no
 
 from screening.store import db as dbmod
+from screening.store import engine_sqlite
 
 REFERENCE_RE = re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}$")
 
@@ -35,7 +36,7 @@ def shared_form(**overrides):
 @pytest.mark.parametrize(("pragma", "expected"), [
     ("journal_mode", "wal"),
     ("synchronous", 2),                       # FULL: NORMAL in WAL can lose the last commits on power loss
-    ("busy_timeout", dbmod.BUSY_TIMEOUT_MS),
+    ("busy_timeout", engine_sqlite.BUSY_TIMEOUT_MS),
     ("foreign_keys", 1),
     ("secure_delete", 1),
 ])
@@ -48,7 +49,7 @@ def test_every_new_connection_has_the_settings_we_rely_on(tmp_path, pragma, expe
 
 
 def test_the_busy_timeout_waits_a_few_seconds_but_well_under_the_worker_timeout():
-    assert 2000 <= dbmod.BUSY_TIMEOUT_MS <= 10000
+    assert 2000 <= engine_sqlite.BUSY_TIMEOUT_MS <= 10000
 
 
 def test_the_sqlite_in_use_is_recent_enough_for_wal_with_several_processes(conn):
@@ -230,13 +231,13 @@ def _refuse_inserts(conn):
 
 
 def _read_only_connections(monkeypatch):
-    real_connect = dbmod.connect
+    real_connect = engine_sqlite.connect
 
     def connect(path):
         conn = real_connect(path)
         conn.execute("PRAGMA query_only = ON")   # every write on it fails, as on a read-only disk
         return conn
-    monkeypatch.setattr(dbmod, "connect", connect)
+    monkeypatch.setattr(engine_sqlite, "connect", connect)
 
 
 @pytest.mark.parametrize("failure", ["trigger", "read_only"])

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlite_utils
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -104,7 +103,7 @@ def _public(row: dict[str, Any] | None) -> dict[str, Any] | None:
                                 "centre")}
 
 
-def create_staff(db: sqlite_utils.Database, *, email: str, password: str, centre: str, name: str | None = None,
+def create_staff(db, *, email: str, password: str, centre: str, name: str | None = None,
                  role: str = "staff") -> dict[str, Any]:
     """Create an account of `centre` (a slug: the account sees that centre's screenings only, and
     an admin administers that centre only); AccountError('bad_email' | 'short_password' |
@@ -118,13 +117,13 @@ def create_staff(db: sqlite_utils.Database, *, email: str, password: str, centre
     stamp = now()
     try:
         with immediate(db):
-            cursor = db.execute(
+            staff_id = db.execute(
                 "INSERT INTO staff (email, name, role, active, password_hash, created_at,"
-                " password_changed_at, centre) VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
-                [email, (name or "").strip() or None, role, password_hash, stamp, stamp, centre])
+                " password_changed_at, centre) VALUES (?, ?, ?, 1, ?, ?, ?, ?) RETURNING id",
+                [email, (name or "").strip() or None, role, password_hash, stamp, stamp, centre]).fetchone()[0]
     except IntegrityError as e:
         raise AccountError("duplicate") from e
-    return get_staff(db, cursor.lastrowid)
+    return get_staff(db, staff_id)
 
 
 COLUMNS = ("id", "email", "name", "role", "active", "password_hash", "created_at", "password_changed_at", "centre")
@@ -136,27 +135,27 @@ def _row(row) -> dict[str, Any] | None:
     return dict(zip(COLUMNS, row, strict=True)) if row else None
 
 
-def _find(db: sqlite_utils.Database, email: str) -> dict[str, Any] | None:
+def _find(db, email: str) -> dict[str, Any] | None:
     """One account with its hash, by email in any case."""
-    return _row(db.execute(f"{_SELECT} WHERE email = ? COLLATE NOCASE", [normalize_email(email)]).fetchone())
+    return _row(db.execute(f"{_SELECT} WHERE email = ?", [normalize_email(email)]).fetchone())
 
 
-def get_staff(db: sqlite_utils.Database, staff_id: int) -> dict[str, Any] | None:
+def get_staff(db, staff_id: int) -> dict[str, Any] | None:
     """One account by id, without its hash."""
     return _public(_row(db.execute(f"{_SELECT} WHERE id = ?", [staff_id]).fetchone()))
 
 
-def find_staff(db: sqlite_utils.Database, email: str) -> dict[str, Any] | None:
+def find_staff(db, email: str) -> dict[str, Any] | None:
     """One account by email (any case), without its hash."""
     return _public(_find(db, email))
 
 
-def list_staff(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+def list_staff(db) -> list[dict[str, Any]]:
     """Every account of every centre, by email (for the operator's CLI only)."""
-    return [_public(_row(r)) for r in db.execute(f"{_SELECT} ORDER BY email COLLATE NOCASE").fetchall()]
+    return [_public(_row(r)) for r in db.execute(f"{_SELECT} ORDER BY email").fetchall()]
 
 
-def deactivate(db: sqlite_utils.Database, email: str) -> dict[str, Any]:
+def deactivate(db, email: str) -> dict[str, Any]:
     """Refuse any further login for this account and end all its sessions at once."""
     with immediate(db):
         row = _find(db, email)
@@ -167,7 +166,7 @@ def deactivate(db: sqlite_utils.Database, email: str) -> dict[str, Any]:
     return get_staff(db, row["id"])
 
 
-def reset_password(db: sqlite_utils.Database, email: str, password: str) -> dict[str, Any]:
+def reset_password(db, email: str, password: str) -> dict[str, Any]:
     """Set a new password and end all the account's sessions (a thief's cookie dies with the old password)."""
     password_hash = hash_password(password)
     with immediate(db):
@@ -182,9 +181,9 @@ def reset_password(db: sqlite_utils.Database, email: str, password: str) -> dict
     return get_staff(db, row["id"])
 
 
-def _centre_of(db: sqlite_utils.Database, email: str) -> str | None:
+def _centre_of(db, email: str) -> str | None:
     """The centre of the account with this e-mail, or None when there is none."""
-    row = db.execute("SELECT centre FROM staff WHERE email = ? COLLATE NOCASE", [email]).fetchone()
+    row = db.execute("SELECT centre FROM staff WHERE email = ?", [normalize_email(email)]).fetchone()
     return row[0] if row else None
 
 
@@ -210,13 +209,13 @@ class LoginResult:
     token: str | None = None
 
 
-def _recent(db: sqlite_utils.Database, key: str, since: float) -> int:
+def _recent(db, key: str, since: float) -> int:
     """How many failures a key has had since a time."""
     sql = "SELECT count(*) FROM login_failures WHERE key = ? AND at > ?"
     return db.execute(sql, [key, since]).fetchone()[0]
 
 
-def attempt_login(db: sqlite_utils.Database, email: str, password: str, remote_addr: str | None, *,
+def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
                   max_failures: int, lock_seconds: float, replaces: str | None = None) -> LoginResult:
     """Check a login; on success start a new session (its token is in the result).
 
@@ -230,14 +229,16 @@ def attempt_login(db: sqlite_utils.Database, email: str, password: str, remote_a
     keys = (account_key(email), address_key(remote_addr))
     at = time.time()
     with immediate(db):
+        for key in keys:        # across app servers on PostgreSQL: one count at a time per key
+            db.lock("login:" + key)
         db.execute("DELETE FROM login_failures WHERE at <= ?", [at - lock_seconds])
         failures = max(_recent(db, key, at - lock_seconds) for key in keys)
         locked = failures >= max_failures
         if locked:
             audit(db, action="login_locked", detail=email, centre=_centre_of(db, email))
         else:
-            pending = [db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", [key, at]).lastrowid
-                       for key in keys]
+            pending = [db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?) RETURNING id",
+                                  [key, at]).fetchone()[0] for key in keys]
     if locked:
         verify_password(None, password)     # the same cost as any other refusal
         return LoginResult(None, True, failures)
@@ -284,7 +285,7 @@ def _ago(**delta: float) -> str:
     return (datetime.now(UTC) - timedelta(**delta)).isoformat(timespec="microseconds")
 
 
-def load_session(db: sqlite_utils.Database, token: str | None, *, idle_minutes: float,
+def load_session(db, token: str | None, *, idle_minutes: float,
                  session_hours: float) -> dict[str, Any] | None:
     """The account (id, email, name, role, centre) behind a cookie token, or None when the session does not
     exist, has been idle too long, has lived too long, or its account is inactive. An expired
@@ -306,7 +307,7 @@ def load_session(db: sqlite_utils.Database, token: str | None, *, idle_minutes: 
     return {"id": staff_id, "email": email, "name": name, "role": role, "centre": centre}
 
 
-def end_session(db: sqlite_utils.Database, token: str | None, *, staff: dict | None = None) -> None:
+def end_session(db, token: str | None, *, staff: dict | None = None) -> None:
     """Delete a session (logout); with `staff`, record the logout in the audit trail."""
     if not token:
         return
@@ -316,7 +317,7 @@ def end_session(db: sqlite_utils.Database, token: str | None, *, staff: dict | N
             audit(db, action="logout", staff=staff)
 
 
-def purge_expired_sessions(db: sqlite_utils.Database, *, idle_minutes: float, session_hours: float) -> int:
+def purge_expired_sessions(db, *, idle_minutes: float, session_hours: float) -> int:
     """Delete sessions past either timeout; return how many."""
     with immediate(db):
         cursor = db.execute("DELETE FROM staff_sessions WHERE last_seen_at <= ? OR created_at <= ?",

@@ -1,66 +1,46 @@
-"""The database: one connection factory, the schema as sqlite-utils Migrations, and the queries.
+"""The database: the schema as migrations, and the queries of the public side and the audit trail.
 
-Read shared/RELIABILITY.md before changing anything here. In short:
-- sqlite-utils uses pysqlite3 (a current SQLite) when it is installed; WAL on an SQLite older
-  than 3.51.3 can corrupt the file (the WAL-reset bug), so we refuse to start on one;
-- per-connection pragmas are set in `connect()` and nowhere else;
-- a transaction that reads and then writes starts with BEGIN IMMEDIATE (`immediate()`);
-- connections are opened once per worker thread, after gunicorn's fork, never at import time, and
-  reused by that thread's requests (web.database.get_db);
+Written once for both engines (see sql.py): SQLite (engine_sqlite.py, the embedded default) and
+PostgreSQL (engine_postgres.py). Read shared/RELIABILITY.md before changing anything here. In short:
+- a transaction that reads and then writes is `immediate(db)` (SQLite: BEGIN IMMEDIATE behind the
+  writers' flock; PostgreSQL: BEGIN with the advisory locks `db.lock()` takes);
+- connections are opened after gunicorn's fork, never at import time (web.database.get_db);
 - a reference is returned only after COMMIT has returned.
 """
 from __future__ import annotations
 
 import contextvars
-import fcntl
 import hashlib
 import json
-import os
 import re
 import secrets
-import threading
 import time
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 from sqlite_utils import Migrations
-from sqlite_utils.utils import sqlite3
 
-MIN_SQLITE = (3, 51, 3)
-BUSY_TIMEOUT_MS = 5000
+from . import engine_postgres, engine_sqlite
+from .engine_sqlite import SQLiteDatabase, close_thread_connections, thread_connection  # noqa: F401
+from .sql import (  # noqa: F401 - the store's one place to import these from
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    StorageError,
+    is_postgres,
+    is_storage_failure,
+    open_database,
+    prepare,
+)
+
 # No 0/O, 1/I/L: a reference must survive being read over the phone.
 REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 REFERENCE_LENGTH = 8
 STATUSES = ("new", "reviewed", "contacted", "closed")
-
-OperationalError = sqlite3.OperationalError
-IntegrityError = sqlite3.IntegrityError
-DatabaseError = sqlite3.DatabaseError
-
-
-class StorageError(RuntimeError):
-    """The database could not be written (disk full, locked for too long, read-only...)."""
-
-
-# SQLite's primary result codes that mean the storage failed, not the statement: PERM, BUSY, LOCKED,
-# READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB
-_STORAGE_CODES = frozenset({3, 5, 6, 8, 10, 11, 13, 14, 15, 26})
-
-
-def is_storage_failure(error: Exception) -> bool:
-    """True when an sqlite error says the database cannot be read or written (read-only, full, locked,
-    missing, corrupt...), as opposed to a mistake in a statement such as a missing column."""
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is None:
-        return isinstance(error, OperationalError)
-    return code & 0xFF in _STORAGE_CODES
 
 
 def now() -> str:
@@ -68,150 +48,25 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def connect(path: str | Path) -> sqlite_utils.Database:
-    """Open the database with every per-connection setting we rely on. A file or folder that
-    cannot be opened or written raises StorageError (a 503 in a request), like a failed write."""
-    try:
-        db = sqlite_utils.Database(str(path))
-    except (OperationalError, DatabaseError) as e:
-        raise StorageError(f"{path}: {e}") from e
-    version = tuple(int(x) for x in db.sqlite_version[:3])
-    if version < MIN_SQLITE:
-        db.close()
-        raise RuntimeError(
-            f"SQLite {'.'.join(map(str, version))} has the WAL-reset corruption bug; install pysqlite3 "
-            f"(bundles {'.'.join(map(str, MIN_SQLITE))} or newer)")
-    conn = db.conn
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA synchronous = FULL")      # NORMAL in WAL can lose the last commits on power loss
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA secure_delete = ON")      # erased health data must not linger in free pages
-        _ensure_wal(conn)
-    except (OperationalError, DatabaseError) as e:
-        db.close()
-        raise StorageError(f"{path}: {e}") from e
-    return db
+def connect(target: str):
+    """A connection of its own to `target`, an SQLite file or a postgresql:// URL (for commands,
+    tests and the background sender; requests use web.database.get_db). Close it when done."""
+    if is_postgres(str(target)):
+        return engine_postgres.connect(str(target))
+    return engine_sqlite.connect(target)
 
 
-def what_to_fix(path: str | Path) -> str:
-    """What an operator must repair by hand when the database's folder or files cannot be written
-    by this process (the app cannot repair it, and stays at 503 until then); '' when none is seen."""
-    file = Path(path)
-    if not file.parent.is_dir():
-        return f"the folder {file.parent} is missing: create it (writable by the app's user) or fix SCREENING_DATABASE"
-    files = [file.parent, file, Path(f"{file}-wal"), Path(f"{file}-shm")]
-    stuck = [str(f) for f in files if f.exists() and not os.access(f, os.W_OK)]
-    if not stuck:
-        return ""
-    return (f"not writable by this process: {', '.join(stuck)}. Every write fails (503) until that is "
-            "fixed by hand: give them to the app's user or make them writable (a -wal or -shm left by "
-            "another user, such as a command run as root, stays until then)")
-
-
-def _ensure_wal(conn) -> None:
-    """Switch to WAL (kept in the file). A brand-new file opened by several workers at once can
-    answer 'locked' to the switch without waiting for the busy timeout, so retry briefly."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() == "wal":
-                return
-        except OperationalError as e:
-            # only "locked" is worth waiting for; a folder or file that cannot be written is not
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise RuntimeError("could not switch the database to WAL mode")
-        time.sleep(0.02)
+def what_to_fix(target: str) -> str:
+    """What an operator must repair by hand for the database to be written again ('' when nothing
+    is seen): for an SQLite file, its folder's and files' rights."""
+    return "" if is_postgres(str(target)) else engine_sqlite.what_to_fix(target)
 
 
 @contextmanager
-def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """A write transaction that takes the write lock at once (BEGIN IMMEDIATE), so that a
-    read-then-write never fails with 'database is locked' when another process writes too.
-
-    Writers first queue on an flock of `<database>-writers` (see `_writer_queue`)."""
-    with _writer_queue(db):
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.rollback()
-                raise
-            try:
-                db.conn.execute("COMMIT")
-            except BaseException:
-                db.rollback()
-                raise
-        except DatabaseError as e:
-            if not isinstance(e, IntegrityError):
-                _retire(db)
-            raise
-
-
-def _retire(db: sqlite_utils.Database) -> None:
-    """A write failed in the database itself (a read-only -shm, a folder gone, a full disk...): this
-    thread's next request opens a fresh connection, which sees the fix once an operator has made
-    it, instead of reusing one that opened the files in a broken state. Closed at the request's end."""
-    db._retired = True
-    connections = getattr(_local, "connections", None) or {}
-    for key in [k for k, v in connections.items() if v is db]:
-        del connections[key]
-
-
-@contextmanager
-def _writer_queue(db: sqlite_utils.Database) -> Iterator[None]:
-    """Hold an exclusive flock on `<database>-writers` for the whole write transaction.
-
-    SQLite's busy handler polls for a taken write lock with growing sleeps (1, 2, 5 ... 100 ms), so
-    under several writers one of them can lose every round: measured with 4 processes storing
-    screenings on this machine, p99 2.8 s (near the 5 s busy timeout, i.e. a 503), against 55 ms
-    when they wait here, retrying every half millisecond. Same throughput (the disk's fsync bounds
-    it either way). Without a usable lock file (an in-memory
-    database, a read-only folder) the transaction just relies on SQLite's lock as before."""
-    lock = _lock_file(db)
-    held = lock is not None and _take(lock)
-    try:
-        yield
-    finally:
-        if held:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-WRITER_POLL_SECONDS = 0.0005
-
-
-def _take(lock) -> bool:
-    """Take the writers' flock, retrying every half millisecond (no growing back-off) for up to
-    the busy timeout; False when that passes (the caller then falls back on SQLite's own lock and
-    its timeout, as without a lock file: a thread that nests two connections' writes cannot hang)."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(WRITER_POLL_SECONDS)
-
-
-def _lock_file(db: sqlite_utils.Database):
-    """The connection's open `<database>-writers` file (opened once per connection), or None."""
-    lock = getattr(db, "_writers_lock", False)
-    if lock is False:
-        lock = None
-        path = next((row[2] for row in db.conn.execute("PRAGMA database_list") if row[1] == "main"), "")
-        if path:
-            try:
-                lock = open(f"{path}-writers", "a+b")  # noqa: SIM115 - lives as long as the connection
-            except OSError:
-                lock = None
-        db._writers_lock = lock
-    return lock
+def immediate(db) -> Iterator[Any]:
+    """A write transaction in which what is read stays true until the commit (see sql.py)."""
+    with db.transaction():
+        yield db
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -220,7 +75,7 @@ migrations = Migrations("screening")
 
 
 @migrations()
-def m001_initial(db: sqlite_utils.Database) -> None:
+def m001_initial(db) -> None:
     """Every table of the first release, public and staff side."""
     db["submissions"].create({
         "id": int, "reference": str, "nonce": str, "service": str, "outcome": str,
@@ -281,7 +136,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m002_attention_and_outbox_indexes(db: sqlite_utils.Database) -> None:
+def m002_attention_and_outbox_indexes(db) -> None:
     """Indexes the million-row benchmark asked for: the dashboard's 'needs attention' counts read
     only (status, outcome), and purge/erase find a submission's notices without a scan."""
     db["submissions"].create_index(["status", "outcome"])
@@ -289,7 +144,7 @@ def m002_attention_and_outbox_indexes(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m003_share_limit_and_fingerprint(db: sqlite_utils.Database) -> None:
+def m003_share_limit_and_fingerprint(db) -> None:
     """A resent form is the same screening only when it sends the same thing: deduplicate on the
     nonce *and* a fingerprint of what was sent (rows stored before have none; store_screening
     computes theirs). And count shares per client address (a keyed hash, never the address) so
@@ -340,7 +195,7 @@ def _with_phone_digits(sql: str) -> str:
 
 
 @migrations()
-def m004_search_fts(db: sqlite_utils.Database) -> None:
+def m004_search_fts(db) -> None:
     """A full-text index of names, contacts and phone digits for the staff search: substrings,
     any case, with or without accents ("nuria" finds "Núria"), answered from the index in
     milliseconds at a million rows (a LIKE over the names scanned the table: 503 ms).
@@ -422,7 +277,7 @@ _SEARCH_SQL = (
 
 
 @migrations()
-def m005_centres(db: sqlite_utils.Database) -> None:
+def m005_centres(db) -> None:
     """Screenings, staff accounts and audit entries belong to a centre (issue 9). Rows stored
     before have none (NULL) until `adopt_orphans` gives them the default centre at start-up, which
     only the app knows. The dashboard's indexes are re-led by the centre, so that every staff query,
@@ -455,7 +310,7 @@ def m005_centres(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m006_resend_key(db: sqlite_utils.Database) -> None:
+def m006_resend_key(db) -> None:
     """A key of what makes two shares the same screening whatever the form's nonce (the browser's
     Back button re-sends a filled form with a fresh one): see `resend_key`. Looked up with the time
     of the first share, within RESEND_WINDOW; rows stored before have none and never match."""
@@ -464,7 +319,7 @@ def m006_resend_key(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m007_centre_numbers(db: sqlite_utils.Database) -> None:
+def m007_centre_numbers(db) -> None:
     """Each centre numbers its own screenings (1, 2, 3...), the number in staff URLs and notices, so
     that the installation-wide id no longer tells one centre how many screenings others received.
     Existing rows are numbered per centre in id order; `centre_numbers` keeps each centre's last
@@ -479,7 +334,7 @@ def m007_centre_numbers(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m008_search_folded(db: sqlite_utils.Database) -> None:
+def m008_search_folded(db) -> None:
     """The staff search again (see `_SEARCH_SQL`): names without apostrophes and hyphens ("obrien"
     finds "O'Brien"), references without their dash, and a second index of the words of each name
     for searches shorter than a trigram ("Pe" finds "Peña"), accent-blind. Replaces m004's index
@@ -493,13 +348,70 @@ def m008_search_folded(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m009_audit_by_time(db: sqlite_utils.Database) -> None:
+def m009_audit_by_time(db) -> None:
     """The audit page pages by time (review.list_audit), not by row id, since ids are numbered
     across the installation: its indexes are led by the centre, then the time."""
     db.execute("DROP INDEX IF EXISTS idx_audit_log_centre")
     db.execute("DROP INDEX IF EXISTS idx_audit_log_centre_reference")
     db["audit_log"].create_index(["centre", "at"])
     db["audit_log"].create_index(["centre", "reference", "at"])
+
+
+# What the staff search reads, folded once in Python when a screening is stored (search_columns),
+# so that both engines' indexes hold the same text and find the same rows: FTS5 on SQLite, pg_trgm
+# on PostgreSQL (neither engine's own accent folding, which do not agree, is used).
+SEARCH_COLUMNS = ("search_name", "search_words", "search_contact", "search_phone", "search_ref")
+WITHOUT_NAME_IGNORED = str.maketrans("", "", NAME_IGNORED)
+WITHOUT_APOSTROPHES = str.maketrans("", "", APOSTROPHES)
+_WORD_RE = re.compile(r"[^\W_]+")
+_PHONE_SEPARATORS = re.compile(r"[ \-.()+/]")
+
+
+def fold(text: str) -> str:
+    """`text` as the search compares it: compatibility forms unified ('ﬁ' is 'fi'), accents
+    removed ('Núria' is 'nuria'), case folded ('Straße' is 'strasse')."""
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def search_columns(name: str, contact: str, reference: str) -> dict[str, str]:
+    """The search columns of a screening: its name without apostrophes and hyphens ("obrien" finds
+    "O'Brien"), the words of its name as written and without apostrophes, after a space each
+    ("d'Alba" is found by "al", "O'Brien" by "ob"), its contact, its phone digits (for a contact
+    that is not an e-mail address) and its reference without the dash, all folded."""
+    folded = fold(name)
+    words = _WORD_RE.findall(folded) + _WORD_RE.findall(folded.translate(WITHOUT_APOSTROPHES))
+    contact = contact or ""
+    return {"search_name": folded.translate(WITHOUT_NAME_IGNORED),
+            "search_words": "".join(" " + word for word in dict.fromkeys(words)),
+            "search_contact": fold(contact),
+            "search_phone": "" if "@" in contact else _PHONE_SEPARATORS.sub("", fold(contact)),
+            "search_ref": (reference or "").replace("-", "")}
+
+
+def m010_search_columns(db) -> None:
+    """The search columns (see search_columns), filled for the rows stored before, and each
+    engine's index of them (FTS5 on SQLite, replacing m008's, which folded in SQL; pg_trgm on
+    PostgreSQL). Written once for both engines, as every migration from here on."""
+    for column in SEARCH_COLUMNS:
+        db.execute(f"ALTER TABLE submissions ADD COLUMN {column} $TEXT")
+    last = 0
+    while rows := db.execute("SELECT id, name, contact, reference FROM submissions WHERE id > ? ORDER BY id"
+                             " LIMIT 5000", [last]).fetchall():
+        db.execute_many("UPDATE submissions SET search_name = :search_name, search_words = :search_words,"
+                        " search_contact = :search_contact, search_phone = :search_phone,"
+                        " search_ref = :search_ref WHERE id = :id",
+                        [{**search_columns(name, contact, reference), "id": row_id}
+                         for row_id, name, contact, reference in rows])
+        last = rows[-1][0]
+    db.create_search_indexes()
+
+
+# The migrations from m010 on, written once for both engines: SQLite records them with the rest
+# (sqlite-utils' Migrations), PostgreSQL after its baseline (engine_postgres.migrate).
+PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns)]
+for _name, _function in PORTABLE_MIGRATIONS:
+    migrations(name=_name)(_function)
 
 
 # tables whose rows belong to one centre; the audit trail's installation-wide entries (a failed
@@ -512,7 +424,7 @@ class NoDefaultCentre(RuntimeError):
     """Rows from before centres existed, and no default centre to give them to."""
 
 
-def adopt_orphans(db: sqlite_utils.Database, centre: str | None) -> int:
+def adopt_orphans(db, centre: str | None) -> int:
     """Give every row stored before centres existed (centre NULL) to `centre`, the default centre,
     in one BEGIN IMMEDIATE; return how many rows. NoDefaultCentre when there are such rows and no
     default centre: they cannot be guessed. Safe when several workers start at once: the first one
@@ -521,6 +433,7 @@ def adopt_orphans(db: sqlite_utils.Database, centre: str | None) -> int:
     while True:
         try:
             with immediate(db):
+                db.lock("adopt-orphans")
                 # NULL sorts first in the centre-led indexes: each check is one index probe
                 found = [t for t in CENTRE_TABLES
                          if db.execute(f"SELECT 1 FROM {t} WHERE centre IS NULL LIMIT 1").fetchone()]  # noqa: S608
@@ -539,7 +452,7 @@ def adopt_orphans(db: sqlite_utils.Database, centre: str | None) -> int:
 ORPHAN_WAIT_SECONDS = 600
 
 
-def _number_orphans(db: sqlite_utils.Database, centre: str) -> None:
+def _number_orphans(db, centre: str) -> None:
     """Inside adopt_orphans' transaction: number the screenings about to join `centre` after its
     last number, in id order (m007 numbered them among themselves, which could clash)."""
     row = db.execute("SELECT last FROM centre_numbers WHERE centre = ?", [centre]).fetchone()
@@ -556,12 +469,16 @@ MIGRATION_WAIT_SECONDS = 600
 _default_centre: contextvars.ContextVar[str | None] = contextvars.ContextVar("default_centre", default=None)
 
 
-def migrate(db: sqlite_utils.Database, *, default_centre: str | None = None) -> None:
-    """Apply pending migrations. Safe when several workers start at once: BEGIN IMMEDIATE makes
-    them queue, and each one that follows finds the migrations recorded and does nothing. A
-    migration may take longer than the busy timeout (m004 indexes every stored row: tens of
-    seconds at a million), so a worker that finds the lock taken keeps waiting, within a bound.
-    `default_centre` (a slug) is the centre that rows from before centres belong to (m005)."""
+def migrate(db, *, default_centre: str | None = None) -> None:
+    """Apply pending migrations. Safe when several workers or servers start at once: on SQLite
+    BEGIN IMMEDIATE makes them queue, on PostgreSQL an advisory lock does, and each one that follows
+    finds the migrations recorded and does nothing. A migration may take longer than the busy
+    timeout (m010 folds every stored row: tens of seconds at a million), so a worker that finds
+    the lock taken keeps waiting, within a bound. `default_centre` (a slug) is the centre that rows
+    from before centres belong to (m005)."""
+    if db.engine == "postgresql":
+        engine_postgres.migrate(db, PORTABLE_MIGRATIONS)
+        return
     deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
     token = _default_centre.set(default_centre)
     try:
@@ -633,6 +550,11 @@ def resend_key(record: dict[str, Any]) -> str:
                     "contact": normal_contact(record.get("contact", ""))})
 
 
+# what a record given to store_screening may hold (a missing one is stored as NULL)
+STORED_FIELDS = ("service", "outcome", "answers", "fired_rules", "suggestions", "rules_version", "locale", "name",
+                 "contact", "consent_at")
+
+
 @dataclass(frozen=True)
 class Stored:
     """What store_screening did: the reference to show (always of a stored row with exactly this
@@ -655,7 +577,7 @@ class ShareLimitReached(Exception):
 SHARE_WINDOW = 3600.0     # seconds over which shares per address are counted
 
 
-def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any], centre: str,
+def store_screening(db, *, nonce: str, record: dict[str, Any], centre: str,
                     notify: bool = False, limit_key: str | None = None, limit: int = 0,
                     window: float = SHARE_WINDOW, resend_within: float = RESEND_WINDOW) -> Stored:
     """Store a shared screening once per (nonce, fingerprint); the reference exists only after COMMIT.
@@ -680,6 +602,13 @@ def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, 
     mark, same = fingerprint(record), resend_key(record)
     try:
         with immediate(db):
+            # across app servers on PostgreSQL, what SQLite's single writer gives (see sql.GUARANTEES):
+            # taken in this order, always, so that no two transactions wait for each other
+            db.lock("nonce:" + nonce)
+            if resend_within > 0:
+                db.lock("resend:" + same)
+            if limit_key and limit > 0:
+                db.lock("share:" + limit_key)
             earlier = db.execute(
                 "SELECT reference, fingerprint, service, outcome, answers, fired_rules, name, contact, centre"
                 " FROM submissions WHERE nonce = ?", [nonce]).fetchall()
@@ -702,20 +631,22 @@ def store_screening(db: sqlite_utils.Database, *, nonce: str, record: dict[str, 
             else:  # pragma: no cover - 10 collisions in a space of 31^8
                 raise StorageError("could not find a free reference")
             number = db.execute("INSERT INTO centre_numbers (centre, last) VALUES (?, 1) ON CONFLICT (centre)"
-                                " DO UPDATE SET last = last + 1 RETURNING last", [centre]).fetchone()[0]
-            cursor = db.execute(
+                                " DO UPDATE SET last = centre_numbers.last + 1 RETURNING last", [centre]).fetchone()[0]
+            row_id = db.execute(
                 "INSERT INTO submissions (reference, nonce, fingerprint, resend_key, number, service, outcome,"
                 " answers, fired_rules, suggestions, rules_version, locale, name, contact, consent_at, created_at,"
-                " status, centre)"
+                " status, centre, search_name, search_words, search_contact, search_phone, search_ref)"
                 " VALUES (:reference, :nonce, :fingerprint, :resend_key, :number, :service, :outcome, :answers,"
                 " :fired_rules, :suggestions, :rules_version, :locale, :name, :contact, :consent_at, :created_at,"
-                " 'new', :centre)",
-                {**row, "reference": reference, "nonce": nonce, "fingerprint": mark, "resend_key": same,
-                 "number": number, "created_at": created_at})
+                " 'new', :centre, :search_name, :search_words, :search_contact, :search_phone, :search_ref)"
+                " RETURNING id",
+                {**{k: None for k in STORED_FIELDS}, **row, "reference": reference, "nonce": nonce,
+                 "fingerprint": mark, "resend_key": same, "number": number, "created_at": created_at,
+                 **search_columns(record.get("name", ""), record.get("contact", ""), reference)}).fetchone()[0]
             if notify:
                 db.execute("INSERT INTO outbox (submission_id, reference, created_at, attempts, next_attempt_at)"
-                           " VALUES (?, ?, ?, 0, ?)", [cursor.lastrowid, reference, created_at, created_at])
-    except (OperationalError, DatabaseError) as e:
+                           " VALUES (?, ?, ?, 0, ?)", [row_id, reference, created_at, created_at])
+    except DatabaseError as e:
         raise StorageError(str(e)) from e
     return Stored(reference, True, replaces=bool(earlier))
 
@@ -728,7 +659,7 @@ def _row_fingerprint(columns: list) -> str:
     return fingerprint(record)
 
 
-def _count_share(db: sqlite_utils.Database, key: str, limit: int, window: float) -> None:
+def _count_share(db, key: str, limit: int, window: float) -> None:
     """Inside the caller's BEGIN IMMEDIATE: prune attempts older than the window, then count this
     one or raise ShareLimitReached (the caller's rollback then stores nothing)."""
     at = time.time()
@@ -739,20 +670,21 @@ def _count_share(db: sqlite_utils.Database, key: str, limit: int, window: float)
     db.execute("INSERT INTO share_attempts (key, at) VALUES (?, ?)", [key, at])
 
 
-def store_submission(db: sqlite_utils.Database, *, nonce: str, record: dict[str, Any], centre: str,
+def store_submission(db, *, nonce: str, record: dict[str, Any], centre: str,
                      notify: bool = False) -> tuple[str, bool]:
     """store_screening without a limit, as (reference, newly stored): for callers that need no more."""
     result = store_screening(db, nonce=nonce, record=record, centre=centre, notify=notify)
     return result.reference, result.stored
 
 
-def check_health(db: sqlite_utils.Database) -> None:
+def check_health(db) -> None:
     """Raise unless the database can be read and written."""
     try:
         with immediate(db):
-            db.execute("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", [now()])
-        db.execute("SELECT count(*) FROM submissions").fetchone()
-    except (OperationalError, DatabaseError) as e:
+            db.execute("INSERT INTO health (id, checked_at) VALUES (1, ?)"
+                       " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at", [now()])
+        db.execute("SELECT 1 FROM submissions LIMIT 1").fetchone()
+    except DatabaseError as e:
         raise StorageError(str(e)) from e
 
 
@@ -767,19 +699,19 @@ def decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
     return row
 
 
-def get_submission(db: sqlite_utils.Database, submission_id: int) -> dict[str, Any] | None:
-    rows = list(db["submissions"].rows_where("id = ?", [submission_id], limit=1))
+def get_submission(db, submission_id: int) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT * FROM submissions WHERE id = ?", [submission_id]))
     return decode(rows[0]) if rows else None
 
 
-def find_by_reference(db: sqlite_utils.Database, reference: str) -> dict[str, Any] | None:
-    rows = list(db["submissions"].rows_where("reference = ?", [normalize_reference(reference)], limit=1))
+def find_by_reference(db, reference: str) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT * FROM submissions WHERE reference = ?", [normalize_reference(reference)]))
     return decode(rows[0]) if rows else None
 
 
 # --- audit trail --------------------------------------------------------------------------------
 
-def audit(db: sqlite_utils.Database, *, action: str, staff: dict | None = None, submission_id: int | None = None,
+def audit(db, *, action: str, staff: dict | None = None, submission_id: int | None = None,
           reference: str | None = None, detail: str | None = None, centre: str | None = None) -> None:
     """Record who did what to which submission. Joins the caller's transaction when one is open.
 
@@ -794,59 +726,3 @@ def audit(db: sqlite_utils.Database, *, action: str, staff: dict | None = None, 
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [now(), staff["id"] if staff else None, staff["email"] if staff else None, action, submission_id,
          reference, detail, centre])
-
-
-# --- wiring into Flask (kept at the end: the module stays usable without an app) ---------------
-
-# One connection per worker thread and database file, opened on first use after the fork and
-# reused by every request of that thread. Opening (version check, pragmas, WAL) cost ~0.4 ms a
-# request and closing ~0.8 ms (the last connection to close checkpoints the WAL). Keyed by path,
-# because one process may serve several apps (the tests build hundreds): a thread keeps at most
-# _THREAD_CONNECTIONS of them and closes the least recently used one beyond that.
-_THREAD_CONNECTIONS = 4
-_local = threading.local()
-# Connections a forked child inherited from its parent's forking thread: never used and never
-# closed in the child (closing them there could disturb the parent's locks), only kept referenced
-# so that garbage collection does not close them either.
-_inherited: list[sqlite_utils.Database] = []
-
-
-def _forget_inherited_connections() -> None:
-    """In a forked child: set the forking thread's connections aside (see `_inherited`)."""
-    connections = getattr(_local, "connections", None)
-    if connections:
-        _inherited.extend(connections.values())
-        connections.clear()
-
-
-os.register_at_fork(after_in_child=_forget_inherited_connections)
-
-
-def thread_connection(path: str | Path) -> sqlite_utils.Database:
-    """This thread's connection to `path` in this process, opened on first use."""
-    connections: OrderedDict[tuple[int, str], sqlite_utils.Database] | None = getattr(_local, "connections", None)
-    if connections is None:
-        connections = _local.connections = OrderedDict()
-    key = (os.getpid(), str(path))
-    db = connections.get(key)
-    if db is not None:
-        connections.move_to_end(key)
-        return db
-    for other in [k for k in connections if k[0] != key[0]]:  # a fork the hook did not see: set aside
-        _inherited.append(connections.pop(other))
-    db = connections[key] = connect(path)
-    while len(connections) > _THREAD_CONNECTIONS:
-        _key, oldest = connections.popitem(last=False)
-        oldest.close()
-    return db
-
-
-def close_thread_connections() -> None:
-    """Close this thread's connections (for a test, or a thread that is about to end)."""
-    connections = getattr(_local, "connections", None)
-    while connections:
-        _key, db = connections.popitem()
-        if _key[0] == os.getpid():
-            db.close()
-        else:
-            _inherited.append(db)

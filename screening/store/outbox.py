@@ -1,7 +1,8 @@
 """The outbox of e-mail notices: every SQL statement of web/notify.py's sender.
 
 A row is queued by db.store_screening in the same transaction as its submission. Each row is
-claimed inside BEGIN IMMEDIATE with a lease (`claimed_until`), so two senders, in threads or
+claimed inside a write transaction (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on PostgreSQL)
+with a lease (`claimed_until`), so two senders, in threads or
 processes, never send the same notice. Delivery is at least once: a crash after the server
 accepted a message and before `sent_at` is written sends it again after the lease.
 """
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-
-import sqlite_utils
 
 from . import db as dbmod
 
@@ -35,7 +34,7 @@ def backoff(attempts: int) -> timedelta:
 
 # --- the outbox ---------------------------------------------------------------------------------
 
-def claim(db: sqlite_utils.Database, *, now: datetime) -> dict | None:
+def claim(db, *, now: datetime) -> dict | None:
     """Take the oldest due notice that nobody else holds, for the length of a lease."""
     moment = _iso(now)
     with dbmod.immediate(db):
@@ -44,7 +43,7 @@ def claim(db: sqlite_utils.Database, *, now: datetime) -> dict | None:
             " WHERE sent_at IS NULL AND attempts < ?"
             " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
             " AND (claimed_until IS NULL OR claimed_until <= ?)"
-            " ORDER BY id LIMIT 1", [MAX_ATTEMPTS, moment, moment]).fetchone()
+            " ORDER BY id LIMIT 1 $SKIP_LOCKED", [MAX_ATTEMPTS, moment, moment]).fetchone()
         if row is None:
             return None
         db.execute("UPDATE outbox SET claimed_until = ? WHERE id = ?", [_iso(now + LEASE), row[0]])
@@ -78,7 +77,7 @@ def drop(db, notice_id: int) -> None:
         db.execute("DELETE FROM outbox WHERE id = ?", [notice_id])
 
 
-def submission_for(db: sqlite_utils.Database, notice: dict) -> dict | None:
+def submission_for(db, notice: dict) -> dict | None:
     """What a notice says of its submission (id, its centre's number for it, reference, service,
     outcome, centre: never the answers, the name or the contact), or None when the submission is gone."""
     row = db.execute("SELECT id, number, reference, service, outcome, centre FROM submissions WHERE id = ?",
@@ -86,7 +85,7 @@ def submission_for(db: sqlite_utils.Database, notice: dict) -> dict | None:
     return dict(zip(NOTICE_FIELDS, row, strict=True)) if row is not None else None
 
 
-def given_up(db: sqlite_utils.Database) -> int:
+def given_up(db) -> int:
     """How many notices are kept unsent after the last attempt."""
     return db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND attempts >= ?",
                       [MAX_ATTEMPTS]).fetchone()[0]

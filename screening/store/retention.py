@@ -1,21 +1,20 @@
 """Retention and erasure: delete submissions so that their bytes leave the database files.
 
-A deleted row is not gone from disk by itself. `secure_delete` (set in `db.connect()`) zeroes
-the freed space in the pages, but in WAL mode the old page images stay in the `-wal` file until a
-checkpoint copies the new pages back and the log is reset. So every deletion here commits first
-and then runs `PRAGMA wal_checkpoint(TRUNCATE)` (RELIABILITY.md point 7). A purge deletes in
+A deleted row is not gone from disk by itself. On SQLite, `secure_delete` (set when connecting)
+zeroes the freed space in the pages, but in WAL mode the old page images stay in the `-wal` file
+until a checkpoint copies the new pages back and the log is reset. So every deletion here commits
+first and then calls `db.after_erase()`: `PRAGMA wal_checkpoint(TRUNCATE)` on SQLite
+(RELIABILITY.md point 7), a VACUUM in the background on PostgreSQL (see the README for what still
+holds erased rows there: WAL, base backups, standbys). A purge deletes in
 batches of short write transactions, so that the public side can keep storing screenings meanwhile.
 
 No Flask at module level: the CLI wiring is at the end, imported only when the app registers it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-
-import sqlite_utils
 
 from . import db as dbmod
 
@@ -24,9 +23,9 @@ log = logging.getLogger(__name__)
 # Children first: notes have a foreign key to submissions; outbox rows would otherwise
 # keep sending notices for a submission that no longer exists.
 _DELETE = (
-    "DELETE FROM notes WHERE submission_id IN (SELECT value FROM json_each(?))",
-    "DELETE FROM outbox WHERE submission_id IN (SELECT value FROM json_each(?))",
-    "DELETE FROM submissions WHERE id IN (SELECT value FROM json_each(?))",
+    "DELETE FROM notes WHERE submission_id IN $IDS(?)",
+    "DELETE FROM outbox WHERE submission_id IN $IDS(?)",
+    "DELETE FROM submissions WHERE id IN $IDS(?)",
 )
 # Rows per write transaction. Measured on a million submissions: one transaction deleting a year
 # (~500,000 rows) held the write lock for 12 s, longer than the 5 s busy timeout, so clients
@@ -37,10 +36,10 @@ PURGE_BATCH = 5000
 MAX_DAYS = 36500
 
 
-def _delete(db: sqlite_utils.Database, ids: list[int]) -> None:
+def _delete(db, ids: list[int]) -> None:
     """Delete these submissions with their notes and queued notices (inside the caller's transaction)."""
     for statement in _DELETE:
-        db.execute(statement, [json.dumps(ids)])
+        db.execute(statement, [ids])
 
 
 def cutoff(older_than_days: int, *, now: datetime | None = None) -> str:
@@ -52,7 +51,7 @@ def cutoff(older_than_days: int, *, now: datetime | None = None) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def centres_with_submissions(db: sqlite_utils.Database) -> list[str]:
+def centres_with_submissions(db) -> list[str]:
     """The centres that have submissions, each found by one probe of the centre-led index (no
     scan of the table, however many rows)."""
     found: list[str] = []
@@ -62,7 +61,7 @@ def centres_with_submissions(db: sqlite_utils.Database) -> list[str]:
     return found
 
 
-def purge(db: sqlite_utils.Database, older_than_days: int, *, centre: str | None = None,
+def purge(db, older_than_days: int, *, centre: str | None = None,
           staff: dict | None = None, batch: int = PURGE_BATCH) -> int:
     """Delete the submissions created more than `older_than_days` days ago, of one centre or (with
     no `centre`) of every centre, with their notes and notices, `batch` rows per BEGIN IMMEDIATE
@@ -82,7 +81,7 @@ def purge(db: sqlite_utils.Database, older_than_days: int, *, centre: str | None
     return deleted
 
 
-def _purge_centre(db: sqlite_utils.Database, centre: str, before: str, older_than_days: int,
+def _purge_centre(db, centre: str, before: str, older_than_days: int,
                   staff: dict | None, batch: int) -> int:
     """purge() for one centre, through its (centre, created_at, id) index."""
     deleted = 0
@@ -102,7 +101,7 @@ def _purge_centre(db: sqlite_utils.Database, centre: str, before: str, older_tha
             return deleted
 
 
-def erase_submission(db: sqlite_utils.Database, submission_id: int, *, centre: str,
+def erase_submission(db, submission_id: int, *, centre: str,
                      staff: dict | None) -> str | None:
     """Delete one of `centre`'s submissions with its notes and notices (the right to erasure);
     audit it by its reference; then checkpoint. Return the reference, or None when `centre` has no
@@ -121,13 +120,7 @@ def erase_submission(db: sqlite_utils.Database, submission_id: int, *, centre: s
     return reference
 
 
-def checkpoint(db: sqlite_utils.Database) -> bool:
-    """Copy the WAL into the database file and truncate the WAL, so deleted rows leave both.
-
-    Return False when a reader kept part of the log alive; the bytes then leave at the next
-    checkpoint (SQLite's own automatic one, or the next purge or erasure).
-    """
-    busy, _log_frames, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
-        log.warning("checkpoint incomplete: another connection was reading; the WAL was not truncated")
-    return not busy
+def checkpoint(db) -> bool:
+    """Make deleted rows leave the database's files (see db.after_erase). On SQLite, False when a
+    reader kept part of the log alive; the bytes then leave at the next checkpoint."""
+    return db.after_erase()

@@ -22,8 +22,6 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlite_utils
-
 from ..core.engine import AnswerErrors, Decision, answer_label, asked_questions, question_text, screen
 from ..core.rules import OUTCOMES, RuleSet
 from . import db as dbmod
@@ -178,7 +176,7 @@ def day_start(day: date, zone: str) -> str:
         return "" if day.year == 1 else "9999-12-31T23:59:59.999999+00:00"
 
 
-def _where(db: sqlite_utils.Database, filters: Filters, *, centre: str,
+def _where(db, filters: Filters, *, centre: str,
            zone: str = "UTC") -> tuple[list[str], list[Any]]:
     """SQL conditions and parameters for a filter, always within one centre (first: every index
     of the dashboard starts with it). Days are the centre's days (`zone`)."""
@@ -206,11 +204,11 @@ def _where(db: sqlite_utils.Database, filters: Filters, *, centre: str,
             params.append(reference)
         else:
             search_where, search_params = _search(db, filters.q)
-            if BY_IDS in search_where:
+            if any("$IDS" in condition for condition in search_where):
                 # at most SORT_MAX rows, fetched by id and checked for the centre: with the centre
                 # usable by an index, SQLite would walk all of the centre's rows instead (12 ms at
                 # 45,000 rows for a name nobody has, against 0.1 ms)
-                where[0] = "+centre = ?"
+                where[0] = "$NOINDEX(centre) = ?"
             where += search_where
             params += search_params
     return where, params
@@ -225,12 +223,6 @@ REFERENCE_PART = 4
 # (about 51 × total/candidates index entries) instead of fetching and sorting every candidate:
 # at a million rows "garcia" has 24,485 candidates, and sorting them took longer than 30 ms.
 SORT_MAX = 2000
-WITHOUT_NAME_IGNORED = str.maketrans("", "", dbmod.NAME_IGNORED)   # drops what names are indexed without
-
-
-def _fts_phrase(text: str) -> str:
-    """`text` as one FTS5 string: matched as a piece of the indexed text, never read as syntax."""
-    return '"' + text.replace('"', '""') + '"'
 
 
 def _reference_part(word: str) -> str:
@@ -241,67 +233,46 @@ def _reference_part(word: str) -> str:
     return piece if fits and all(ch in dbmod.REFERENCE_ALPHABET for ch in piece) else ""
 
 
-def _search(db: sqlite_utils.Database, q: str) -> tuple[list[str], list[Any]]:
+def _search(db, q: str) -> tuple[list[str], list[Any]]:
     """SQL conditions for the staff search box (a whole reference is handled before).
 
-    Through the full-text indexes, in any case and with or without accents ("nuria" finds "Núria"):
-    a word of letters is a piece of the name, apostrophes and hyphens ignored ("obrien" finds
-    "O'Brien"); a word with '@', digits, '.', '_' or '+' a piece of the contact (an e-mail address
-    whole, accents ignored); a phone number by its digits however it is written; a word that could
-    be part of a reference also finds the references it is part of, with or without the dash.
-    A word shorter than the index's pieces is the start of any word of the name ("Pe" finds
-    "Peña"), through the index of words. The caller's conditions keep the answer to its centre; the
-    indexes' candidates, counted across centres, only choose the plan."""
+    Through the engine's text indexes of the search columns (db.search_columns), in any case and
+    with or without accents ("nuria" finds "Núria"): a word of letters is a piece of the name,
+    apostrophes and hyphens ignored ("obrien" finds "O'Brien"); a word with '@', digits, '.', '_'
+    or '+' a piece of the contact (an e-mail address whole, accents ignored); a phone number by its
+    digits however it is written; a word that could be part of a reference also finds the
+    references it is part of, with or without the dash. A word shorter than the index's pieces is
+    the start of any word of the name ("Pe" finds "Peña"). The caller's conditions keep the answer
+    to its centre; the indexes' candidates, counted across centres, only choose the plan."""
     digits = "".join(ch for ch in q if ch.isdigit())
     if PHONE_RE.match(q) and len(digits) >= TRIGRAM:
-        condition, value = _fts_condition(db, "submissions_fts", "phone : " + _fts_phrase(digits))
-        return [condition], [value]
-    pieces, starts = [], []
+        return db.search_conditions([("search_phone", digits)], SORT_MAX)
+    terms: list[tuple[str, str]] = []
     for word in q.split():
         reference = _reference_part(word)
         if "@" in word or any(ch.isdigit() or ch in "._+" for ch in word):
-            column, text = "contact", word
+            column, text = "search_contact", dbmod.fold(word)
         else:
-            column, text = "name", word.translate(WITHOUT_NAME_IGNORED)
+            column, text = "search_name", dbmod.fold(word).translate(dbmod.WITHOUT_NAME_IGNORED)
         if len(text) >= TRIGRAM:
-            piece = f"{column} : {_fts_phrase(text)}"
-            pieces.append(f"({piece} OR reference : {_fts_phrase(reference)})" if reference else piece)
-        elif column == "name" and any(ch.isalnum() for ch in text):
-            # the words index folds the accents of the query as it did the names'
-            starts.append(_fts_phrase(text) + " *")
+            terms.append((column, text))
+            if reference:
+                terms.append(("or_ref", reference))
+        elif column == "search_name" and any(ch.isalnum() for ch in text):
+            terms.append(("search_words", text))
         # else a piece of a contact too short to look up, or only apostrophes and hyphens: no narrowing
-    if not pieces and not starts:
-        return [BY_IDS], ["[]"]         # nothing that could be looked up: no row
-    where: list[str] = []
-    params: list[Any] = []
-    for table, found in (("submissions_fts", pieces), ("submissions_words", starts)):
-        if found:
-            condition, values = _fts_condition(db, table, " AND ".join(found))
-            where.append(condition)
-            params.append(values)
-    return where, params
+    if not terms:
+        return [NO_ROW], [[]]         # nothing that could be looked up: no row
+    return db.search_conditions(terms, SORT_MAX)
 
 
-BY_IDS = "id IN (SELECT value FROM json_each(?))"     # the rows a full-text search found, by id
-
-
-def _fts_condition(db: sqlite_utils.Database, table: str, match: str) -> tuple[str, Any]:
-    """A condition, and its parameter, for rows the full-text `match` finds in `table`. Up to
-    SORT_MAX of them are read once from the index and fetched by id; with more, SQLite walks the
-    newest-first index and keeps the rows in the index's answer, read once (the unary + keeps it
-    from fetching and sorting all of them; measured at 200,000 rows, "a" took 33 ms for two pages
-    this way and 79 ms with one look-up in the index per row walked)."""
-    found = [row[0] for row in db.execute(
-        f"SELECT rowid FROM {table} WHERE {table} MATCH ? LIMIT ?", [match, SORT_MAX + 1])]  # noqa: S608
-    if len(found) <= SORT_MAX:
-        return BY_IDS, json.dumps(found)
-    return f"+id IN (SELECT rowid FROM {table} WHERE {table} MATCH ?)", match  # noqa: S608
+NO_ROW = "id IN $IDS(?)"      # given an empty list
 
 
 LIST_COLUMNS = "id, number, reference, name, contact, service, outcome, status, decision, created_at"
 
 
-def _select(db: sqlite_utils.Database, columns: str, filters: Filters, *, centre: str, zone: str = "UTC",
+def _select(db, columns: str, filters: Filters, *, centre: str, zone: str = "UTC",
             before: Cursor | None = None, after: Cursor | None = None, limit: int) -> list[dict[str, Any]]:
     """Rows of `centre` matching the filter, strictly older than `before` (newest first) or
     strictly newer than `after` (oldest first)."""
@@ -340,7 +311,7 @@ class Page:
     newer: Cursor | None
 
 
-def list_page(db: sqlite_utils.Database, filters: Filters, *, centre: str, zone: str = "UTC",
+def list_page(db, filters: Filters, *, centre: str, zone: str = "UTC",
               before: Cursor | None = None, after: Cursor | None = None, size: int = PAGE_SIZE) -> Page:
     """A page of `centre`'s submissions: the newest ones, those just older than `before`, or those
     just newer than `after`."""
@@ -361,14 +332,14 @@ def list_page(db: sqlite_utils.Database, filters: Filters, *, centre: str, zone:
     return Page(rows, last if has_older else None, first if has_newer else None)
 
 
-def attention_counts(db: sqlite_utils.Database, *, centre: str) -> dict[str, int]:
+def attention_counts(db, *, centre: str) -> dict[str, int]:
     """How many of `centre`'s submissions still need attention (new or reviewed, not 'proceed'),
     per outcome."""
     counts = {code: 0 for code in OUTCOMES if code != "proceed"}
     for outcome, n in db.execute(
             # without the hint SQLite walks (centre, outcome, ...) to save sorting three groups, reading
             # every row of the centre: 150 ms at 10^5 rows instead of 1 ms from this covering index
-            "SELECT outcome, count(*) FROM submissions INDEXED BY idx_submissions_centre_status_outcome"
+            "SELECT outcome, count(*) FROM submissions $INDEXED_BY(idx_submissions_centre_status_outcome)"
             " WHERE centre = ? AND status IN ('new', 'reviewed') AND outcome != 'proceed' GROUP BY outcome",
             [centre]).fetchall():
         counts[outcome] = n
@@ -377,20 +348,20 @@ def attention_counts(db: sqlite_utils.Database, *, centre: str) -> dict[str, int
 
 # --- one submission ----------------------------------------------------------------------------------
 
-def get_submission(db: sqlite_utils.Database, submission_id: int, *, centre: str) -> dict[str, Any] | None:
+def get_submission(db, submission_id: int, *, centre: str) -> dict[str, Any] | None:
     """`centre`'s submission with its JSON columns parsed, or None (also when another centre's)."""
     if not 0 < submission_id <= MAX_ID:     # SQLite cannot even bind a larger int: no such row
         return None
-    rows = list(db["submissions"].rows_where("id = ? AND centre = ?", [submission_id, centre], limit=1))
+    rows = list(db.query("SELECT * FROM submissions WHERE id = ? AND centre = ?", [submission_id, centre]))
     return dbmod.decode(rows[0]) if rows else None
 
 
-def numbered(db: sqlite_utils.Database, number: int, *, centre: str) -> dict[str, Any] | None:
+def numbered(db, number: int, *, centre: str) -> dict[str, Any] | None:
     """`centre`'s submission with this number of the centre's own numbering (the one staff URLs and
     notices show), with its JSON columns parsed, or None. Through the unique (centre, number) index."""
     if not 0 < number <= MAX_ID:
         return None
-    rows = list(db["submissions"].rows_where("centre = ? AND number = ?", [centre, number], limit=1))
+    rows = list(db.query("SELECT * FROM submissions WHERE centre = ? AND number = ?", [centre, number]))
     return dbmod.decode(rows[0]) if rows else None
 
 
@@ -506,7 +477,7 @@ def contact_href(contact: str | None) -> str | None:
     return None
 
 
-def list_notes(db: sqlite_utils.Database, submission_id: int, *, centre: str) -> list[dict[str, Any]]:
+def list_notes(db, submission_id: int, *, centre: str) -> list[dict[str, Any]]:
     """The notes on one of `centre`'s submissions, oldest first, with their author's name and e-mail."""
     cursor = db.execute(
         "SELECT notes.id, notes.body, notes.created_at, staff.name AS author_name,"
@@ -518,7 +489,7 @@ def list_notes(db: sqlite_utils.Database, submission_id: int, *, centre: str) ->
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def status_history(db: sqlite_utils.Database, submission_id: int, *, centre: str) -> list[dict[str, Any]]:
+def status_history(db, submission_id: int, *, centre: str) -> list[dict[str, Any]]:
     """The changes of status and decision of one of `centre`'s submissions, oldest first, from its
     audit trail: when, who (their name now, else the e-mail the entry kept) and the new values."""
     cursor = db.execute(
@@ -530,14 +501,14 @@ def status_history(db: sqlite_utils.Database, submission_id: int, *, centre: str
             for at, name, email, detail in cursor.fetchall()]
 
 
-def record_view(db: sqlite_utils.Database, submission: dict[str, Any], staff: dict) -> None:
+def record_view(db, submission: dict[str, Any], staff: dict) -> None:
     """Note in the audit trail (of the submission's centre) that a staff member opened it."""
     with dbmod.immediate(db):
         dbmod.audit(db, action="view", staff=staff, submission_id=submission["id"],
                     reference=submission["reference"], centre=submission["centre"])
 
 
-def add_note(db: sqlite_utils.Database, submission_id: int, body: str, staff: dict, *, centre: str) -> bool:
+def add_note(db, submission_id: int, body: str, staff: dict, *, centre: str) -> bool:
     """Add a note to one of `centre`'s submissions and audit it (not its text: a note may hold
     health details). False when the submission is gone (or another centre's)."""
     with dbmod.immediate(db):
@@ -551,7 +522,7 @@ def add_note(db: sqlite_utils.Database, submission_id: int, body: str, staff: di
     return True
 
 
-def set_status(db: sqlite_utils.Database, submission_id: int, status: str, decision: str | None,
+def set_status(db, submission_id: int, status: str, decision: str | None,
                staff: dict, *, centre: str) -> bool | None:
     """Set status and decision of one of `centre`'s submissions; audit the change as
     'field: old -> new'. Return None when the submission is gone (or another centre's), else
@@ -585,7 +556,7 @@ EXPORT_COLUMNS = ("reference", "created_at", "service", "service_name", "outcome
 SEPARATORS = {"semicolon": ";", "comma": ","}
 
 
-def count_matching(db: sqlite_utils.Database, filters: Filters, *, centre: str, zone: str = "UTC") -> int:
+def count_matching(db, filters: Filters, *, centre: str, zone: str = "UTC") -> int:
     """How many of `centre`'s submissions the filter matches (what an export is about to write)."""
     where, params = _where(db, filters, centre=centre, zone=zone)
     sql = "SELECT count(*) FROM submissions"   # noqa: S608 - conditions are ours; values are bound
@@ -594,7 +565,7 @@ def count_matching(db: sqlite_utils.Database, filters: Filters, *, centre: str, 
     return db.execute(sql, params).fetchone()[0]
 
 
-def record_export(db: sqlite_utils.Database, filters: Filters, staff: dict, *, centre: str,
+def record_export(db, filters: Filters, staff: dict, *, centre: str,
                   zone: str = "UTC") -> int:
     """One audit row per export, in `centre`'s trail: the filter and how many rows it matched (never
     answers). Return that count. Counted before the write lock is taken (a million rows take a few
@@ -740,7 +711,7 @@ def parse_audit_cursor(text: str) -> tuple[str, int] | None:
     return m.group(1), int(m.group(2))
 
 
-def list_audit(db: sqlite_utils.Database, *, centre: str, reference: str = "",
+def list_audit(db, *, centre: str, reference: str = "",
                before: tuple[str, int] | None = None,
                size: int = AUDIT_PAGE_SIZE) -> tuple[list[dict[str, Any]], str | None]:
     """A page of `centre`'s audit trail, newest first; return (rows, the cursor of older entries
@@ -805,7 +776,7 @@ class CentreStore:
     from the logged-in account's centre, so that no view can forget the scope. Another centre's
     submission is None here, exactly like one that does not exist."""
 
-    def __init__(self, db: sqlite_utils.Database, centre: str, zone: str = "UTC"):
+    def __init__(self, db, centre: str, zone: str = "UTC"):
         if not centre:
             raise ValueError("a centre store needs a centre")
         self.db, self.centre, self.zone = db, centre, zone

@@ -31,9 +31,8 @@ from typing import NamedTuple
 
 from flask_babel import force_locale
 
-from ..store import db as dbmod
 from ..store import outbox
-from . import i18n
+from . import database, i18n
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,7 @@ def drain(app, *, now: datetime | None = None) -> Drained:
     sent = failed = 0
     if not sending_enabled(app):
         return Drained(sent, failed)
-    conn = dbmod.connect(app.config["DATABASE"])
+    conn = database.open_for(app)
     try:
         with app.app_context():
             # a failed notice is due again only after its backoff, so this loop ends

@@ -31,7 +31,7 @@ from werkzeug.exceptions import NotFound
 from ..core import engine
 from ..core.rules import LOCALES, RuleSet
 from ..store import db
-from . import forms, i18n, notify
+from . import database, forms, i18n, notify
 from .database import get_db
 
 bp = Blueprint("public", __name__)
@@ -277,7 +277,7 @@ def submit(slug):
             not_sent, status, headers = "limited", 429, {"Retry-After": str(e.retry_after)}
         except db.StorageError as e:
             # the same for an outage: the result, a box saying it was not sent, and when to retry
-            fix = db.what_to_fix(current_app.config["DATABASE"])
+            fix = db.what_to_fix(database.target(current_app))
             log.error("shared screening not stored: storage failure: %s%s", e, f"; {fix}" if fix else "")
             not_sent, status, headers = "unavailable", 503, {"Retry-After": str(STORAGE_RETRY_AFTER)}
     response = _render_result(service, decision=decision, made_at=made_at, sent=sent, not_sent=not_sent,

@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from ..store import db
+from .database import target
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +95,18 @@ def init_app(app) -> None:
     @app.errorhandler(db.StorageError)
     def storage_error(e):
         # the reason may name a file path, never answers; it goes to the log, not to the client
-        fix = db.what_to_fix(current_app.config["DATABASE"])
-        log.error("storage failure: %s%s", e, f"; {fix}" if fix else "")
+        fix = db.what_to_fix(target(current_app))
+        log.error("storage failure: %s: %s%s", type(e).__name__, e, f"; {fix}" if fix else "")
         return error_response(503, "storage")
 
-    @app.errorhandler(db.DatabaseError)
     def database_error(e):
-        # any other query that meets a read-only, full, locked or missing database (a login, a
-        # note...) is the same outage as a failed share: a 503, never a 500. A bad statement stays a 500.
+        # any other query that meets a read-only, full, locked or missing database, or a database
+        # server that cannot be reached (a login, a note...) is the same outage as a failed share:
+        # a 503, never a 500. A bad statement stays a 500.
         return storage_error(e) if db.is_storage_failure(e) else unexpected(e)
+
+    for error_class in db.DatabaseError:     # each engine's driver errors
+        app.register_error_handler(error_class, database_error)
 
     @app.errorhandler(HTTPException)
     def http_error(e):

@@ -40,7 +40,7 @@ from ..core.engine import AnswerErrors, describe_condition, question_text, scree
 from ..core.rules import RuleSet
 from ..store import db as dbmod
 from ..store import review
-from . import auth, i18n, public
+from . import auth, database, i18n, public
 from .auth import admin_required, require_staff, staff_centre
 from .database import get_db
 
@@ -231,7 +231,7 @@ def export():
     scoped = store()
     scoped.record_export(filters, g.staff)
     words = export_words()
-    path = current_app.config["DATABASE"]
+    app = current_app._get_current_object()
 
     def generate():
         """CSV text in chunks of about 64 KiB, not one small write per row."""
@@ -241,7 +241,7 @@ def export():
         writer = csv.writer(buffer, delimiter=review.SEPARATORS[separator])
         writer.writerow([review.neutralise(h) for h in words.header()])
         # a fresh connection: each page is its own short read, none stays open for the download
-        for row in scoped.export_rows(lambda: dbmod.connect(path), filters, words):
+        for row in scoped.export_rows(lambda: database.open_for(app), filters, words):
             writer.writerow(row)
             if buffer.tell() >= EXPORT_CHUNK:
                 yield buffer.getvalue()
