@@ -76,14 +76,76 @@ def rules():
     return load_rules(default_rules_dir())
 
 
+# --- the two engines ---------------------------------------------------------------------------------
+# The tests of these modules run on both engines (SQLite, and a throwaway PostgreSQL server): they
+# store or read what can differ between engines. The others (SQLite's own mechanisms, rules, pages
+# that never reach the database) run once, on SQLite.
+BOTH_ENGINES = {
+    "test_accounts", "test_audit", "test_auth", "test_centre_data", "test_crash_safety", "test_dashboard",
+    "test_engines", "test_export", "test_fuzz_routes", "test_notify", "test_public", "test_retention",
+    "test_search_engines", "test_search_fts", "test_share_limit", "test_staff_session_end",
+    "test_status_history", "test_storage", "test_submission_detail", "test_centre_routes",
+}
+
+
+def pytest_generate_tests(metafunc):
+    """Run the tests of BOTH_ENGINES modules once per engine."""
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        return
+    if "engine" in metafunc.fixturenames and module in BOTH_ENGINES:
+        metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def make_app(tmp_path):
-    """Build an app on a database in tmp_path; keyword arguments override settings."""
+def engine(request):
+    """The engine of this test's database: 'sqlite', unless the module runs on both."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_url):
+    """A database migrated to the current schema, which each test's database is a copy of."""
+    from postgres_server import create_database
+    url = create_database(postgres_url, "screening_template")
+    conn = dbmod.connect(url)
+    try:
+        dbmod.migrate(conn)
+    finally:
+        conn.close()
+    return "screening_template"
+
+
+_databases = iter(range(10**9))
+
+
+@pytest.fixture
+def database_target(engine, tmp_path, request):
+    """This test's database: an SQLite file in tmp_path, or a new PostgreSQL database (a copy of the
+    migrated template), dropped after the test with every pool of it closed."""
+    if engine == "sqlite":
+        yield str(tmp_path / "test.db")
+        return
+    from postgres_server import create_database, drop_database
+
+    from screening.store import engine_postgres
+    server, template = request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_template")
+    name = f"test_{next(_databases)}"
+    url = create_database(server, name, template=template)
+    yield url
+    engine_postgres.close_pools(url)
+    drop_database(server, name)
+
+
+@pytest.fixture
+def make_app(database_target, engine):
+    """Build an app on this test's database; keyword arguments override settings."""
     def build(**config):
         # every test client shares from 127.0.0.1: the per-address share limit is off unless a test
         # sets it (tests/test_share_limit.py)
         settings = {"TESTING": True, "SECRET_KEY": "test-secret-key-" + "x" * 32,
-                    "DATABASE": str(tmp_path / "test.db"), "WTF_CSRF_ENABLED": False, "SHARE_LIMIT_PER_HOUR": 0}
+                    "WTF_CSRF_ENABLED": False, "SHARE_LIMIT_PER_HOUR": 0}
+        settings["DATABASE_URL" if engine == "postgresql" else "DATABASE"] = database_target
         settings.update(config)
         return create_app(settings)
     return build
@@ -112,8 +174,8 @@ def csrf_app(make_app):
 
 @pytest.fixture
 def db(app):
-    """A connection to the test app's database, closed after the test."""
-    conn = dbmod.connect(app.config["DATABASE"])
+    """A connection to the test app's database (either engine), closed after the test."""
+    conn = dbmod.connect(app.config.get("DATABASE_URL") or app.config["DATABASE"])
     yield conn
     conn.close()
 
@@ -129,9 +191,15 @@ def db_file(tmp_path):
 
 
 @pytest.fixture
-def conn(db_file):
-    """A connection to `db_file`, closed after the test."""
-    conn = dbmod.connect(db_file)
+def conn_target(engine, request):
+    """A migrated database apart from the app fixtures: `db_file` on SQLite, this test's PostgreSQL database."""
+    return str(request.getfixturevalue("db_file" if engine == "sqlite" else "database_target"))
+
+
+@pytest.fixture
+def conn(conn_target):
+    """A connection to `conn_target`, closed after the test."""
+    conn = dbmod.connect(conn_target)
     yield conn
     conn.close()
 
@@ -232,3 +300,8 @@ def postgres_url():
     from postgres_server import postgres_server
     with postgres_server() as url:
         yield url
+
+
+def database_of(app) -> str:
+    """What an app's database is, whichever the engine: a file's path or a postgresql:// URL."""
+    return app.config.get("DATABASE_URL") or app.config["DATABASE"]

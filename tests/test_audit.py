@@ -172,7 +172,7 @@ def test_a_cursor_that_is_not_one_is_refused(admin_client, before):
 
 def test_entries_of_one_instant_are_each_shown_once_across_pages(admin_client, db):
     """Ties on the time (a purge and its entries, say) straddle a page break without loss or repeat."""
-    with db.conn:
+    with dbmod.immediate(db):
         for n in range(130):
             second = f"09:{n // 120:02d}:{n // 2 % 60:02d}"
             at = f"2026-12-01T{'10:00:00' if n % 2 else second}.000000+00:00"
@@ -196,7 +196,7 @@ def test_another_centres_activity_changes_nothing_on_a_centres_audit_page(admin_
         admin_client.get(f"/staff/submissions/{make_submission()['id']}")
     before = [admin_client.get("/staff/audit").get_data(as_text=True)]
     before.append(admin_client.get(older_link(admin_client.get("/staff/audit"))).get_data(as_text=True))
-    with db.conn:
+    with dbmod.immediate(db):
         for _ in range(500):
             dbmod.audit(db, action="view", centre="another-centre")
     after = [admin_client.get("/staff/audit").get_data(as_text=True)]

@@ -5,7 +5,7 @@ import multiprocessing
 import re
 
 import pytest
-from conftest import CENTRE, STAFF_PASSWORD, add_centre, login
+from conftest import CENTRE, STAFF_PASSWORD, add_centre, database_of, login
 
 from screening import create_app
 from screening.config import SettingsError
@@ -40,7 +40,7 @@ def two_centres_app(make_app, rules_copy):
 
 # --- the store ---------------------------------------------------------------------------------------
 
-def test_the_store_treats_another_centres_submission_as_absent(conn, rules):
+def test_the_store_treats_another_centres_submission_as_absent(conn, conn_target, rules):
     a_staff = accounts.create_staff(conn, email="a@a.example", password=STAFF_PASSWORD, centre=CENTRE)
     b_staff = accounts.create_staff(conn, email="b@b.example", password=STAFF_PASSWORD, centre=OTHER)
     b_sub = stored(conn, OTHER, "Bea Other")
@@ -55,7 +55,7 @@ def test_the_store_treats_another_centres_submission_as_absent(conn, rules):
     assert a.list_page(review.Filters()).rows == []
     assert a.list_page(review.Filters(q=b_sub["reference"])).rows == []
     assert a.attention_counts() == {"tell_centre": 0, "consult_professional": 0}
-    assert list(a.export_rows(lambda: dbmod.connect(conn.conn.execute("PRAGMA database_list").fetchone()[2]),
+    assert list(a.export_rows(lambda: dbmod.connect(conn_target),
                               review.Filters(), review.ExportWords(rules, "en", "UTC", {}, {}, {}))) == []
     assert a.list_audit(reference=b_sub["reference"]) == ([], None)
     with pytest.raises(LookupError):
@@ -101,7 +101,7 @@ def test_a_shared_screening_with_several_centres_and_none_chosen_is_not_stored(t
     from conftest import all_no
     form = all_no(share="yes", name="Ana Client", contact="ana@example.org", consent="yes", nonce="n" * 24)
     assert two_centres_app.test_client().post("/screening/back-massage", data=form).status_code == 404
-    conn = dbmod.connect(two_centres_app.config["DATABASE"])
+    conn = dbmod.connect(database_of(two_centres_app))
     assert conn["submissions"].count == 0
     conn.close()
 
@@ -150,6 +150,7 @@ def centres_of(path):
         conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_an_old_single_centre_database_loses_nothing_and_all_belongs_to_the_default_centre(make_app, tmp_path):
     path = tmp_path / "old.db"
     before = old_database(path)
@@ -167,6 +168,7 @@ def test_an_old_single_centre_database_loses_nothing_and_all_belongs_to_the_defa
     assert "QQQ2-AAAA" in client.get("/staff/audit?reference=QQQ2-AAAA").get_data(as_text=True)
 
 
+@pytest.mark.sqlite_only
 def test_an_old_database_with_several_centres_and_no_default_refuses_to_start(make_app, tmp_path, rules_copy):
     path = tmp_path / "old.db"
     before = old_database(path)
@@ -289,7 +291,7 @@ def test_staff_add_with_several_centres_takes_the_centre_named(two_centres_app):
 
 
 def test_an_admin_administers_its_own_centre_only(two_centres_app):
-    conn = dbmod.connect(two_centres_app.config["DATABASE"])
+    conn = dbmod.connect(database_of(two_centres_app))
     b_admin = accounts.create_staff(conn, email="bea@b.example", password=STAFF_PASSWORD, role="admin", centre=OTHER)
     a_admin = accounts.create_staff(conn, email="ana@a.example", password=STAFF_PASSWORD, role="admin", centre=CENTRE)
     b_sub = stored(conn, OTHER, "Bea Client")
@@ -315,7 +317,7 @@ def backdate(conn, submission_id, days):
 
 
 def test_purge_per_centre_or_all(two_centres_app):
-    conn = dbmod.connect(two_centres_app.config["DATABASE"])
+    conn = dbmod.connect(database_of(two_centres_app))
     try:
         old_a, old_b, new_b = stored(conn, CENTRE, "old a"), stored(conn, OTHER, "old b"), stored(conn, OTHER, "new b")
         for sub in (old_a, old_b):
@@ -344,7 +346,7 @@ def test_purge_per_centre_or_all(two_centres_app):
 # --- times ---------------------------------------------------------------------------------------------
 
 def test_staff_read_times_in_their_centres_zone_named(two_centres_app):
-    conn = dbmod.connect(two_centres_app.config["DATABASE"])
+    conn = dbmod.connect(database_of(two_centres_app))
     b_admin = accounts.create_staff(conn, email="bea@b.example", password=STAFF_PASSWORD, role="admin", centre=OTHER)
     b_sub = stored(conn, OTHER, "Bea Client")
     with dbmod.immediate(conn):
@@ -363,7 +365,7 @@ def test_staff_read_times_in_their_centres_zone_named(two_centres_app):
 
 
 def test_every_staff_page_names_the_centre_whose_staff_is_logged_in(two_centres_app):
-    conn = dbmod.connect(two_centres_app.config["DATABASE"])
+    conn = dbmod.connect(database_of(two_centres_app))
     b_admin = accounts.create_staff(conn, email="bea@b.example", password=STAFF_PASSWORD, role="admin", centre=OTHER)
     b_sub = stored(conn, OTHER, "Bea Client")
     conn.close()
@@ -390,6 +392,7 @@ def test_an_account_without_a_centre_sees_nothing(app, db, make_staff, make_subm
         assert response.status_code == 403 and b"Hidden From Nobody" not in response.data, url
 
 
+@pytest.mark.sqlite_only
 def test_the_centres_audit_trail_and_counts_are_read_from_indexes_led_by_the_centre(conn):
     """At a million rows a scan of every centre's entries would be slow; each statement starts
     with the centre in an index."""
@@ -423,6 +426,7 @@ def test_the_full_text_search_finds_only_the_centres_own(conn, monkeypatch, q, s
     assert {row["name"] for row in found} == {f"Laia Garcia {CENTRE}"}
 
 
+@pytest.mark.sqlite_only
 def test_a_search_with_few_matches_fetches_them_by_id_not_by_walking_the_centre(conn):
     """With the centre usable by an index, SQLite walked every row of the centre to check each
     against the few the full-text index found (12 ms at 45,000 rows for a name nobody has)."""

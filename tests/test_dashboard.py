@@ -261,6 +261,7 @@ def test_it_counts_what_needs_attention_per_outcome(staff_client, make_submissio
     assert review.attention_counts(db, centre="another-centre") == {"tell_centre": 0, "consult_professional": 0}
 
 
+@pytest.mark.sqlite_only
 def test_the_dashboard_queries_use_the_indexes(db, make_submission):
     """Every filter the dashboard offers is answered from an index that starts with the centre,
     not a scan of the table nor of every centre's rows."""

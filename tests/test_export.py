@@ -6,7 +6,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import CENTRE
+from conftest import CENTRE, database_of
 
 from screening.store import db as dbmod
 from screening.store import review
@@ -201,7 +201,7 @@ def test_each_page_is_its_own_read_on_a_connection_closed_at_the_end(app, make_s
     opened = []
 
     def connect():
-        conn = dbmod.connect(app.config["DATABASE"])
+        conn = dbmod.connect(database_of(app))
         opened.append(conn)
         return conn
 
@@ -211,7 +211,7 @@ def test_each_page_is_its_own_read_on_a_connection_closed_at_the_end(app, make_s
     first = next(rows)
     assert len(first) == len(review.EXPORT_COLUMNS) + len(words.ruleset.questions)
     # between rows no transaction is held open on the export's connection
-    assert not opened[0].conn.in_transaction
+    assert not opened[0].in_transaction()
     assert len(list(rows)) == 4
     assert len(opened) == 1
     with pytest.raises(Exception):

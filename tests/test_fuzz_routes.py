@@ -15,7 +15,7 @@ import re
 import urllib.parse
 
 import pytest
-from conftest import RED_FLAGS, SLUGS, all_no, csrf_token_from, logged_in_client
+from conftest import RED_FLAGS, SLUGS, all_no, csrf_token_from, database_of, logged_in_client
 from helpers_server import hidden_value
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -190,12 +190,12 @@ def test_public_questionnaire_posts(fuzz_app, slug, share, data, language):
     hidden = {n: v for n in ("csrf_token", "nonce") if (v := hidden_value(page, n))}
     base = {**hidden, **all_no(share=share, name="Ana Client", contact="ana@example.org", consent="yes")}
     pairs, how, query = data.draw(form_bodies(base))
-    before = snapshot(fuzz_app.config["DATABASE"])
+    before = snapshot(database_of(fuzz_app))
     response = send(client, path, pairs, how, query, headers={"Accept-Language": language})
-    after = snapshot(fuzz_app.config["DATABASE"])
+    after = snapshot(database_of(fuzz_app))
 
     assert_page(response)
-    assert_whole(fuzz_app.config["DATABASE"])
+    assert_whole(database_of(fuzz_app))
     new = [after["submissions"][i] for i in after["submissions"].keys() - before["submissions"].keys()]
     assert before["submissions"].keys() <= after["submissions"].keys()      # a POST never deletes
     text = response.get_data(as_text=True)
@@ -235,12 +235,12 @@ API_GETS = ["/api/v1/services", "/api/v1/questionnaire/back-massage", "/api/v1/q
        raw=st.sampled_from(["", "&", "=&=", "%", "%zz", "a=%ff%fe", "a&a&a", ";", "x=1;y=2"]))
 def test_get_routes_with_odd_query_strings(fuzz_app, admin, path, query, language, raw):
     client = admin
-    before = snapshot(fuzz_app.config["DATABASE"])
+    before = snapshot(database_of(fuzz_app))
     response = client.get(f"{path}?{query_string(query)}{raw}", headers={"Accept-Language": language})
     if response.status_code == 200 and path == "/staff/export.csv":
         response.get_data()             # run the streamed export to its end
     (assert_api if path.startswith("/api/") else assert_page)(response)
-    assert snapshot(fuzz_app.config["DATABASE"])["submissions"] == before["submissions"]
+    assert snapshot(database_of(fuzz_app))["submissions"] == before["submissions"]
 
 
 # --- the JSON API ------------------------------------------------------------------------------------------
@@ -253,13 +253,13 @@ def test_get_routes_with_odd_query_strings(fuzz_app, admin, path, query, languag
                                      "application/merge-patch+json"]),
        query=QUERIES)
 def test_evaluate_with_any_body_and_content_type(fuzz_app, body, content_type, query):
-    before = snapshot(fuzz_app.config["DATABASE"])
+    before = snapshot(database_of(fuzz_app))
     response = fuzz_app.test_client().post(f"/api/v1/evaluate?{query_string(query)}", data=body,
                                            content_type=content_type or None)
     assert_api(response)
     if len(body) > LIMIT:               # too large, or (not JSON) refused before it is read
         assert response.status_code == 413 or (response.status_code == 415 and "json" not in content_type)
-    assert snapshot(fuzz_app.config["DATABASE"]) == before       # the API stores nothing
+    assert snapshot(database_of(fuzz_app)) == before       # the API stores nothing
 
 
 # --- staff: login, the submission forms, the simulator ----------------------------------------------
@@ -292,12 +292,12 @@ def test_staff_submission_forms(fuzz_app, admin, make_submission, form, target, 
     sid = {"existing": sub["number"], "missing": sub["number"] + 1000, "huge": 2**64}[target]
     token = with_token(client, f"/staff/submissions/{sub['number']}")
     pairs, how, query = data.draw(form_bodies(dict(token) | STAFF_FORMS[form]))
-    before = snapshot(fuzz_app.config["DATABASE"])
+    before = snapshot(database_of(fuzz_app))
     response = send(client, f"/staff/submissions/{sid}/{form}", pairs, how, query)
-    after = snapshot(fuzz_app.config["DATABASE"])
+    after = snapshot(database_of(fuzz_app))
 
     assert_page(response)
-    assert_whole(fuzz_app.config["DATABASE"])
+    assert_whole(database_of(fuzz_app))
     done = response.status_code == 302
     assert not done or target == "existing"
     if form == "notes":
@@ -325,10 +325,10 @@ def test_staff_submission_page_posts(fuzz_app, admin, make_submission, logged_in
     base = dict(token) | {"email": admin.staff["email"], "password": "wrong " + admin.staff["password"],
                           "note": "Called back."}
     pairs, how, query = data.draw(form_bodies(base))
-    before = snapshot(fuzz_app.config["DATABASE"])
+    before = snapshot(database_of(fuzz_app))
     response = send(client, page, pairs, how, query)
     assert_page(response)
-    assert snapshot(fuzz_app.config["DATABASE"])["notes"] == before["notes"]
+    assert snapshot(database_of(fuzz_app))["notes"] == before["notes"]
     assert logged_in or "screening_staff=" not in response.headers.get("Set-Cookie", "")
 
 
@@ -338,10 +338,10 @@ def test_staff_rule_simulator_posts(fuzz_app, admin, slug, data):
     client = admin
     token = with_token(client, "/staff/rules/simulate")
     pairs, how, query = data.draw(form_bodies(dict(token) | {"service": slug} | all_no()))
-    before = snapshot(fuzz_app.config["DATABASE"])
+    before = snapshot(database_of(fuzz_app))
     response = send(client, "/staff/rules/simulate", pairs, how, query)
     assert_page(response)
-    assert snapshot(fuzz_app.config["DATABASE"]) == before        # the simulator stores nothing
+    assert snapshot(database_of(fuzz_app)) == before        # the simulator stores nothing
 
 
 @FUZZ
@@ -362,4 +362,4 @@ def test_a_multipart_field_whose_name_cannot_be_read_is_a_400_not_a_500(fuzz_app
     response = client.post(path, data=MultiDict([("\r", "yes")]), content_type="multipart/form-data")
     assert response.status_code == 400
     assert_page(response)
-    assert snapshot(fuzz_app.config["DATABASE"])["submissions"] == {}
+    assert snapshot(database_of(fuzz_app))["submissions"] == {}

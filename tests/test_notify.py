@@ -11,7 +11,7 @@ from email import policy
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import CENTRE, all_no, edit
+from conftest import CENTRE, all_no, database_of, edit
 
 from screening.store import db as dbmod
 from screening.store import outbox as outboxmod
@@ -127,7 +127,7 @@ def shared(**overrides):
 
 def queue(app, outcome="tell_centre", **overrides):
     """Store a shared submission with a queued notice, without waking a sender; return its reference."""
-    conn = dbmod.connect(app.config["DATABASE"])
+    conn = dbmod.connect(database_of(app))
     record = {"service": "back-massage", "outcome": outcome, "answers": {"fever": "no"},
               "fired_rules": [], "suggestions": [], "rules_version": "test", "locale": "en",
               "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}
@@ -140,14 +140,14 @@ def queue(app, outcome="tell_centre", **overrides):
 
 
 def outbox(app):
-    conn = dbmod.connect(app.config["DATABASE"])
+    conn = dbmod.connect(database_of(app))
     rows = [dict(r) for r in conn["outbox"].rows_where(order_by="id")]
     conn.close()
     return rows
 
 
 def submission_id(app, reference):
-    conn = dbmod.connect(app.config["DATABASE"])
+    conn = dbmod.connect(database_of(app))
     found = conn.execute("SELECT id FROM submissions WHERE reference = ?", [reference]).fetchone()[0]
     conn.close()
     return found
@@ -193,7 +193,7 @@ def test_a_shared_screening_that_needs_attention_mails_the_centre_once(notify_ap
 def test_the_link_names_the_centres_own_number_and_not_the_installations_id(notify_app, server):
     """Another centre's 30 screenings stored first: this centre's first is still number 1, and the
     notice's link says nothing of the others."""
-    conn = dbmod.connect(notify_app.config["DATABASE"])
+    conn = dbmod.connect(database_of(notify_app))
     for i in range(30):
         record = {"service": "back-massage", "outcome": "tell_centre", "answers": {"fever": "no"}, "fired_rules": [],
                   "suggestions": [], "rules_version": "test", "locale": "en", "name": f"Other {i}",

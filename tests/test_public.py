@@ -320,7 +320,7 @@ def test_the_same_screening_for_another_service_is_a_new_screening(client, db):
 
 def test_the_same_screening_an_hour_later_is_a_new_screening(client, db):
     first = reference(client.post("/screening/back-massage", data=shared(nonce="a" * 24)).text)
-    with db.conn:
+    with dbmod.immediate(db):
         db.execute("UPDATE submissions SET created_at = ? WHERE reference = ?", ["2020-01-01T00:00:00.000000+00:00",
                                                                                  first])
     second = client.post("/screening/back-massage", data=shared(nonce="b" * 24))

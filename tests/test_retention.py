@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import CENTRE
+from conftest import CENTRE, database_of
 
 from screening.store import db as dbmod
 from screening.store import retention
@@ -50,6 +50,7 @@ def canaries(tag):
     return [f"{tag}-{field}".encode() for field in FIELDS]
 
 
+@pytest.mark.sqlite_only
 def test_purge_removes_the_bytes_of_old_submissions_and_keeps_recent_ones(db_file, conn, other_connection):
     store(conn, "CANARY-OLD-7Q2", days_old=400)
     store(conn, "CANARY-NEW-5ZK", days_old=2)
@@ -65,6 +66,7 @@ def test_purge_removes_the_bytes_of_old_submissions_and_keeps_recent_ones(db_fil
     assert other_connection.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
 
 
+@pytest.mark.sqlite_only
 def test_erasure_removes_the_bytes_of_one_submission_and_keeps_the_others(db_file, conn, other_connection):
     gone = store(conn, "CANARY-ERASE-3MX")
     store(conn, "CANARY-KEEP-8WD")
@@ -156,7 +158,7 @@ def test_erasing_an_unknown_submission_returns_none_and_audits_nothing(conn):
 
 def backdate(app, days):
     """Make every stored submission `days` days old."""
-    conn = dbmod.connect(app.config["DATABASE"])
+    conn = dbmod.connect(database_of(app))
     created = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="microseconds")
     with dbmod.immediate(conn):
         conn.execute("UPDATE submissions SET created_at = ?", [created])
@@ -173,7 +175,7 @@ def test_purge_command_deletes_old_submissions_and_says_how_many(app, runner, ma
 
     assert result.exit_code == 0, result.output
     assert "Deleted 2 submissions older than 30 days." in result.output
-    conn = dbmod.connect(app.config["DATABASE"])
+    conn = dbmod.connect(database_of(app))
     assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
     conn.close()
 
@@ -188,7 +190,7 @@ def test_purge_command_refuses_days_that_are_not_a_whole_number_from_0_to_36500(
     assert result.exit_code == 2
     assert "Invalid value for '--older-than'" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)   # no traceback
-    conn = dbmod.connect(app.config["DATABASE"])
+    conn = dbmod.connect(database_of(app))
     assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
     conn.close()
 
@@ -205,6 +207,7 @@ def test_purge_command_needs_the_number_of_days(runner):
     assert "--older-than" in result.output
 
 
+@pytest.mark.sqlite_only
 def test_purge_command_on_a_database_it_cannot_open_is_one_clean_line(make_app, tmp_path):
     (tmp_path / "data").mkdir()
     app = make_app(DATABASE=str(tmp_path / "data" / "screening.db"))
@@ -232,6 +235,7 @@ def index_pieces(gone_tag, kept_tag):
     return gone - kept
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("how", ["erase", "purge"])
 def test_the_search_index_loses_the_bytes_of_erased_and_purged_submissions(db_file, conn, other_connection, how):
     gone = store(conn, "QZX-7WJ", days_old=400)
@@ -254,6 +258,7 @@ def test_the_search_index_loses_the_bytes_of_erased_and_purged_submissions(db_fi
     conn.execute("INSERT INTO submissions_fts (submissions_fts) VALUES ('integrity-check')")
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("how", ["erase", "purge"])
 def test_the_index_of_name_words_loses_the_words_of_erased_and_purged_names(db_file, conn, other_connection, how):
     """The short-word search's index (db.m008_search_folded) holds each word of a name, folded:

@@ -121,7 +121,8 @@ def test_the_index_follows_erasure_and_changes_of_name(db, make_submission):
     assert search(db, "ribas") == []
     assert search(db, "soler") == []
     assert search(db, "llobet") == [renamed["id"]]
-    db.execute("INSERT INTO submissions_fts (submissions_fts) VALUES ('integrity-check')")
+    if db.engine == "sqlite":     # the FTS5 index agrees with its table
+        db.execute("INSERT INTO submissions_fts (submissions_fts) VALUES ('integrity-check')")
 
 
 def test_many_matches_come_newest_first_and_page_without_gaps(db, make_submission):
@@ -143,6 +144,7 @@ def test_many_matches_come_newest_first_and_page_without_gaps(db, make_submissio
 
 @pytest.mark.parametrize("q", ["garcia", "nuria pena", "612 345 678", "marta.puig@example.org", "Al", "ma p",
                                "updx", "7QDD-QV", "obrien", "o'brien pe"])
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("sort_max", [0, 10**6])
 def test_searches_never_scan_the_table(db, make_submission, monkeypatch, q, sort_max):
     make_submission(name="Maria Garcia")

@@ -52,6 +52,7 @@ def test_the_busy_timeout_waits_a_few_seconds_but_well_under_the_worker_timeout(
     assert 2000 <= engine_sqlite.BUSY_TIMEOUT_MS <= 10000
 
 
+@pytest.mark.sqlite_only
 def test_the_sqlite_in_use_is_recent_enough_for_wal_with_several_processes(conn):
     assert tuple(conn.sqlite_version[:3]) >= (3, 51, 3)
 
@@ -71,6 +72,7 @@ def test_the_first_fixed_sqlite_is_accepted(tmp_path, monkeypatch):
 
 # --- the schema -----------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only
 def test_migrating_twice_changes_nothing(db_file, conn):
     def snapshot():
         schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
@@ -87,11 +89,11 @@ def test_migrating_twice_changes_nothing(db_file, conn):
 
 # --- storing a shared screening -------------------------------------------------------------------
 
-def test_a_returned_reference_is_committed_and_visible_to_another_connection(db_file, conn):
+def test_a_returned_reference_is_committed_and_visible_to_another_connection(conn_target, conn):
     reference, stored = dbmod.store_submission(conn, nonce="nonce-a" * 3, record=record(), centre=CENTRE)
     assert stored
-    assert not conn.conn.in_transaction
-    other = dbmod.connect(db_file)   # another worker
+    assert not conn.in_transaction()
+    other = dbmod.connect(conn_target)   # another worker (or app server)
     try:
         row = other.execute("SELECT reference, status FROM submissions WHERE nonce = ?", ["nonce-a" * 3]).fetchone()
     finally:
@@ -188,6 +190,7 @@ def test_a_reference_collision_picks_another_code(conn, monkeypatch):
     assert (first, second) == ("AAAA-BBBB", "CCCC-DDDD")
 
 
+@pytest.mark.sqlite_only
 def test_a_write_refused_by_the_database_gives_storage_error_and_stores_nothing(conn):
     conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON submissions BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
     with pytest.raises(dbmod.StorageError, match="disk says no"):
@@ -196,6 +199,7 @@ def test_a_write_refused_by_the_database_gives_storage_error_and_stores_nothing(
     assert count(conn) == 0 and count(conn, "outbox") == 0
 
 
+@pytest.mark.sqlite_only
 def test_a_failure_at_commit_gives_no_reference_and_stores_nothing(conn):
     # A deferred foreign key is checked only at COMMIT: the insert succeeds, the COMMIT fails.
     conn.execute("CREATE TABLE guard (ref TEXT REFERENCES nowhere(id) DEFERRABLE INITIALLY DEFERRED)")
@@ -208,6 +212,7 @@ def test_a_failure_at_commit_gives_no_reference_and_stores_nothing(conn):
     assert count(conn) == 0
 
 
+@pytest.mark.sqlite_only
 def test_a_read_only_database_fails_the_health_check(conn):
     conn.execute("PRAGMA query_only = ON")
     with pytest.raises(dbmod.StorageError):
@@ -240,6 +245,7 @@ def _read_only_connections(monkeypatch):
     monkeypatch.setattr(engine_sqlite, "connect", connect)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("failure", ["trigger", "read_only"])
 def test_a_failed_write_shows_a_503_page_without_reference_and_stores_nothing(client, db, monkeypatch, failure):
     if failure == "trigger":
@@ -254,11 +260,13 @@ def test_a_failed_write_shows_a_503_page_without_reference_and_stores_nothing(cl
     assert count(db) == 0 and count(db, "outbox") == 0
 
 
+@pytest.mark.sqlite_only
 def test_healthz_is_503_while_the_database_cannot_be_written(client, monkeypatch):
     _read_only_connections(monkeypatch)
     assert client.get("/healthz").status_code == 503
 
 
+@pytest.mark.sqlite_only
 def test_the_same_screening_from_a_fresh_form_is_found_through_an_index(conn):
     first = dbmod.store_screening(conn, nonce="first-form-nonce-01", record=record(name="Marta Puig"), centre=CENTRE)
     again = dbmod.store_screening(conn, nonce="back-button-nonce-1", record=record(name=" marta puig"), centre=CENTRE)
