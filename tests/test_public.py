@@ -7,6 +7,8 @@ import pytest
 from conftest import RED_FLAGS, SLUGS, all_no, edit
 from markupsafe import escape
 
+from screening.store import db as dbmod
+
 
 def outcomes(html):
     return re.findall(r'data-outcome="([a-z_]+)"', html)
