@@ -9,6 +9,7 @@ from conftest import CENTRE, STAFF_PASSWORD, add_centre, database_of, login
 
 from screening import create_app
 from screening.config import SettingsError
+from screening.core import reading
 from screening.store import accounts, retention, review
 from screening.store import db as dbmod
 from screening.web import public
@@ -56,7 +57,7 @@ def test_the_store_treats_another_centres_submission_as_absent(conn, conn_target
     assert a.list_page(review.Filters(q=b_sub["reference"])).rows == []
     assert a.attention_counts() == {"tell_centre": 0, "consult_professional": 0}
     assert list(a.export_rows(lambda: dbmod.connect(conn_target),
-                              review.Filters(), review.ExportWords(rules, "en", "UTC", {}, {}, {}))) == []
+                              review.Filters(), reading.ExportWords(rules, "en", "UTC", {}, {}, {}))) == []
     assert a.list_audit(reference=b_sub["reference"]) == ([], None)
     with pytest.raises(LookupError):
         a.record_view(b_sub, a_staff)

@@ -8,6 +8,7 @@ from conftest import CENTRE
 
 from screening.store import db as dbmod
 from screening.store import review
+from screening.web import filters as params
 
 ROW_RE = re.compile(r'<tr data-submission="(\d+)">(.*?)</tr>', re.S)
 
@@ -285,9 +286,9 @@ def test_the_dashboard_queries_use_the_indexes(db, make_submission):
 
 def test_a_cursor_survives_its_round_trip_and_junk_is_not_a_cursor():
     cursor = review.Cursor(dbmod.now(), 42)
-    assert review.parse_cursor(cursor.token()) == cursor
+    assert params.parse_cursor(cursor.token()) == cursor
     for junk in ["", "42", "2025-13-45T00:00:00_1", "2025-01-01T00:00:00+00:00_-1", "x_1", "2025-01-01_1"]:
-        assert review.parse_cursor(junk) is None, junk
+        assert params.parse_cursor(junk) is None, junk
 
 
 # --- values that used to give a 500 or a wrong answer (issue 6, item 7) ----------------------------
@@ -331,9 +332,9 @@ def test_the_filters_fold_away_until_one_is_set_and_the_search_stays_in_sight(st
     assert html.index('id="q"') < html.index('<details class="filters-more"')     # search outside the fold
     for field in ("outcome", "status", "service", "from", "to"):
         assert html.index('<details class="filters-more"') < html.index(f'id="{field}"') < html.index("</details>")
-    for params in ({"status": "new"}, {"from": "2026-01-01"}, {"outcome": "everything"}):
-        html = staff_client.get("/staff/", query_string=params).get_data(as_text=True)
-        assert '<details class="filters-more" open>' in html, params
+    for query in ({"status": "new"}, {"from": "2026-01-01"}, {"outcome": "everything"}):
+        html = staff_client.get("/staff/", query_string=query).get_data(as_text=True)
+        assert '<details class="filters-more" open>' in html, query
     # a search alone leaves the other filters folded
     assert '<details class="filters-more">' in staff_client.get("/staff/?q=ana").get_data(as_text=True)
 

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import CENTRE, database_of
 
+from screening.core import reading
 from screening.store import db as dbmod
 from screening.store import review
 
@@ -54,7 +55,7 @@ def test_the_skin_question_heading_fits_every_service_with_no_placeholder(staff_
 
 
 def test_the_file_is_named_for_the_day_it_is_downloaded():
-    assert review.export_file_name(date(2026, 12, 1)) == "shared-screenings-2026-12-01.csv"
+    assert reading.export_file_name(date(2026, 12, 1)) == "shared-screenings-2026-12-01.csv"
 
 
 def stored_at(db, sub, moment):
@@ -206,10 +207,10 @@ def test_each_page_is_its_own_read_on_a_connection_closed_at_the_end(app, make_s
         return conn
 
     with app.test_request_context():
-        words = review.ExportWords(app.extensions["screening.rules"], "en", "UTC", {}, {}, {})
+        words = reading.ExportWords(app.extensions["screening.rules"], "en", "UTC", {}, {}, {})
     rows = review.export_rows(connect, review.Filters(), words, page_size=2, centre=CENTRE)
     first = next(rows)
-    assert len(first) == len(review.EXPORT_COLUMNS) + len(words.ruleset.questions)
+    assert len(first) == len(reading.EXPORT_COLUMNS) + len(words.ruleset.questions)
     # between rows no transaction is held open on the export's connection
     assert not opened[0].in_transaction()
     assert len(list(rows)) == 4

@@ -7,7 +7,7 @@ import pytest
 from conftest import CENTRE, add_centre, login
 from flask_babel import force_locale, gettext
 
-from screening.store import review
+from screening.core import reading
 
 
 def row_of(page, sub):
@@ -34,7 +34,7 @@ def test_each_dashboard_row_shows_the_decision(staff_client, make_submission):
 
 
 def centre_time(iso, zone="Europe/Madrid"):
-    moment = review.local_time(iso, zone)
+    moment = reading.local_time(iso, zone)
     return f"{moment:%Y-%m-%d %H:%M} {moment.tzname()}"
 
 

@@ -5,9 +5,8 @@ import re
 import pytest
 from conftest import RED_FLAGS, csrf_token_from, logged_in_client
 
-from screening.core import engine
+from screening.core import engine, reading
 from screening.store import db as dbmod
-from screening.store import review
 
 
 def judged(rules, service="decontracting-back-massage", **answers):
@@ -64,7 +63,7 @@ def test_it_shows_the_outcome_reasons_rules_version_contact_and_times(staff_clie
     assert "Marta Puig" in page and "+34 600 000 000" in page
     # in the centre's time zone (Europe/Madrid), named
     for stored in (sub["created_at"], sub["consent_at"]):
-        local = review.local_time(stored, "Europe/Madrid")
+        local = reading.local_time(stored, "Europe/Madrid")
         assert f"{local:%Y-%m-%d %H:%M} {local.tzname()}" in page
         assert local.tzname() in ("CET", "CEST")
     assert 'data-rejudge' not in page

@@ -1,5 +1,7 @@
 """Storage for the staff review pages: the dashboard list, counts, detail, notes, status and
-decision, the CSV export and the audit trail listing.
+decision, the CSV export's rows and the audit trail listing. Only SQL and what it needs: the URL
+parameters are read in web/filters.py, and what a stored screening says (re-judging, rows in
+words, the CSV's cells) is core/reading.py.
 
 No Flask here (views stay short and hold no SQL). Lists use keyset pagination on
 (created_at, id), newest first, so that a page costs the same however deep it is and a row stored
@@ -18,33 +20,20 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..core.engine import AnswerErrors, Decision, answer_label, asked_questions, question_text, screen
-from ..core.rules import OUTCOMES, RuleSet
+from ..core.reading import ExportWords, audit_words, neutralise
+from ..core.rules import OUTCOMES
 from . import db as dbmod
 from . import retention
 
 PAGE_SIZE = 50
 EXPORT_PAGE_SIZE = 500
 AUDIT_PAGE_SIZE = 50
-Q_MAX = 100
 NOTE_MAX = 5000
 MAX_ID = 2**63 - 1
 DECISIONS = ("booking_fine", "adapt_session", "postpone", "consult_professional")
-# error codes; their wording lives in templates/staff/_review.html
-INVALID, TOO_LONG, FROM_AFTER_TO, BOTH_DIRECTIONS = "invalid", "too_long", "from_after_to", "both_directions"
-# a spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"):
-# = + - @, tab and CR, their full-width forms (some spreadsheets read ＝ as =), and | and % (DDE)
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20", "|", "%",
-                  "\uff5c", "\uff05")
-# ASCII only and matched whole (fullmatch): \d alone also takes '²' and '١', and $ a final newline
-CURSOR_RE = re.compile(r"(\d{4}-\d\d-\d\dT[0-9:.+-]+)_([1-9]\d{0,18})", re.ASCII)
-DAY_RE = re.compile(r"\d{4}-\d\d-\d\d", re.ASCII)
-FORMULA_FIRST = frozenset(FORMULA_STARTS)       # each is one character: a set lookup per cell
-ID_RE = re.compile(r"[1-9]\d{0,18}", re.ASCII)
 
 
 # --- filters and cursors ---------------------------------------------------------------------------
@@ -83,89 +72,6 @@ class Cursor:
     def token(self) -> str:
         """The cursor as it travels in a page link."""
         return f"{self.created_at}_{self.number}"
-
-
-def parse_cursor(text: str) -> Cursor | None:
-    """A cursor from its URL form, or None when it is not one."""
-    m = CURSOR_RE.fullmatch(text or "")
-    if not m or parse_id(m.group(2)) is None:
-        return None
-    try:
-        datetime.fromisoformat(m.group(1))
-    except ValueError:
-        return None
-    return Cursor(m.group(1), int(m.group(2)))
-
-
-def parse_day(text: str) -> date | None:
-    """A date written exactly YYYY-MM-DD (ASCII digits) that has a next day, or None.
-
-    date.fromisoformat alone also takes week dates ('2026-W49-1') and '20260101', which would then
-    be compared as text; and the 'to' bound adds a day, which overflows on 9999-12-31.
-    """
-    if not DAY_RE.fullmatch(text):
-        return None
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        return None
-    return day if day < date.max else None
-
-
-def parse_id(text: str) -> int | None:
-    """A row id written as plain ASCII digits, within SQLite's int64 (1 to 2**63 - 1), or None.
-
-    int() alone also takes '١٢', '1_000', ' 12' and '+12', and str.isdigit() passes '²', which int() refuses.
-    """
-    if not ID_RE.fullmatch(text or ""):
-        return None
-    value = int(text)
-    return value if value <= MAX_ID else None
-
-
-def parse_filters(args: dict[str, str], services: set[str]) -> tuple[Filters, dict[str, str]]:
-    """Read and check the dashboard's filter parameters; return (filters, {field: error code}).
-
-    Fields with an error are left out of the returned filters.
-    """
-    errors: dict[str, str] = {}
-    values: dict[str, str] = {}
-    for field, allowed in (("outcome", OUTCOMES), ("status", dbmod.STATUSES), ("service", services)):
-        value = (args.get(field) or "").strip()
-        if value and value not in allowed:
-            errors[field] = INVALID
-        elif value:
-            values[field] = value
-    for field, key in (("from", "date_from"), ("to", "date_to")):
-        value = args.get(field) or ""      # exactly as a date input sends it: not stripped
-        if value and parse_day(value) is None:
-            errors[field] = INVALID
-        elif value:
-            values[key] = value
-    if "date_from" in values and "date_to" in values and values["date_from"] > values["date_to"]:
-        errors["to"] = FROM_AFTER_TO
-        del values["date_to"]
-    q = " ".join((args.get("q") or "").split())
-    if len(q) > Q_MAX:
-        errors["q"] = TOO_LONG
-    elif q:
-        values["q"] = q
-    return Filters(**values), errors
-
-
-def parse_page(args: dict[str, str]) -> tuple[Cursor | None, Cursor | None, dict[str, str]]:
-    """The `before` / `after` cursors of a page link; return (before, after, {field: error code})."""
-    errors: dict[str, str] = {}
-    found = {}
-    for field in ("before", "after"):
-        text = args.get(field) or ""
-        if text:
-            found[field] = parse_cursor(text)
-            if found[field] is None:
-                errors[field] = INVALID
-    if "before" in found and "after" in found:
-        errors["after"] = BOTH_DIRECTIONS
-    return found.get("before"), found.get("after"), errors
 
 
 def day_start(day: date, zone: str) -> str:
@@ -365,118 +271,6 @@ def numbered(db, number: int, *, centre: str) -> dict[str, Any] | None:
     return dbmod.decode(rows[0]) if rows else None
 
 
-def fired_rule_ids(fired: list) -> list[str]:
-    """Rule ids from a stored fired_rules list (ids, or {"rule": id, ...} as the public side stores)."""
-    return [f["rule"] if isinstance(f, dict) else str(f) for f in fired or []]
-
-
-@dataclass
-class Rejudgement:
-    """What the current rules say about stored answers, and whether that differs."""
-
-    decision: Decision | None
-    errors: dict[str, str]         # answers the current rules refuse ({question id: error code})
-    unknown_service: bool
-    differs: bool
-
-
-def rejudge(ruleset: RuleSet, submission: dict[str, Any]) -> Rejudgement:
-    """Run the current rules on the stored answers and compare outcome and fired rules."""
-    try:
-        decision = screen(ruleset, submission["service"], submission["answers"] or {})
-    except KeyError:
-        return Rejudgement(None, {}, True, True)
-    except AnswerErrors as e:
-        return Rejudgement(None, e.errors, False, True)
-    differs = (decision.outcome.code != submission["outcome"]
-               or set(decision.fired_rules) != set(fired_rule_ids(submission["fired_rules"])))
-    return Rejudgement(decision, {}, False, differs)
-
-
-def answered_questions(ruleset: RuleSet, submission: dict[str, Any]) -> tuple[list, list[str]]:
-    """(questions of the current rules the client was asked, ids of stored answers to questions the
-    current rules no longer have)."""
-    answers = submission["answers"] or {}
-    service = ruleset.service(submission["service"])
-    if service is not None:
-        questions = asked_questions(ruleset, service, answers)
-    else:
-        questions = [q for q in ruleset.questions if q.id in answers]
-    gone = [qid for qid in answers if qid not in ruleset.questions_by_id]
-    return questions, gone
-
-
-def answer_rows(ruleset: RuleSet, submission: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each question the client was asked, as they saw it, with the answer they gave (None when
-    they left an optional one empty) in their language."""
-    locale = submission.get("locale")
-    answers = submission["answers"] or {}
-    service = ruleset.service(submission["service"])
-    questions, _gone = answered_questions(ruleset, submission)
-    rows = []
-    for q in questions:
-        text = question_text(ruleset, q, service, locale) if service is not None else q.text.get(locale)
-        value = answers.get(q.id)
-        if value is None:
-            shown = None
-        elif q.type == "text":
-            shown = [str(value)]
-        else:
-            shown = [answer_label(ruleset, q, v, locale) for v in (value if isinstance(value, list) else [value])]
-        rows.append({"id": q.id, "text": text, "answers": shown, "red_flag": q.red_flag, "type": q.type})
-    return rows
-
-
-def summary_rows(ruleset: RuleSet, submission: dict[str, Any], locale: str) -> list[dict[str, Any]]:
-    """Each rule that fired, in the staff member's language (its message, or None when the rule is
-    gone), with the answers that raised it: the questions its condition reads, as the client
-    answered them."""
-    rules = {r.id: r for r in ruleset.rules}
-    answers = submission["answers"] or {}
-    service = ruleset.service(submission["service"])
-    rows = []
-    for entry in submission["fired_rules"] or []:
-        info = entry if isinstance(entry, dict) else {"rule": str(entry)}
-        rule = rules.get(info["rule"])
-        raised = []
-        if rule is not None:
-            asked = [rule.about] if rule.about else sorted(rule.when.variables())
-            for qid in asked:
-                question = ruleset.questions_by_id.get(qid)
-                value = answers.get(qid)
-                if question is None or value in (None, "", []):
-                    continue
-                values = value if isinstance(value, list) else [value]
-                shown = [str(v) if question.type == "text" else answer_label(ruleset, question, v, locale)
-                         for v in values]
-                asked_as = question_text(ruleset, question, service, locale) if service else question.text.get(locale)
-                raised.append({"id": qid, "text": asked_as, "answers": shown})
-        text = None
-        if rule is not None:
-            # without the client's "you answered not sure" note: the answer itself is shown beside
-            text = (rule.cleared_message if info.get("cleared") and rule.cleared_message else rule.message).get(locale)
-        rows.append({"rule": info["rule"], "outcome": info.get("outcome"), "message": text, "raised": raised,
-                     "cleared": bool(info.get("cleared")), "not_sure": bool(info.get("not_sure"))})
-    return rows
-
-
-MAILTO_RE = re.compile(r"[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+")
-TEL_RE = re.compile(r"\+?\d{6,15}", re.ASCII)   # a number a tel: link can dial
-
-
-def contact_href(contact: str | None) -> str | None:
-    """A mailto: or tel: link for what the client typed as their contact, or None when it is
-    neither an e-mail address nor a phone number (then it is shown as written)."""
-    text = (contact or "").strip()
-    if MAILTO_RE.fullmatch(text):
-        return "mailto:" + text
-    # a phone as people write it: spaces, dots, dashes and brackets between the digits
-    number = re.sub(r"[\s().-]", "", text)
-    if TEL_RE.fullmatch(number):
-        return "tel:" + number
-    return None
-
-
 def list_notes(db, submission_id: int, *, centre: str) -> list[dict[str, Any]]:
     """The notes on one of `centre`'s submissions, oldest first, with their author's name and e-mail."""
     cursor = db.execute(
@@ -548,13 +342,6 @@ def set_status(db, submission_id: int, status: str, decision: str | None,
 
 # --- export ----------------------------------------------------------------------------------------
 
-# the columns before the answers: codes stay beside their words, so a filter in the spreadsheet can
-# use either; the headings are the staff member's words (ExportWords.headings)
-EXPORT_COLUMNS = ("reference", "created_at", "service", "service_name", "outcome", "outcome_label", "status",
-                  "status_label", "decision", "decision_label", "name", "contact", "fired_rules", "reasons",
-                  "rules_version")
-SEPARATORS = {"semicolon": ";", "comma": ","}
-
 
 def count_matching(db, filters: Filters, *, centre: str, zone: str = "UTC") -> int:
     """How many of `centre`'s submissions the filter matches (what an export is about to write)."""
@@ -577,95 +364,6 @@ def record_export(db, filters: Filters, staff: dict, *, centre: str,
                     detail=json.dumps({"filters": filters.params(), "count": count}, sort_keys=True),
                     centre=centre)
     return count
-
-
-def neutralise(value: Any) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text and text[0] in FORMULA_FIRST else text
-
-
-def local_time(iso: str | None, zone: str) -> datetime | None:
-    """A stored UTC time (ISO text) as an aware datetime in the time zone `zone`."""
-    if not iso:
-        return None
-    moment = datetime.fromisoformat(iso)
-    if moment.tzinfo is None:     # written without an offset: stored times are UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(ZoneInfo(zone))
-
-
-def spreadsheet_time(iso: str | None, zone: str) -> str:
-    """A stored time as a spreadsheet reads a date and time ('2026-12-01 23:10:05'), in `zone`:
-    the zone itself is named in the column's heading."""
-    moment = local_time(iso, zone)
-    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else ""
-
-
-def export_file_name(today: date) -> str:
-    """The export's file name, dated so that two downloads do not overwrite each other."""
-    return f"shared-screenings-{today.isoformat()}.csv"
-
-
-@dataclass(frozen=True)
-class ExportWords:
-    """What an export is written in: the staff member's language and their centre's time zone, and
-    the words for the codes (given by the view, which has the translations)."""
-
-    ruleset: RuleSet
-    locale: str
-    zone: str
-    headings: dict[str, str]        # EXPORT_COLUMNS -> heading
-    statuses: dict[str, str]
-    decisions: dict[str, str]
-    any_areas: str = ""             # the words for a question's {areas} in a heading over every service
-
-    def header(self) -> list[str]:
-        """The heading row: the columns' names, then each question's text (for no one service)."""
-        return [*(self.headings.get(c, c) for c in EXPORT_COLUMNS),
-                *(question_text(self.ruleset, q, None, self.locale, any_areas=self.any_areas)
-                  for q in self.ruleset.questions)]
-
-    @cached_property
-    def _words(self) -> dict[str, Any]:
-        """Code -> words, worked out once per export rather than once per row; for each question
-        its id and its answers' words (None for free text)."""
-        rs, locale = self.ruleset, self.locale
-        questions = []
-        for q in rs.questions:
-            codes = {o.id for o in q.options} | {"yes", "no", "not_sure"}
-            labels = None if q.type == "text" else {code: answer_label(rs, q, code, locale) for code in codes}
-            questions.append((q.id, labels))
-        return {"services": {s.slug: s.name.get(locale) for s in rs.services},
-                "outcomes": {code: texts["label"].get(locale) for code, texts in rs.outcomes.items()},
-                "rules": {r.id: r.message.get(locale) for r in rs.rules}, "questions": questions}
-
-    @staticmethod
-    def answer(labels: dict[str, str] | None, value: Any) -> str:
-        """An answer in words (several choices joined by '; '); free text (no labels) as written."""
-        if value is None:
-            return ""
-        if labels is None:
-            return str(value)
-        if isinstance(value, list):
-            return "; ".join(labels.get(v) or str(v) for v in value)
-        return labels.get(value) or str(value)
-
-    def cells(self, row: dict[str, Any]) -> list[str]:
-        """One decoded submission row as CSV cells (not yet neutralised)."""
-        words = self._words
-        fired = fired_rule_ids(row["fired_rules"])
-        answers = row["answers"] or {}
-        decision = row["decision"]
-        answer = self.answer
-        return [row["reference"], spreadsheet_time(row["created_at"], self.zone),
-                row["service"], words["services"].get(row["service"], ""),
-                row["outcome"], words["outcomes"].get(row["outcome"], ""),
-                row["status"], self.statuses.get(row["status"], ""),
-                decision or "", self.decisions.get(decision, "") if decision else "",
-                row["name"], row["contact"], ";".join(fired),
-                "; ".join(words["rules"][r] for r in fired if r in words["rules"]), row["rules_version"],
-                *[answer(labels, answers.get(qid)) for qid, labels in words["questions"]]]
 
 
 def export_rows(connect, filters: Filters, words: ExportWords, page_size: int | None = None, *,
@@ -692,23 +390,6 @@ def export_rows(connect, filters: Filters, words: ExportWords, page_size: int | 
 
 
 # --- audit trail -----------------------------------------------------------------------------------
-
-AUDIT_CURSOR_RE = re.compile(r"^(\d{4}-\d\d-\d\dT[0-9:.+-]{5,30})~(\d{1,6})$")
-
-
-def parse_audit_cursor(text: str) -> tuple[str, int] | None:
-    """An audit page's 'older' cursor: the time of the last entry shown and how many entries of
-    exactly that time were shown ('2026-12-03T10:15:00.123456+00:00~1'); None when it is not one.
-    Times, not row ids: the ids are numbered across the installation, and an admin reading them
-    would learn how busy the other centres are."""
-    m = AUDIT_CURSOR_RE.match(text)
-    if not m:
-        return None
-    try:
-        datetime.fromisoformat(m.group(1))
-    except ValueError:
-        return None
-    return m.group(1), int(m.group(2))
 
 
 def list_audit(db, *, centre: str, reference: str = "",
@@ -738,35 +419,6 @@ def list_audit(db, *, centre: str, reference: str = "",
         ties = sum(row["at"] == last for row in rows) + (skip if before is not None and before[0] == last else 0)
         older = f"{last}~{ties}"
     return rows, older
-
-
-# how set_status and purge write their detail; audit_words reads them back
-CHANGE_RE = re.compile(r"(status|decision): ([^;\s]+) -> ([^;\s]+)")
-PURGE_RE = re.compile(r"(\d+) submissions older than (\d+) days")
-
-
-def audit_words(row: dict[str, Any]) -> dict[str, Any]:
-    """What an audit entry's detail says, as data the page turns into a sentence: the new status
-    or decision of a change, the count and filter of an export, the count and days of a purge.
-    Entries written before a detail had this shape give only what can be read from them."""
-    detail = row.get("detail") or ""
-    words: dict[str, Any] = {"action": row["action"], "changes": [], "count": None, "days": None, "filters": {}}
-    if row["action"] == "status":
-        words["changes"] = [(field, None if new == "-" else new) for field, _old, new in CHANGE_RE.findall(detail)]
-    elif row["action"] == "export" and detail:
-        try:
-            data = json.loads(detail)
-        except ValueError:
-            data = {}
-        if isinstance(data, dict) and "filters" in data:
-            words["filters"], words["count"] = data.get("filters") or {}, data.get("count")
-        elif isinstance(data, dict):      # an export recorded before the count was kept
-            words["filters"] = data
-    elif row["action"] == "purge":
-        m = PURGE_RE.fullmatch(detail)
-        if m:
-            words["count"], words["days"] = int(m.group(1)), int(m.group(2))
-    return words
 
 
 # --- the staff side's one way in -------------------------------------------------------------------

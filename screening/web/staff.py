@@ -35,12 +35,14 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from ..core import reading
 from ..core.characters import forbidden_characters
 from ..core.engine import AnswerErrors, describe_condition, question_text, screen
 from ..core.rules import RuleSet
 from ..store import db as dbmod
 from ..store import review
 from . import auth, database, i18n, public
+from . import filters as params
 from .auth import admin_required, require_staff, staff_centre
 from .database import get_db
 
@@ -122,7 +124,7 @@ def zone_abbreviation(moment: datetime) -> str:
 def staff_time(iso: str | None) -> str:
     """A stored UTC time as staff read it: in their centre's time zone, with the zone named
     ('2026-12-01 23:10 CET'), so nobody has to guess."""
-    moment = review.local_time(iso, centre_zone())
+    moment = reading.local_time(iso, centre_zone())
     return f"{moment:%Y-%m-%d %H:%M} {zone_abbreviation(moment)}" if moment else ""
 
 
@@ -136,7 +138,7 @@ def staff_helpers():
 
 
 # a client's contact as a mailto: or tel: link, on the dashboard and the submission page
-bp.add_app_template_filter(review.contact_href, "contact_href")
+bp.add_app_template_filter(reading.contact_href, "contact_href")
 
 
 def _strip(value):
@@ -178,7 +180,7 @@ def _dashboard(filters, errors, page=None, status=200):
     """Render the dashboard; without a page (bad filter) only the form with its errors."""
     counts = store().attention_counts()
     chosen = request.args.get("sep")
-    separator = chosen if chosen in review.SEPARATORS else default_separator()
+    separator = chosen if chosen in reading.SEPARATORS else default_separator()
     return render_template("staff/dashboard.html", filters=filters, errors=errors, page=page, counts=counts,
                            args=request.args, statuses=dbmod.STATUSES, notice=request.args.get("notice"),
                            separator=separator), status
@@ -187,8 +189,8 @@ def _dashboard(filters, errors, page=None, status=200):
 @bp.get("/")
 def dashboard():
     """Shared submissions, newest first, filtered, 50 a page."""
-    filters, errors = review.parse_filters(request.args, _services())
-    before, after, page_errors = review.parse_page(request.args)
+    filters, errors = params.parse_filters(request.args, _services())
+    before, after, page_errors = params.parse_page(request.args)
     errors.update(page_errors)
     if errors:
         return _dashboard(filters, errors, status=400)
@@ -205,12 +207,12 @@ def default_separator() -> str:
     return "comma" if i18n.current() == "en" else "semicolon"
 
 
-def export_words() -> review.ExportWords:
+def export_words() -> reading.ExportWords:
     """The export's words: the staff member's language, the centre's time zone."""
     zone = centre_zone()
     headings = {key: str(text) for key, text in EXPORT_HEADINGS.items()}
     headings["created_at"] = _("Received (%(zone)s)", zone=zone)
-    return review.ExportWords(ruleset(), i18n.current(), zone, headings,
+    return reading.ExportWords(ruleset(), i18n.current(), zone, headings,
                               {k: str(v) for k, v in STATUS_LABELS.items()},
                               {k: str(v) for k, v in DECISION_LABELS.items()},
                               # the skin question's {areas}, in a column over every service
@@ -221,10 +223,10 @@ def export_words() -> review.ExportWords:
 def export():
     """The dashboard's current filter as CSV for a spreadsheet (UTF-8 with BOM, the separator of
     the staff member's language unless chosen), streamed a page of rows at a time."""
-    filters, errors = review.parse_filters(request.args, _services())
+    filters, errors = params.parse_filters(request.args, _services())
     separator = request.args.get("sep") or default_separator()
-    if separator not in review.SEPARATORS:
-        errors["sep"] = review.INVALID
+    if separator not in reading.SEPARATORS:
+        errors["sep"] = params.INVALID
     if errors:
         page = None if set(errors) - {"sep"} else store().list_page(filters)
         return _dashboard(filters, errors, page, status=400)
@@ -238,8 +240,8 @@ def export():
         # the BOM tells a spreadsheet the file is UTF-8 (else accents arrive as 'NÃºria')
         buffer = io.StringIO("\ufeff")
         buffer.seek(0, io.SEEK_END)
-        writer = csv.writer(buffer, delimiter=review.SEPARATORS[separator])
-        writer.writerow([review.neutralise(h) for h in words.header()])
+        writer = csv.writer(buffer, delimiter=reading.SEPARATORS[separator])
+        writer.writerow([reading.neutralise(h) for h in words.header()])
         # a fresh connection: each page is its own short read, none stays open for the download
         for row in scoped.export_rows(lambda: database.open_for(app), filters, words):
             writer.writerow(row)
@@ -249,7 +251,7 @@ def export():
                 buffer.truncate()
         yield buffer.getvalue()
 
-    name = review.export_file_name(datetime.now(ZoneInfo(words.zone)).date())
+    name = reading.export_file_name(datetime.now(ZoneInfo(words.zone)).date())
     return Response(stream_with_context(generate()), content_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -272,9 +274,9 @@ def _detail(submission, *, status_form=None, note_form=None, erase_form=None, st
         "status": submission["status"], "decision": submission["decision"] or ""})
     return render_template(
         "staff/submission.html", sub=submission, service=rs.service(submission["service"]),
-        summary=review.summary_rows(rs, submission, i18n.current()),
-        answers=review.answer_rows(rs, submission), gone=review.answered_questions(rs, submission)[1],
-        rejudged=review.rejudge(rs, submission),
+        summary=reading.summary_rows(rs, submission, i18n.current()),
+        answers=reading.answer_rows(rs, submission), gone=reading.answered_questions(rs, submission)[1],
+        rejudged=reading.rejudge(rs, submission),
         notes=store().list_notes(submission["id"]), history=store().status_history(submission["id"]),
         status_form=status_form,
         note_form=note_form or NoteForm(formdata=None), erase_form=erase_form or EraseForm(formdata=None),
@@ -342,17 +344,17 @@ def audit():
     typed = (request.args.get("reference") or "").strip()
     reference = dbmod.normalize_reference(typed) if typed else ""
     if typed and not reference:
-        errors["reference"] = review.INVALID
+        errors["reference"] = params.INVALID
     before_text = request.args.get("before") or ""
-    before = review.parse_audit_cursor(before_text)
+    before = params.parse_audit_cursor(before_text)
     if before_text and before is None:
-        errors["before"] = review.INVALID
+        errors["before"] = params.INVALID
     if errors:
         return render_template("staff/audit.html", rows=[], older=None, errors=errors, typed=typed,
                                reference=reference), 400
     rows, older = store().list_audit(reference=reference, before=before)
     for row in rows:
-        row["words"] = review.audit_words(row)
+        row["words"] = reading.audit_words(row)
     return render_template("staff/audit.html", rows=rows, older=older, errors=errors, typed=typed,
                            reference=reference, paged=before is not None)
 
@@ -373,7 +375,7 @@ def simulate():
     service = rs.service(slug)
     decision, errors, status = None, {}, 200
     if service is None:
-        errors["service"] = review.INVALID
+        errors["service"] = params.INVALID
         service, status = rs.services[0], 422
     raw = {q.id: (request.form.getlist(q.id) if q.type == "multi" else request.form.get(q.id))
            for q in rs.questions}
