@@ -62,9 +62,14 @@ def _start_database(app: Flask) -> None:
         raise config.SettingsError([f"SCREENING_DATABASE_URL: {e}: the app needs 14 or newer"]) from None
     except (db.StorageError, *db.DatabaseError) as e:
         app.extensions["screening.database_ready"] = False
-        logging.getLogger(__name__).warning(
-            "PostgreSQL (%s) cannot be reached at start-up (%s): requests answer 503 until it can",
-            describe(url), type(e).__name__)
+        if db.is_storage_failure(e):
+            logging.getLogger(__name__).warning(
+                "PostgreSQL (%s) cannot be reached at start-up (%s): requests answer 503 until it can",
+                describe(url), type(e).__name__)
+        else:   # reached, but refused what the migrations need: only the operator can fix it
+            logging.getLogger(__name__).error(
+                "PostgreSQL (%s): the schema cannot be made (%s: %s); requests answer 503 until it can",
+                describe(url), type(e).__name__, e)
 
 
 def _prepare_database(app: Flask) -> None:

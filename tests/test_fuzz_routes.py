@@ -146,7 +146,8 @@ def assert_whole(path):
             assert r["status"] in dbmod.STATUSES and r["decision"] in (None, *DECISIONS)
         for (sid,) in conn.execute("SELECT submission_id FROM notes UNION ALL SELECT submission_id FROM outbox"):
             assert sid in ids
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        if conn.engine == "sqlite":      # PostgreSQL checks its pages as it reads them
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         conn.close()
 

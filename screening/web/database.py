@@ -44,7 +44,12 @@ def _prepare_now(app) -> None:
     """Run the start-up preparation the app could not run (StorageError, a 503, while it still fails)."""
     with _prepare_lock:
         if not app.extensions.get("screening.database_ready", True):
-            app.extensions["screening.prepare_database"](app)
+            try:
+                app.extensions["screening.prepare_database"](app)
+            except sql.DatabaseError as e:
+                # reached, but the schema cannot be made (a role that may not create pg_trgm...):
+                # the operator must act; clients get the same 503 as during an outage
+                raise sql.StorageError(f"the database cannot be prepared: {type(e).__name__}: {e}") from e
             app.extensions["screening.database_ready"] = True
             log.info("database prepared after start-up")
 
