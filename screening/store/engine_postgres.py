@@ -77,8 +77,8 @@ class PostgresDatabase:
 
     engine = "postgresql"
 
-    def __init__(self, conn: psycopg.Connection, pool: psycopg_pool.ConnectionPool | None = None):
-        self.conn, self._pool = conn, pool
+    def __init__(self, conn: psycopg.Connection, url: str, pool: psycopg_pool.ConnectionPool | None = None):
+        self.conn, self.url, self._pool = conn, url, pool
 
     def execute(self, sql: str, parameters: Any = None) -> psycopg.Cursor:
         return self.conn.execute(translate(sql), parameters if parameters is not None else ())
@@ -112,7 +112,7 @@ class PostgresDatabase:
     def after_erase(self) -> bool:
         """Vacuum the erased rows' tables in the background (never inside a request): their dead
         tuples become free space at once rather than at autovacuum's next pass."""
-        _vacuum_soon(self.conn.info.dsn)
+        _vacuum_soon(self.url)     # the URL as given: conn.info.dsn has no password
         return True
 
     def in_transaction(self) -> bool:
@@ -246,7 +246,7 @@ def pooled(url: str, *, size: int, wait: float) -> PostgresDatabase:
     """A connection of this process's pool for `url`; StorageError when none comes within `wait`."""
     the_pool = pool(url, size=size, wait=wait)
     try:
-        return PostgresDatabase(the_pool.getconn(timeout=wait), the_pool)
+        return PostgresDatabase(the_pool.getconn(timeout=wait), url, the_pool)
     except psycopg_pool.PoolTimeout as e:
         raise StorageError(f"no connection to PostgreSQL ({describe(url)}) within {wait:g} s") from e
 
@@ -258,7 +258,7 @@ def connect(url: str) -> PostgresDatabase:
     except psycopg.OperationalError as e:
         raise StorageError(f"cannot connect to PostgreSQL ({describe(url)}): {e}") from e
     _configure(conn)
-    return PostgresDatabase(conn)
+    return PostgresDatabase(conn, url)
 
 
 def close_pools(url: str | None = None) -> None:
@@ -279,17 +279,34 @@ class TooOld(RuntimeError):
     """A PostgreSQL server older than MIN_VERSION."""
 
 
-def _vacuum_soon(dsn: str) -> None:
+_vacuums: dict[str, bool] = {}      # URL -> another erasure came while its VACUUM ran
+_vacuums_lock = threading.Lock()
+ERASED_TABLES = ("submissions", "notes", "outbox")
+
+
+def _vacuum_soon(url: str) -> None:
     """VACUUM the tables erasure and purge delete from, on a connection of its own in a thread (a
-    VACUUM cannot run in a transaction, and must not hold up the request)."""
+    VACUUM cannot run in a transaction, and must not hold up the request). One at a time per
+    database: erasures that come while one runs are covered by one more run after it."""
+    with _vacuums_lock:
+        if url in _vacuums:
+            _vacuums[url] = True
+            return
+        _vacuums[url] = False
+
     def run() -> None:
-        try:
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
-                for table in ("submissions", "notes", "outbox", "audit_log"):
-                    conn.execute(f"VACUUM {table}")
-        except psycopg.Error as e:      # autovacuum will do it later
-            log.warning("background VACUUM after an erasure failed (autovacuum will do it): %s",
-                        type(e).__name__)
+        while True:
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+                    for table in ERASED_TABLES:
+                        conn.execute(f"VACUUM {table}")
+            except psycopg.Error as e:      # autovacuum will do it later
+                log.warning("background VACUUM after an erasure failed (autovacuum will do it): %s",
+                            type(e).__name__)
+            with _vacuums_lock:
+                if not _vacuums.pop(url):
+                    return
+                _vacuums[url] = False
     threading.Thread(target=run, name="screening-vacuum", daemon=True).start()
 
 
