@@ -84,7 +84,8 @@ BOTH_ENGINES = {
     "test_accounts", "test_audit", "test_auth", "test_centre_data", "test_crash_safety", "test_dashboard",
     "test_engines", "test_export", "test_fuzz_routes", "test_notify", "test_public", "test_retention",
     "test_search_engines", "test_search_fts", "test_share_limit", "test_staff_session_end",
-    "test_status_history", "test_storage", "test_submission_detail", "test_centre_routes",
+    "test_status_history", "test_storage", "test_submission_detail", "test_centre_routes", "test_staff_cli",
+    "test_cli", "test_privacy", "test_route_guard",
 }
 
 

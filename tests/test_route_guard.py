@@ -8,7 +8,7 @@ import html
 import re
 
 import pytest
-from conftest import CENTRE, SLUGS, STAFF_PASSWORD, add_centre, login
+from conftest import CENTRE, SLUGS, STAFF_PASSWORD, add_centre, database_of, login
 
 from screening.store import accounts, review
 from screening.store import db as dbmod
@@ -106,7 +106,7 @@ def two_centres(make_app, rules_copy):
     for, with a note and a status)."""
     add_centre(rules_copy, OTHER, name="Centre B", timezone="America/New_York", notify_to="desk@b-centre.example")
     app = make_app(RULES_DIR=str(rules_copy))
-    conn = dbmod.connect(app.config["DATABASE"])
+    conn = dbmod.connect(database_of(app))
     made = {}
     for centre, names in ((CENTRE, [("Alice Ownrow", "alice@a-centre.example")]),
                           (OTHER, [("Berta Otherrow", B_PHONE), (B_NAME, B_EMAIL)])):
@@ -197,7 +197,7 @@ def test_a_member_of_one_centre_finds_nothing_of_another_on_any_staff_route(two_
     assert leaks == []
 
     # and nothing of B's changed: not erased, no note or status from A, nothing in B's trail by A
-    conn = dbmod.connect(two_centres.config["DATABASE"])
+    conn = dbmod.connect(database_of(two_centres))
     try:
         b_sub = two_centres.made[OTHER][-1]
         row = conn.execute("SELECT status, decision FROM submissions WHERE id = ?", [b_sub["id"]]).fetchone()
@@ -260,7 +260,7 @@ def test_a_number_is_each_centres_own(two_centres):
         assert client.post("/staff/submissions/1/notes", data={"body": f"note by {centre}"}).status_code == 302
     assert "Alice Ownrow" in pages[CENTRE] and "Berta Otherrow" not in pages[CENTRE]
     assert "Berta Otherrow" in pages[OTHER] and "Alice Ownrow" not in pages[OTHER]
-    conn = dbmod.connect(two_centres.config["DATABASE"])
+    conn = dbmod.connect(database_of(two_centres))
     try:
         notes = conn.execute("SELECT submissions.centre, notes.body FROM notes JOIN submissions"
                              " ON submissions.id = notes.submission_id WHERE body LIKE 'note by %'").fetchall()
