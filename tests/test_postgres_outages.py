@@ -12,12 +12,12 @@ import re
 import time
 
 import pytest
-from conftest import all_no
+from conftest import CENTRE, STAFF_PASSWORD, all_no, login
 from postgres_server import create_database, postgres_cluster
 
 from screening import config, create_app
+from screening.store import accounts, engine_postgres
 from screening.store import db as dbmod
-from screening.store import engine_postgres
 
 SLUG = "back-massage"
 SHARE = all_no(share="yes", name="Ana Client", contact="ana@example.org", consent="yes")
@@ -93,6 +93,15 @@ def test_a_server_stopped_under_a_running_app_gives_503s_then_the_app_serves_aga
         assert client.get("/healthz").status_code == 200
         before = reference_in(share(client).text)
         assert before
+        conn = dbmod.connect(url)
+        try:
+            accounts.create_staff(conn, email="sam@centre.example", password=STAFF_PASSWORD, name="Sam",
+                                  role="staff", centre=CENTRE)
+        finally:
+            conn.close()
+        staff = app.test_client()
+        assert login(staff, "sam@centre.example", STAFF_PASSWORD).status_code == 302
+        assert before in staff.get("/staff/").text
 
         cluster.stop("immediate")                    # as a crash: connections die, no goodbye
         for _ in range(3):
@@ -101,11 +110,16 @@ def test_a_server_stopped_under_a_running_app_gives_503s_then_the_app_serves_aga
             assert refused.status_code == 503 and reference_in(refused.text) is None
         assert client.post("/staff/login", data={"email": "a@centre.example",
                                                  "password": "x" * 12}).status_code == 503
+        assert staff.get("/staff/").status_code == 503
 
         cluster.start()
         assert until_served(client) == 200
         after = share(client)
         assert after.status_code == 200 and reference_in(after.text) not in (None, before)
+        # the receptionist's session outlived the outage: both screenings are on the dashboard
+        dashboard = staff.get("/staff/")
+        assert dashboard.status_code == 200
+        assert before in dashboard.text and reference_in(after.text) in dashboard.text
         # what was shown before the crash was stored: it is found after it
         conn = dbmod.connect(url)
         try:
