@@ -8,6 +8,7 @@ Each test starts a PostgreSQL server of its own (tests/postgres_server.py), so t
 disturbs no other test."""
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -58,9 +59,13 @@ def cluster():
 
 
 @pytest.mark.slow      # a server of its own, stopped and started: several seconds
-def test_an_app_started_while_the_server_is_down_answers_503_then_serves_once_it_is_up(cluster):
-    url = create_database(cluster.url, "screening")      # empty: no table yet
+def test_an_app_started_while_the_server_is_down_answers_503_then_serves_once_it_is_up(cluster, caplog):
+    # empty: no table yet. A password the server (trust on loopback) never asks for, which no log
+    # line may show
+    url = create_database(cluster.url, "screening").replace("postgres@", "postgres:s3cret-pw@")
+    assert "s3cret-pw@" in url
     cluster.stop("fast")
+    caplog.set_level(logging.INFO)
     try:
         app = app_on(url)                    # does not raise: gunicorn would stop every worker
         client = app.test_client()
@@ -80,6 +85,8 @@ def test_an_app_started_while_the_server_is_down_answers_503_then_serves_once_it
             assert dbmod.find_by_reference(conn, reference_in(shared.text)) is not None
         finally:
             conn.close()
+        assert "cannot be reached at start-up" in caplog.text      # the operator is told why the 503s
+        assert "s3cret-pw" not in caplog.text
     finally:
         engine_postgres.close_pools(url)
 
