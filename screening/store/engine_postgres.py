@@ -208,9 +208,12 @@ def describe(url: str) -> str:
 def check_url(url: str) -> None:
     """ValueError, naming what is wrong (never the password), when libpq cannot read the URL."""
     try:
-        conninfo_to_dict(url)
+        parts = conninfo_to_dict(url)
     except psycopg.ProgrammingError as e:
         raise ValueError(f"not a PostgreSQL URL libpq can read ({str(e).split(':')[0]})") from None
+    # libpq reads a port only when connecting: a typo there would look like a server that is down
+    if not all(port.isdigit() for port in str(parts.get("port", "")).split(",") if port):
+        raise ValueError("not a PostgreSQL URL libpq can read (a port that is not a number)")
 
 
 def _configure(conn: psycopg.Connection) -> None:
