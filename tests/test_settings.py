@@ -45,6 +45,10 @@ BAD = {
     "PROXY_COUNT": ["-1", "one", "1000"],
     "SHARE_LIMIT_PER_HOUR": ["twenty", "-1", "2.5", "20/h", "true", "100001"],
     "DEFAULT_CENTRE": ["Exemple Barcelona", "exemple_barcelona", "nowhere"],
+    "DATABASE_URL": ["screening.db", "mysql://db.example.org/screening", "postgresql://[::1",
+                     "postgresql://db.example.org:port/screening", "sqlite:///tmp/screening.db"],
+    "DATABASE_POOL_SIZE": ["0", "eight", "201", "2.5"],
+    "DATABASE_WAIT_SECONDS": ["0", "-1", "61", "five"],
 }
 
 
