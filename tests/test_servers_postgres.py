@@ -229,9 +229,13 @@ def test_postgres_stopped_immediately_mid_load_gives_503s_and_both_servers_serve
     crash: no checkpoint, open transactions cut) and started again on the same data. While it is
     down, shares get the 503 page (no reference, "Nothing was stored"), never a 500; every
     reference shown is stored; without restarting either server, both answer /healthz and
-    acknowledge shares again."""
+    acknowledge shares again. A staff member logged in before the stop gets the 503 page too (so
+    does a login), and finds a share from before the stop with the same session once it is back."""
     with servers() as (a, b):
         urls = [a.url, b.url]
+        add_staff(database_url, "ana@centre.example")
+        staff = Browser(a.url)
+        assert log_in(staff, "ana@centre.example", PASSWORD).status == 302
         load = Load(urls, clients=16)
         try:
             wait_for(lambda: load.count(a.url) >= 10 and load.count(b.url) >= 10, timeout=60,
@@ -241,7 +245,8 @@ def test_postgres_stopped_immediately_mid_load_gives_503s_and_both_servers_serve
             acknowledged_before = dict(load.acknowledged)
             wait_for(lambda: all(load.count_unavailable(url) >= 5 for url in urls), timeout=30,
                      what="503s from both servers while PostgreSQL is down")
-            unavailable_while_down = len(load.unavailable)
+            staff_while_down = [on(staff, url).get("/staff/").status for url in urls]
+            login_while_down = log_in(Browser(b.url), "ana@centre.example", PASSWORD).status
             cluster.start()
             started_at = time.monotonic()
             health = {}
@@ -250,6 +255,9 @@ def test_postgres_stopped_immediately_mid_load_gives_503s_and_both_servers_serve
                          what=f"/healthz 200 from {url}")
                 health[url] = time.monotonic() - started_at
             served_again_at = time.monotonic()
+            # one share acknowledged before the stop, looked up by its reference on each server
+            earlier = min(acknowledged_before, key=lambda ref: acknowledged_before[ref][0])
+            staff_after = [on(staff, url).get(f"/staff/?q={earlier}") for url in urls]
             wait_for(lambda: all(load.count(url, since=served_again_at) >= 10 for url in urls), timeout=60,
                      what="10 shares through each server after PostgreSQL is back")
         finally:
@@ -257,13 +265,18 @@ def test_postgres_stopped_immediately_mid_load_gives_503s_and_both_servers_serve
         logs = [a.log(), b.log()]
 
     statuses = Counter(status for (_, status), n in load.statuses.items() for _ in range(n))
+    while_down = sum(1 for at, _ in load.unavailable if at < started_at)
     print(f"\nacknowledged before the stop: {len(acknowledged_before)}, 503s while down: "
-          f"{unavailable_while_down} (in all {len(load.unavailable)}), down for {started_at - stopped_at:.1f} s, "
+          f"{while_down} (and {len(load.unavailable) - while_down} after the start, before the servers reconnected), "
+          f"down for {started_at - stopped_at:.1f} s, "
           f"/healthz 200 again after {health[a.url]:.1f} s (A) and {health[b.url]:.1f} s (B), "
           f"answers {dict(statuses)}")
     assert load.unexpected == []                 # 200 or the 503 page, never a 500
     assert 500 not in statuses and load.dropped == 0
     assert all(load.count_unavailable(url) >= 5 for url in urls)
+    assert staff_while_down == [503, 503] and login_while_down == 503
+    assert [r.status for r in staff_after] == [200, 200]
+    assert [references(r.text) for r in staff_after] == [[earlier], [earlier]]
     check_stored(database_url, load)             # every reference shown, before the stop and after
     for log in logs:
         assert "Traceback" not in log and "Worker failed to boot" not in log and "WORKER TIMEOUT" not in log
