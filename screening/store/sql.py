@@ -90,6 +90,8 @@ def prepare(target: str) -> None:
 
 # Every guarantee the SQLite store gives across workers, given across app servers on PostgreSQL:
 # (what holds, how, the tests that prove it on both engines). Each later feature adds its own.
+# tests/test_servers_postgres.py proves them again end to end: two gunicorn servers on one
+# PostgreSQL, 16 clients, one server killed, PostgreSQL stopped mid-load.
 GUARANTEES = (
     ("a reference is shown only after COMMIT returned (synchronous commit on)",
      "store_screening returns after the transaction; PostgreSQL sessions set synchronous_commit=on",
@@ -102,10 +104,12 @@ GUARANTEES = (
      "tests/test_engines.py::test_resend_from_many_threads_is_stored_once"),
     ("the share limit counts every server's shares",
      "lock('share:<address key>') then count and insert, in one transaction",
-     "tests/test_engines.py::test_share_limit_holds_across_connections"),
+     "tests/test_engines.py::test_share_limit_holds_across_connections, "
+     "tests/test_servers_postgres.py::test_the_share_limit_counts_the_shares_of_both_servers"),
     ("the login throttle counts every server's failures",
      "lock('login:<key>') on the account's and the address's keys (in that order) then count and insert",
-     "tests/test_engines.py::test_login_throttle_holds_across_connections"),
+     "tests/test_engines.py::test_login_throttle_holds_across_connections, "
+     "tests/test_servers_postgres.py::test_the_login_throttle_counts_the_failures_of_both_servers"),
     ("each centre's numbers are given once, in order",
      "INSERT ... ON CONFLICT DO UPDATE ... RETURNING on centre_numbers (a row lock); unique (centre, number)",
      "tests/test_engines.py::test_same_form_from_many_threads_is_stored_once"),
