@@ -333,3 +333,14 @@ def test_a_database_with_a_table_the_copy_does_not_know_is_refused(old_installat
         assert conn.user_tables() == []         # not even the schema was written
     finally:
         conn.close()
+
+
+def test_rows_are_copied_in_batches_whatever_the_key(old_installation, fresh_database):
+    """Batches of 2 rows: each table is read page by page after its key (whole numbers with gaps,
+    session hashes, centre slugs), and every row arrives once."""
+    target = fresh_database()
+    seen = []
+    copied = copy.copy_database(old_installation, target, default_centre=CENTRE, batch=2, progress=seen.append)
+    assert [c.table for c in copied] == [c.table for c in seen] == list(copy.TABLE_NAMES)
+    assert contents(str(old_installation)) == contents(target)
+    assert {c.table: c.rows for c in copied}["submissions"] == 4
