@@ -22,6 +22,7 @@ KEY = "copy-test-secret-key-" + "k" * 32
 PASSWORD = "a long passphrase for ana"
 URL_PASSWORD = "Sekr3t-never-printed"
 TOKEN = "a-session-token-from-before-the-move"
+ODD_TEXT = "Asked about the injury 😊\nline two\twith a tab, a \\ and \\N"     # what COPY's text form escapes
 _names = itertools.count()
 
 
@@ -102,7 +103,7 @@ def old_installation(tmp_path):
             submission(7, CENTRE, 4, "García-López", "612-000-111")])
         insert(conn, "notes", [
             {"id": 1, "submission_id": 1, "staff_id": 1, "body": "Called back: ok", "created_at": now},
-            {"id": 3, "submission_id": 7, "staff_id": 1, "body": "Asked about the injury 😊", "created_at": now},
+            {"id": 3, "submission_id": 7, "staff_id": 1, "body": ODD_TEXT, "created_at": now},
             {"id": 4, "submission_id": 5, "staff_id": 2, "body": "Girona's note", "created_at": now},
             {"id": 6, "submission_id": 1, "staff_id": None, "body": "from an erased account", "created_at": now}])
         insert(conn, "staff_sessions", [
@@ -181,7 +182,7 @@ def test_an_old_installation_arrives_whole_and_the_app_runs_on_the_copy(old_inst
         1: (1, 1), 3: (7, 1), 4: (5, 2), 6: (1, None)}
     assert copied["submissions"][1]["search_name"] == "nuria pena"
     assert copied["login_failures"][8]["at"] == 1764770001.0
-    assert copied["notes"][3]["body"] == "Asked about the injury 😊"
+    assert copied["notes"][3]["body"] == ODD_TEXT
 
     # new rows get ids past the copied ones and the centre's next number
     conn = dbmod.connect(target)
@@ -344,3 +345,24 @@ def test_rows_are_copied_in_batches_whatever_the_key(old_installation, fresh_dat
     assert [c.table for c in copied] == [c.table for c in seen] == list(copy.TABLE_NAMES)
     assert contents(str(old_installation)) == contents(target)
     assert {c.table: c.rows for c in copied}["submissions"] == 4
+
+
+def test_the_copy_has_the_indexes_and_constraints_of_a_migrated_database(old_installation, fresh_database,
+                                                                          postgres_url, postgres_template):
+    """The indexes dropped for the load are all made again (the search's trigram ones included)."""
+    from postgres_server import database_url
+    target = fresh_database()
+    copy.copy_database(old_installation, target, default_centre=CENTRE)
+
+    def schema(url: str) -> tuple[list, list]:
+        conn = dbmod.connect(url)
+        try:
+            return (conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+                                 " ORDER BY indexname").fetchall(),
+                    conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                                 " WHERE connamespace = current_schema()::regnamespace ORDER BY conname").fetchall())
+        finally:
+            conn.close()
+    copied, migrated = schema(target), schema(database_url(postgres_url, postgres_template))
+    assert copied == migrated
+    assert "idx_submissions_search_name" in dict(copied[0])
