@@ -31,7 +31,7 @@ _names = itertools.count()
 @pytest.fixture
 def fresh_database(postgres_url):
     """make() -> the URL of a new, empty PostgreSQL database (no schema), dropped after the test."""
-    from postgres_server import create_database, drop_database
+    from postgres_server import create_database, database_url, drop_database
 
     from screening.store import engine_postgres
     made = []
@@ -42,7 +42,6 @@ def fresh_database(postgres_url):
         return create_database(postgres_url, name)
     yield make
     for name in made:
-        from postgres_server import database_url
         engine_postgres.close_pools(database_url(postgres_url, name))
         drop_database(postgres_url, name)
 
