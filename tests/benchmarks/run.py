@@ -603,7 +603,8 @@ def main() -> None:
                 table += route_rows("PostgreSQL: ", pg_routes)
                 if pg_routes["log_problems"]:
                     log("server log problems: " + " | ".join(pg_routes["log_problems"]))
-                second = app_folder(Path(tmp) / "second")
+                (Path(tmp) / "second").mkdir(exist_ok=True)
+                second = app_folder(Path(tmp) / "second")       # the second server's instance folder
                 for per_server in (1, args.workers):
                     two = bench_two_servers((folder, second), url, workers=per_server, worker_args=worker_args,
                                             duration=duration, rounds=rounds, connections=args.connections)
