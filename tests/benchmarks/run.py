@@ -17,6 +17,13 @@ so only ratios travel):
   (checker.check) and a whole create_app() as a worker pays it at boot;
 - the staff side at the chosen number of rows, through bench_staff.py (queries, requests, export).
 
+On both engines side by side (--engines, default sqlite,postgresql): PostgreSQL is a throwaway
+cluster of tests/postgres_server.py (fsync on, shared_buffers 1 GB; or --pg-url, a server of your
+own), and the same gunicorn command, app and wrk scripts run against it: check-only and shared
+POSTs, then two app servers on the one database (1 and --workers workers each, half the connections
+each, at once) -- contention on one 2-core box, not scale-out --, the durable commits, and the
+staff queries and requests at --rows (filled by COPY, VACUUM ANALYZE), p50 and p99 wall time.
+
 Everything is bounded: wrk runs for --duration seconds, servers are stopped in a `finally`, and
 databases live in a temporary folder (or --cache, to keep a filled million-row file between runs).
 """
@@ -136,11 +143,35 @@ def cpu_seconds(group: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(root: int | None) -> float:
+    """CPU seconds of a PostgreSQL server: its postmaster (with the backends it has reaped, which
+    count in its children's time) and the processes it runs now. 0 when unknown."""
+    if not root:
+        return 0.0
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        if pid == root:
+            ticks += sum(int(f) for f in fields[11:15])      # utime, stime, cutime, cstime
+        elif int(fields[1]) == root:                         # field 4 of stat: the parent
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# the throwaway PostgreSQL server's postmaster, whose CPU the routes' figures add (None: not known)
+POSTMASTER: list[int | None] = [None]
+
+
 def wrk(url: str, script: str, *, duration: float, connections: int, threads: int, folder: Path,
-        group: int | None = None) -> dict:
+        group: int | None = None, db: bool = False) -> dict:
     """Run wrk with a Lua script; return its figures (requests/s, p50, p99, errors, and the
     server's CPU milliseconds per request when its process group is given)."""
     cpu0 = cpu_seconds(group) if group else 0.0
+    db0 = tree_cpu_seconds(POSTMASTER[0]) if db else 0.0
     path = folder / f"wrk-{time.monotonic_ns()}.lua"
     # a tag of its own per wrk run: the shared script's nonces never repeat those of an earlier run
     path.write_text(script.replace("@TAG@", secrets.token_hex(4)) + WRK_DONE)
@@ -154,6 +185,8 @@ def wrk(url: str, script: str, *, duration: float, connections: int, threads: in
     figures["errors"] = sum(figures[k] for k in ("connect", "read", "write", "status", "timeout"))
     if group:
         figures["cpu_ms"] = (cpu_seconds(group) - cpu0) / max(figures["requests"], 1) * 1e3
+    if db and POSTMASTER[0]:
+        figures["db_cpu_ms"] = (tree_cpu_seconds(POSTMASTER[0]) - db0) / max(figures["requests"], 1) * 1e3
     return figures
 
 
@@ -244,7 +277,8 @@ def bench_routes(folder: Path, database: str | Path, *, workers: int, worker_arg
             for name in results:
                 figures = wrk(hello_url if name == "hello" else app_url, lua[name], duration=duration,
                               connections=connections, threads=2, folder=folder,
-                              group=hello_pid if name == "hello" else app_pid)
+                              group=hello_pid if name == "hello" else app_pid,
+                              db=is_postgres(str(database)) and name != "hello")
                 figures["load"] = load()
                 results[name].append(figures)
                 log(f"  round {r + 1} {name:<9} {figures['rps']:>8.0f}/s p50 {figures['p50_ms']:.1f} ms "
@@ -252,7 +286,8 @@ def bench_routes(folder: Path, database: str | Path, *, workers: int, worker_arg
                     f"(load {figures['load']})")
         problems = [x for x in app_log.read_text(errors="replace").splitlines()
                     if "Traceback" in x or "ERROR" in x or "WORKER TIMEOUT" in x]
-    summary = {name: {k: statistics.median(f[k] for f in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_ms")}
+    summary = {name: {k: statistics.median(f.get(k, 0.0) for f in runs)
+                      for k in ("rps", "p50_ms", "p99_ms", "cpu_ms", "db_cpu_ms")}
                | {"errors": sum(f["errors"] for f in runs), "requests": sum(f["requests"] for f in runs),
                   "load": runs[-1]["load"]}
                for name, runs in results.items()}
@@ -300,7 +335,7 @@ def bench_two_servers(folders: tuple[Path, Path], url: str, *, workers: int, wor
 
             def drive(i, server_url, pid, lua):
                 figures[i] = wrk(server_url, lua, duration=duration, connections=connections // 2, threads=1,
-                                 folder=folders[0], group=pid)
+                                 folder=folders[0], group=pid, db=i == 0)
             threads = [threading.Thread(target=drive, args=(i, *server)) for i, server in enumerate(servers)]
             for t in threads:
                 t.start()
@@ -310,13 +345,16 @@ def bench_two_servers(folders: tuple[Path, Path], url: str, *, workers: int, wor
             run = {"rps": sum(f["rps"] for f in figures), "p50_ms": max(f["p50_ms"] for f in figures),
                    "p99_ms": max(f["p99_ms"] for f in figures), "errors": sum(f["errors"] for f in figures),
                    "status": sum(f["status"] for f in figures), "requests": requests,
-                   "cpu_ms": sum(f["cpu_ms"] * f["requests"] for f in figures) / max(requests, 1), "load": load()}
+                   "cpu_ms": sum(f["cpu_ms"] * f["requests"] for f in figures) / max(requests, 1),
+                   # the server's CPU over the same seconds (measured around the first wrk), per request of both
+                   "db_cpu_ms": figures[0].get("db_cpu_ms", 0.0) * figures[0]["requests"] / max(requests, 1),
+                   "load": load()}
             runs.append(run)
             log(f"  round {r + 1} two servers x {workers} workers: {run['rps']:.0f}/s (sum) "
                 f"p99 {run['p99_ms']:.1f} ms errors {run['errors']} CPU {run['cpu_ms']:.2f} ms/request")
         problems = [x for path in (log_a, log_b) for x in path.read_text(errors="replace").splitlines()
                     if "Traceback" in x or "ERROR" in x or "WORKER TIMEOUT" in x]
-    summary = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_ms")}
+    summary = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_ms", "db_cpu_ms")}
     summary |= {"errors": sum(r["errors"] for r in runs), "requests": sum(r["requests"] for r in runs),
                 "load": runs[-1]["load"], "log_problems": problems[:5]}
     summary["rows"] = count_rows(url, run_id) - rows_before
@@ -349,6 +387,7 @@ def postgres(url: str | None):
             for name, value in PG_SETTINGS.items():
                 conn.execute(f"ALTER SYSTEM SET {name} = {value}")
         server.restart("fast")
+        POSTMASTER[0] = server.postmaster_pid()
         with psycopg.connect(server.url, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
             fsync = conn.execute("SHOW fsync").fetchone()[0]
@@ -525,8 +564,9 @@ def route_rows(label: str, routes: dict) -> list[list[str]]:
         r = routes[name]
         met = r["ratio"] >= GOALS[name] and r["p99_ms"] < P99_GOAL_MS and r["errors"] == 0
         extra = f"; rows {r['rows']:,} for {r['ok']:,} OK" if name == "shared" else ""
+        db_cpu = f" + PostgreSQL {r['db_cpu_ms']:.2f}" if r.get("db_cpu_ms") else ""
         lines.append([f"{label}{title}", f"{r['rps']:,.0f}/s", f"{r['ratio']:.2f}×",
-                      f"{r['cpu_ms']:.2f} ({r['cpu_ratio']:.2f}×)", f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}",
+                      f"{r['cpu_ms']:.2f} ({r['cpu_ratio']:.2f}×){db_cpu}", f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}",
                       str(r["errors"]),
                       f"≥ {GOALS[name]}×, p99 < 50 ms: {'met' if met else 'MISSED'}{extra}", r["load"]])
     return lines
@@ -611,7 +651,9 @@ def main() -> None:
                     table.append([f"PostgreSQL, two app servers × {per_server} worker{'s' * (per_server > 1)}: "
                                   f"POST {FORM} shared (contention on one 2-core box, not scale-out)",
                                   f"{two['rps']:,.0f}/s", f"{two['rps'] / pg_routes['shared']['rps']:.2f}× one server",
-                                  f"{two['cpu_ms']:.2f}", f"{two['p50_ms']:.1f} / {two['p99_ms']:.1f}",
+                                  f"{two['cpu_ms']:.2f}" + (f" + PostgreSQL {two['db_cpu_ms']:.2f}"
+                                                            if two["db_cpu_ms"] else ""),
+                                  f"{two['p50_ms']:.1f} / {two['p99_ms']:.1f}",
                                   str(two["errors"]), f"rows {two['rows']:,} for {two['ok']:,} OK", two["load"]])
                     if two["log_problems"]:
                         log("server log problems: " + " | ".join(two["log_problems"]))
