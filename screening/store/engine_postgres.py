@@ -161,9 +161,29 @@ class PostgresDatabase:
                 where[-1] = f"({where[-1]} OR search_ref LIKE ?)"
                 params.append(f"%{escaped}%")
             else:
-                where.append(f"{column} LIKE ?")
-                params.append(f"%{escaped}%")
+                piece = _indexed_piece(column, text)
+                if piece == text:
+                    where.append(f"{column} LIKE ?")
+                    params.append(f"%{escaped}%")
+                else:
+                    # the index finds the rows holding the selective part; the whole piece is then
+                    # checked on those rows only (strpos: the same test as LIKE '%piece%')
+                    escaped_piece = piece.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                    where.append(f"({column} LIKE ? AND strpos({column}, ?) > 0)")
+                    params += [f"%{escaped_piece}%", text]
         return where, params
+
+
+def _indexed_piece(column: str, text: str) -> str:
+    """The part of a search piece that the trigram index should look up. For an e-mail address, its
+    local part with the '@': the domain's trigrams ("example", "org", "gmail") are in most rows, and
+    GIN reads each of their long posting lists whole (measured at 10^6 rows: 65 ms for a whole
+    address, against a few ms for its local part). Anything else: the piece itself."""
+    if column == "search_contact" and "@" in text:
+        local = text.split("@", 1)[0]
+        if len(local) >= 3:
+            return local + "@"
+    return text
 
 
 class _Table:

@@ -28,8 +28,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from screening import create_app
+from screening.core import reading
 from screening.store import accounts, review
 from screening.store import db as dbmod
+from screening.store.sql import is_postgres
+from screening.web import filters as webfilters
 
 SERVICES = {"decontracting-back-massage": 40, "back-massage": 25, "decontracting-massage": 15,
             "back-and-neck-massage": 12, "deep-tissue-massage": 8}
@@ -79,54 +82,149 @@ def status_for(rng, age_days):
     return rng.choices(dbmod.STATUSES, weights=(1, 1, 18, 80))[0]
 
 
-def fill(path: Path, rows: int, *, seed=1, batch=100_000) -> float:
-    """Insert `rows` submissions, oldest first, in big executemany transactions; return seconds."""
+SUBMISSION_COLUMNS = ("reference", "nonce", "service", "outcome", "answers", "fired_rules", "suggestions",
+                      "rules_version", "locale", "name", "contact", "consent_at", "created_at", "status", "decision",
+                      "updated_at", "centre", "number", *dbmod.SEARCH_COLUMNS)
+AUDIT_COLUMNS = ("at", "staff_id", "staff_email", "action", "submission_id", "reference", "detail", "centre")
+AUDIT_PER_ROW = 0.5     # audit entries per stored screening (views, status changes)
+
+
+def generate(rows: int, *, seed=1):
+    """`rows` submissions (tuples in SUBMISSION_COLUMNS order), oldest first, with their search
+    columns folded as store_screening folds them (db.search_columns); then the final numbers per
+    centre as the last item, a dict."""
     rng = random.Random(seed)
     pool = answer_pool(rng)
-    conn = dbmod.connect(path)
     end = datetime.now(UTC)
     start = end - timedelta(days=DAYS)
     step = (end - start) / rows
     references: set[str] = set()
-    sql = ("INSERT INTO submissions (reference, nonce, service, outcome, answers, fired_rules, suggestions,"
-           " rules_version, locale, name, contact, consent_at, created_at, status, decision, updated_at, centre,"
-           " number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     numbers: dict[str, int] = {}         # each centre numbers its own screenings, as store_screening does
+    for i in range(rows):
+        while True:
+            code = "".join(rng.choices(dbmod.REFERENCE_ALPHABET, k=dbmod.REFERENCE_LENGTH))
+            reference = f"{code[:4]}-{code[4:]}"
+            if reference not in references:
+                references.add(reference)
+                break
+        created = (start + step * i).isoformat(timespec="microseconds")
+        outcome = weighted(rng, OUTCOMES)
+        fired = "[]" if outcome == "proceed" else json.dumps(
+            [{"rule": "fever" if outcome == "consult_professional" else "pregnancy",
+              "outcome": outcome, "not_sure": False, "cleared": False}])
+        name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+        contact = contact_for(rng, name, i)
+        status = status_for(rng, (end - (start + step * i)).days)
+        # most rows are the measured centre's; the rest another's, which every query skips
+        centre = CENTRE if rng.random() < 0.9 else "other-centre"
+        numbers[centre] = numbers.get(centre, 0) + 1
+        search = dbmod.search_columns(name, contact, reference)
+        yield (reference, f"bench-{i:09d}", weighted(rng, SERVICES), outcome, rng.choice(pool), fired,
+               "[]", "bench", "en", name, contact, created, created, status,
+               None if status == "new" else rng.choice(review.DECISIONS), None, centre, numbers[centre],
+               *(search[c] for c in dbmod.SEARCH_COLUMNS))
+    yield numbers
+
+
+def generate_audit(rows: int, *, seed=2):
+    """rows × AUDIT_PER_ROW audit entries (tuples in AUDIT_COLUMNS order) over the same two years,
+    oldest first: staff opening screenings, and some status changes."""
+    rng = random.Random(seed)
+    count = int(rows * AUDIT_PER_ROW)
+    end = datetime.now(UTC)
+    start = end - timedelta(days=DAYS)
+    step = (end - start) / max(count, 1)
+    for i in range(count):
+        centre = CENTRE if rng.random() < 0.9 else "other-centre"
+        at = (start + step * i).isoformat(timespec="microseconds")
+        if rng.random() < 0.7:
+            yield (at, 1, "reception@centre.example", "view", rng.randrange(1, rows + 1), "ABCD-EFGH", None, centre)
+        else:
+            yield (at, 1, "reception@centre.example", "status", rng.randrange(1, rows + 1), "ABCD-EFGH",
+                   "status: new -> reviewed", centre)
+
+
+def fill(target: str | Path, rows: int, *, seed=1, batch=100_000) -> float:
+    """Insert `rows` submissions (and their audit entries) into an SQLite file or a PostgreSQL
+    database already migrated; return seconds."""
+    if is_postgres(str(target)):
+        return fill_postgres(str(target), rows, seed=seed)
+    conn = dbmod.connect(target)
+    columns = ", ".join(SUBMISSION_COLUMNS)
+    sql = f"INSERT INTO submissions ({columns}) VALUES ({', '.join('?' * len(SUBMISSION_COLUMNS))})"  # noqa: S608
+    audit_sql = (f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)})"  # noqa: S608
+                 f" VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})")
     t0 = time.perf_counter()
-    for first in range(0, rows, batch):
-        chunk = []
-        for i in range(first, min(first + batch, rows)):
-            while True:
-                code = "".join(rng.choices(dbmod.REFERENCE_ALPHABET, k=dbmod.REFERENCE_LENGTH))
-                reference = f"{code[:4]}-{code[4:]}"
-                if reference not in references:
-                    references.add(reference)
-                    break
-            created = (start + step * i).isoformat(timespec="microseconds")
-            outcome = weighted(rng, OUTCOMES)
-            fired = "[]" if outcome == "proceed" else json.dumps(
-                [{"rule": "fever" if outcome == "consult_professional" else "pregnancy",
-                  "outcome": outcome, "not_sure": False, "cleared": False}])
-            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-            status = status_for(rng, (end - (start + step * i)).days)
-            # most rows are the measured centre's; the rest another's, which every query skips
-            centre = CENTRE if rng.random() < 0.9 else "other-centre"
-            numbers[centre] = numbers.get(centre, 0) + 1
-            chunk.append((reference, f"bench-{i:09d}", weighted(rng, SERVICES), outcome, rng.choice(pool), fired,
-                          "[]", "bench", "en", name, contact_for(rng, name, i),
-                          created, created, status,
-                          None if status == "new" else rng.choice(review.DECISIONS), None,
-                          centre, numbers[centre]))
+    # the search indexes are made once at the end from the stored rows (FTS5's rebuild), which is
+    # much faster than their triggers row by row
+    conn.execute("DROP TRIGGER IF EXISTS submissions_fts_insert")
+    chunk: list = []
+    done = 0
+
+    def flush():
         with dbmod.immediate(conn):
             conn.conn.executemany(sql, chunk)
-            conn.conn.executemany("INSERT INTO centre_numbers (centre, last) VALUES (?, ?) ON CONFLICT (centre)"
-                                  " DO UPDATE SET last = excluded.last", list(numbers.items()))
-        print(f"  {min(first + batch, rows):>9,} rows", end="\r", flush=True)
+        chunk.clear()
+        print(f"  {done:>9,} rows", end="\r", flush=True)
+
+    for row in generate(rows, seed=seed):
+        if isinstance(row, dict):
+            numbers = row
+            break
+        chunk.append(row)
+        done += 1
+        if len(chunk) >= batch:
+            flush()
+    if chunk:
+        flush()
+    with dbmod.immediate(conn):
+        conn.conn.executemany("INSERT INTO centre_numbers (centre, last) VALUES (?, ?) ON CONFLICT (centre)"
+                              " DO UPDATE SET last = excluded.last", list(numbers.items()))
+        conn.conn.executemany(audit_sql, generate_audit(rows, seed=seed + 1))
+    with dbmod.immediate(conn):
+        conn.create_search_indexes()        # the triggers again, and the FTS5 tables rebuilt
     seconds = time.perf_counter() - t0
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     print()
     return seconds
+
+
+def fill_postgres(url: str, rows: int, *, seed=1) -> float:
+    """The same rows as fill(), into a migrated PostgreSQL database: the tables' indexes dropped,
+    the rows sent by COPY, the indexes made again, then VACUUM ANALYZE (the statistics and the
+    visibility map that autovacuum would have made by the time a database holds a million rows)."""
+    import psycopg
+
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+                               " AND tablename IN ('submissions', 'audit_log')"
+                               " AND indexname NOT LIKE '%_pkey'").fetchall()
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        numbers: dict[str, int] = {}
+        with conn.cursor() as cursor:
+            with cursor.copy(f"COPY submissions ({', '.join(SUBMISSION_COLUMNS)}) FROM STDIN") as copy:
+                for i, row in enumerate(generate(rows, seed=seed)):
+                    if isinstance(row, dict):
+                        numbers = row
+                        break
+                    copy.write_row(row)
+                    if i % 100_000 == 0:
+                        print(f"  {i:>9,} rows", end="\r", flush=True)
+            with cursor.copy(f"COPY audit_log ({', '.join(AUDIT_COLUMNS)}) FROM STDIN") as copy:
+                for row in generate_audit(rows, seed=seed + 1):
+                    copy.write_row(row)
+            cursor.executemany("INSERT INTO centre_numbers (centre, last) VALUES (%s, %s) ON CONFLICT (centre)"
+                               " DO UPDATE SET last = excluded.last", list(numbers.items()))
+        print(f"\n  rows sent in {time.perf_counter() - t0:.0f} s; indexing ...", flush=True)
+        for _, ddl in indexes:
+            conn.execute(ddl)
+        conn.execute("VACUUM ANALYZE submissions")
+        conn.execute("VACUUM ANALYZE audit_log")
+    return time.perf_counter() - t0
 
 
 CENTRE = "exemple-barcelona"     # the shipped centre: the app's default, whose staff the benchmark logs in as
@@ -158,16 +256,19 @@ def query_plan(conn, sql: str) -> list[str]:
     return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()]
 
 
-def make_app(path: Path):
-    return create_app({"TESTING": True, "DATABASE": str(path), "SECRET_KEY": "bench-" + "k" * 40,
+def make_app(target: str | Path):
+    """The app on an SQLite file or a postgresql:// URL (its pool of 8 connections)."""
+    where = {"DATABASE_URL": str(target)} if is_postgres(str(target)) else {"DATABASE": str(target)}
+    return create_app({"TESTING": True, **where, "SECRET_KEY": "bench-" + "k" * 40,
                        "WTF_CSRF_ENABLED": False})
 
 
-def logged_in_client(app):
-    """A test client logged in through the real login form as a new staff member."""
-    conn = dbmod.connect(app.config["DATABASE"])
+def logged_in_client(app, target: str | Path | None = None):
+    """A test client logged in through the real login form as a new staff member (an admin of the
+    centre, who may read its audit trail)."""
+    conn = dbmod.connect(str(target or app.config.get("DATABASE_URL") or app.config["DATABASE"]))
     email = f"bench{time.time_ns()}@centre.example"
-    accounts.create_staff(conn, email=email, password=PASSWORD, name="Bench", centre=CENTRE)
+    accounts.create_staff(conn, email=email, password=PASSWORD, name="Bench", centre=CENTRE, role="admin")
     conn.close()
     client = app.test_client()
     response = client.post("/staff/login", data={"email": email, "password": PASSWORD})
@@ -242,51 +343,76 @@ def both(fn, runs) -> tuple[float, float]:
 
 def search_samples(conn) -> dict[str, str]:
     """Searches a receptionist would type, taken from the stored rows: a reference, a name without
-    its accent and in lower case, an e-mail address, part of a phone number, and nothing."""
+    its accent and in lower case, the first letters of a name, an e-mail address, part of a phone
+    number, and nothing."""
     phone = conn.execute("SELECT contact FROM submissions WHERE centre = ? AND contact NOT LIKE '%@%'"
-                         " LIMIT 1 OFFSET 777", [CENTRE]).fetchone()[0]
+                         " ORDER BY id LIMIT 1 OFFSET 777", [CENTRE]).fetchone()[0]
     digits = "".join(ch for ch in phone if ch.isdigit())
-    return {"reference": conn.execute("SELECT reference FROM submissions WHERE centre = ? LIMIT 1 OFFSET 1234",
-                                      [CENTRE]).fetchone()[0],
-            "name": "garcia", "accent": "nuria pena", "email": conn.execute(
-                "SELECT contact FROM submissions WHERE centre = ? AND contact LIKE '%@%' LIMIT 1 OFFSET 4321",
-                [CENTRE]).fetchone()[0],
+    return {"reference": conn.execute("SELECT reference FROM submissions WHERE centre = ? ORDER BY id"
+                                      " LIMIT 1 OFFSET 1234", [CENTRE]).fetchone()[0],
+            "name": "garcia", "accent": "nuria pena", "short prefix": "pe", "email": conn.execute(
+                "SELECT contact FROM submissions WHERE centre = ? AND contact LIKE '%@%' ORDER BY id"
+                " LIMIT 1 OFFSET 4321", [CENTRE]).fetchone()[0],
             "phone": f"{digits[:3]} {digits[3:6]} {digits[6:]}", "no match": "Zzyzx"}
 
 
-def measure(path: Path, runs: int) -> list[tuple[str, float, float]]:
-    """(label, median wall ms, median CPU ms) of every dashboard query of review.py and of each
-    whole staff request (server time through a logged-in test client), at the rows stored in `path`."""
-    conn = dbmod.connect(path)
+def timings(fn, runs: int) -> tuple[float, float, float]:
+    """(p50 wall ms, p99 wall ms, median CPU ms of this process) over `runs` calls of fn(), after
+    one call to warm up. The p99 of n runs is the value below which 99 % of them fall (with 50
+    runs: the worst but one)."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(runs):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    wall.sort()
+    p99 = wall[min(len(wall) - 1, int(len(wall) * 0.99))]
+    return statistics.median(wall) * 1e3, p99 * 1e3, statistics.median(cpu) * 1e3
+
+
+def measure(target: str | Path, runs: int) -> list[tuple[str, float, float, float]]:
+    """(label, p50 wall ms, p99 wall ms, median CPU ms) of every dashboard query of review.py, the
+    attention counts and the audit page, then of each whole staff request (through a logged-in test
+    client: the app's session check, audit row and template included), at the rows stored in
+    `target` (an SQLite file or a postgresql:// URL). On PostgreSQL the CPU is this process's only
+    (the server's is not counted): read the wall time."""
+    conn = dbmod.connect(str(target))
     # the measured centre's rows (the staff see only theirs), through its (centre, created_at, id) index
     total = conn.execute("SELECT count(*) FROM submissions WHERE centre = ?", [CENTRE]).fetchone()[0]
     middle = conn.execute("SELECT created_at, number, id FROM submissions WHERE centre = ? ORDER BY created_at DESC,"
                           " id DESC LIMIT 1 OFFSET ?", [CENTRE, total // 2]).fetchone()
     last_month = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
-    params = [("no filter", {}), ("outcome", {"outcome": "consult_professional"}), ("status", {"status": "new"}),
+    params = [("first page", {}), ("outcome", {"outcome": "consult_professional"}), ("status", {"status": "new"}),
               ("service", {"service": "deep-tissue-massage"}),
               ("outcome + status", {"outcome": "tell_centre", "status": "new"}),
               ("last 30 days", {"from": last_month}),
-              ("deep page", {"before": review.Cursor(*middle).token()})]
+              (f"deep page (row {total // 2:,})", {"before": review.Cursor(*middle).token()})]
     params += [(f"search {kind} {q!r}", {"q": q}) for kind, q in search_samples(conn).items()]
-    out: list[tuple[str, float]] = []
+    out: list[tuple[str, float, float, float]] = []
     services = set(SERVICES)
     for label, args in params:
-        filters, errors = review.parse_filters(args, services)
-        before, _after, page_errors = review.parse_page(args)
+        filters, errors = webfilters.parse_filters(args, services)
+        before, _after, page_errors = webfilters.parse_page(args)
         assert not errors and not page_errors, (errors, page_errors)
-        review.list_page(conn, filters, before=before, centre=CENTRE)
-        out.append((f"query, {label}", *both(lambda f=filters, b=before: review.list_page(conn, f, before=b,
-                                                                                          centre=CENTRE), runs)))
-    out.append(("query, attention counts", *both(lambda: review.attention_counts(conn, centre=CENTRE), runs)))
+        out.append((f"query, {label}", *timings(lambda f=filters, b=before: review.list_page(
+            conn, f, before=b, centre=CENTRE), runs)))
+    out.append(("query, attention counts", *timings(lambda: review.attention_counts(conn, centre=CENTRE), runs)))
+    out.append(("query, audit page", *timings(lambda: review.list_audit(conn, centre=CENTRE), runs)))
     conn.close()
-    app = make_app(path)
-    client = logged_in_client(app)
+    app = make_app(target)
+    client = logged_in_client(app, target)
     from urllib.parse import urlencode
     for label, args in params:
         url = "/staff/?" + urlencode(args)
         assert client.get(url).status_code == 200, url
-        out.append((f"GET /staff/, {label}", *both(lambda u=url: client.get(u).close(), runs)))
+        out.append((f"GET /staff/, {label}", *timings(lambda u=url: client.get(u).close(), runs)))
+    assert client.get("/staff/audit").status_code == 200
+    out.append(("GET /staff/audit", *timings(lambda: client.get("/staff/audit").close(), runs)))
+    if is_postgres(str(target)):
+        from screening.store import engine_postgres
+        engine_postgres.close_pools(str(target))
     return out
 
 
@@ -314,7 +440,7 @@ def export_child(path: str, mode: str) -> None:
     t0 = time.perf_counter()
     size = lines = 0
     if mode == "rows":
-        words = review.ExportWords(app.extensions["screening.rules"], "ca", "Europe/Madrid", {}, {}, {})
+        words = reading.ExportWords(app.extensions["screening.rules"], "ca", "Europe/Madrid", {}, {}, {})
         for row in review.export_rows(lambda: dbmod.connect(path), review.Filters(), words, centre=CENTRE):
             lines += 1
             size += sum(map(len, row))
