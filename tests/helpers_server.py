@@ -154,12 +154,13 @@ class Browser:
         self.base_url = base_url
         self.cookies = CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect())
+        # a visitor whose browser asks for English (the shipped centre's own language is Catalan)
+        self.headers = {"Accept-Language": "en"}
 
     def request(self, path: str, data: dict | list | None = None) -> Response:
         """GET, or POST `data` form-encoded; 4xx and 5xx come back as responses, not exceptions."""
         body = urllib.parse.urlencode(data, doseq=True).encode() if data is not None else None
-        # a visitor whose browser asks for English (the shipped centre's own language is Catalan)
-        req = urllib.request.Request(self.base_url + path, data=body, headers={"Accept-Language": "en"})
+        req = urllib.request.Request(self.base_url + path, data=body, headers=self.headers)
         try:
             with self.opener.open(req, timeout=60) as resp:
                 return Response(resp.status, dict(resp.headers), resp.read().decode())

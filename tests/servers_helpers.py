@@ -12,9 +12,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -23,7 +20,6 @@ from helpers_server import (
     CONNECTION_LOST,
     FORM,
     Browser,
-    Response,
     app_folder,
     form_fields,
     gunicorn_server,
@@ -42,17 +38,7 @@ class ProxiedBrowser(Browser):
     def __init__(self, base_url: str, address: str):
         super().__init__(base_url)
         self.address = address
-
-    def request(self, path: str, data=None) -> Response:
-        body = urllib.parse.urlencode(data, doseq=True).encode() if data is not None else None
-        req = urllib.request.Request(self.base_url + path, data=body,
-                                     headers={"Accept-Language": "en", "X-Forwarded-For": self.address})
-        try:
-            with self.opener.open(req, timeout=60) as resp:
-                return Response(resp.status, dict(resp.headers), resp.read().decode())
-        except urllib.error.HTTPError as e:
-            with e:
-                return Response(e.code, dict(e.headers), e.read().decode())
+        self.headers = {**self.headers, "X-Forwarded-For": address}
 
 
 def on(browser: Browser, url: str) -> Browser:

@@ -88,6 +88,19 @@ def prepare(target: str) -> None:
         engine_sqlite.prepare(target)
 
 
+def indexed_piece(column: str, text: str) -> str:
+    """The part of a search piece that the trigram index should look up. For an e-mail address, its
+    local part with the '@': the domain's trigrams ("example", "org", "gmail") are in most rows, and
+    an index reads each of their long lists of rows whole (measured at 10^6 rows on PostgreSQL: 65 ms
+    for a whole address, against a few ms for its local part; on SQLite 41 ms). Anything else: the
+    piece itself."""
+    if column == "search_contact" and "@" in text:
+        local = text.split("@", 1)[0]
+        if len(local) >= 3:
+            return local + "@"
+    return text
+
+
 # Every guarantee the SQLite store gives across workers, given across app servers on PostgreSQL:
 # (what holds, how, the tests that prove it on both engines). Each later feature adds its own.
 # tests/test_servers_postgres.py proves them again end to end: two gunicorn servers on one
