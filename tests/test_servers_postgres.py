@@ -257,7 +257,14 @@ def test_postgres_stopped_immediately_mid_load_gives_503s_and_both_servers_serve
             served_again_at = time.monotonic()
             # one share acknowledged before the stop, looked up by its reference on each server
             earlier = min(acknowledged_before, key=lambda ref: acknowledged_before[ref][0])
-            staff_after = [on(staff, url).get(f"/staff/?q={earlier}") for url in urls]
+            # each server's workers reconnect on their own (a worker whose pool is still backing off
+            # answers 503 a moment longer than the one /healthz reached): ask until one answers
+            staff_after = []
+            for url in urls:
+                found = []
+                wait_for(lambda u=url, f=found: f.append(on(staff, u).get(f"/staff/?q={earlier}")) or
+                         f[-1].status != 503, timeout=RECOVERY_TIMEOUT, what=f"the staff search on {url}")
+                staff_after.append(found[-1])
             wait_for(lambda: all(load.count(url, since=served_again_at) >= 10 for url in urls), timeout=60,
                      what="10 shares through each server after PostgreSQL is back")
         finally:
