@@ -49,7 +49,8 @@ LANGUAGES = ["en", "ca", "es"]
 # SCREENSHOTS=docs/screenshots (see the README) saves what the accessibility test looked at, per language
 SCREENSHOTS = os.environ.get("SCREENSHOTS")
 SCREENSHOT_PAGES = {"questionnaire", "questionnaire-refused", "result-proceed-shared", "result-tell-centre",
-                    "result-consult-suggestions", "result-fever", "staff-dashboard", "staff-submission"}
+                    "result-consult-suggestions", "result-fever", "staff-dashboard", "staff-submission",
+                    "staff-account"}
 
 
 @dataclass
@@ -81,6 +82,9 @@ def site(tmp_path_factory):
             "suggestions": ["neck_tension"], "rules_version": "test", "locale": "en",
             "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}, centre=CENTRE)
         submission_id = dbmod.find_by_reference(conn, reference)["number"]   # as staff URLs name it
+        # a session on another browser, so that My account lists one with its "End" button
+        accounts.attempt_login(conn, STAFF_EMAIL, STAFF_PASSWORD, "127.0.0.2", max_failures=5, lock_seconds=900,
+                               browser="Samsung Internet/Android")
     finally:
         conn.close()
     with live_server(app) as url:
@@ -185,6 +189,7 @@ STAFF_PAGES = {
     "staff-rules": visit("/staff/rules"),
     "staff-rules-simulate": visit("/staff/rules/simulate"),
     "staff-audit": visit("/staff/audit"),
+    "staff-account": visit("/staff/account"),
 }
 ALL_PAGES = PUBLIC_PAGES | STAFF_PAGES
 
@@ -216,6 +221,7 @@ EXPECTED = {
     "staff-rules": "[data-rule='intense_pain']",
     "staff-rules-simulate": "select#service",
     "staff-audit": "[data-audit]",
+    "staff-account": "[data-sessions] [data-session]:not([data-current]) form",
 }
 OVERFLOW = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 # the label box of every radio and checkbox on screen (follow-ups hidden by the script are skipped)

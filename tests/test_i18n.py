@@ -158,6 +158,9 @@ def _pages(app, make_staff, make_submission, lang="ca"):
         "simulate": staff.get("/staff/rules/simulate"),
         "simulate result": staff.post("/staff/rules/simulate", data={"service": "back-massage", **all_no(fever="yes")}),
         "audit": staff.get("/staff/audit"),
+        "account": staff.get("/staff/account"),
+        "account with errors": staff.post("/staff/account/password", data={
+            "current_password": "wrong", "new_password": "short", "new_password_again": "other"}),
     }
     for code in outcomes:
         assert f'data-outcome="{code}"' in pages[code].text

@@ -12,6 +12,7 @@ No Flask here (the CLI and the views both call it). Why it is built this way (RE
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import time
@@ -32,6 +33,7 @@ MAX_EMAIL = 254
 # Deliberately loose: one @, something on both sides, a dot in the domain, no spaces.
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LAST_SEEN_EVERY = 60      # seconds: a session's last_seen_at is written at most this often
+MAX_BROWSER = 64          # characters of a session's browser family kept
 
 hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 _dummy_hash: str | None = None
@@ -216,7 +218,8 @@ def _recent(db, key: str, since: float) -> int:
 
 
 def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
-                  max_failures: int, lock_seconds: float, replaces: str | None = None) -> LoginResult:
+                  max_failures: int, lock_seconds: float, replaces: str | None = None,
+                  browser: str | None = None) -> LoginResult:
     """Check a login; on success start a new session (its token is in the result).
 
     Unknown email, wrong password and inactive account are refused alike and cost one argon2
@@ -224,6 +227,7 @@ def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
     password is checked, and taken back when it succeeds, so N workers still allow N tries in all.
     Over the limit, even the right password is refused until old failures age out.
     `replaces` is the token of a session the browser already had: it is ended (fixation).
+    `browser` is the browser family the session is shown with on My account ("Firefox/Android").
     """
     email = normalize_email(email)[:MAX_EMAIL]
     keys = (account_key(email), address_key(remote_addr))
@@ -261,8 +265,9 @@ def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
         if replaces:
             db.execute("DELETE FROM staff_sessions WHERE id = ?", [session_id(replaces)])
         stamp = now()
-        db.execute("INSERT INTO staff_sessions (id, staff_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
-                   [session_id(token), row["id"], stamp, stamp])
+        db.execute("INSERT INTO staff_sessions (id, staff_id, created_at, last_seen_at, browser)"
+                   " VALUES (?, ?, ?, ?, ?)", [session_id(token), row["id"], stamp, stamp,
+                                               (browser or None) and browser[:MAX_BROWSER]])
         staff = _public(row)
         audit(db, action="login", staff=staff)
     return LoginResult(staff, False, failures, token)
@@ -323,3 +328,89 @@ def purge_expired_sessions(db, *, idle_minutes: float, session_hours: float) -> 
         cursor = db.execute("DELETE FROM staff_sessions WHERE last_seen_at <= ? OR created_at <= ?",
                             [_ago(minutes=idle_minutes), _ago(hours=session_hours)])
     return cursor.rowcount
+
+
+# --- My account: the member's own password and sessions -------------------------------------------
+
+def change_password(db, staff: dict[str, Any], current: str, new: str, *, keep: str | None,
+                    max_failures: int, lock_seconds: float) -> None:
+    """A member changes their own password: `current` must be right, `new` must pass check_password.
+    Every other session of the account ends (a thief's copied cookie dies with the old password);
+    the session whose token is `keep` (the member's own) stays. Audited, never the password.
+
+    AccountError('locked' | 'wrong_password' | 'short_password' | 'long_password'). A wrong
+    current password counts as a failed login of the account, counted before the slow check as in
+    attempt_login, so that a stolen session cannot guess the password faster than the login form.
+    """
+    check_password(new)
+    key = account_key(staff["email"])
+    at = time.time()
+    with immediate(db):
+        db.lock("login:" + key)
+        if _recent(db, key, at - lock_seconds) >= max_failures:
+            audit(db, action="password_change_refused", staff=staff)
+            locked = True
+        else:
+            locked = False
+            pending = db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?) RETURNING id",
+                                 [key, at]).fetchone()[0]
+    if locked:
+        raise AccountError("locked")
+    row = db.execute("SELECT password_hash FROM staff WHERE id = ? AND active = 1", [staff["id"]]).fetchone()
+    if not verify_password(row[0] if row else None, current):
+        with immediate(db):
+            audit(db, action="password_change_refused", staff=staff)
+        raise AccountError("wrong_password")
+    password_hash = hash_password(new)
+    with immediate(db):
+        db.execute("DELETE FROM login_failures WHERE id = ?", [pending])
+        db.execute("UPDATE staff SET password_hash = ?, password_changed_at = ? WHERE id = ?",
+                   [password_hash, now(), staff["id"]])
+        db.execute("DELETE FROM staff_sessions WHERE staff_id = ? AND id != ?",
+                   [staff["id"], session_id(keep) if keep else ""])
+        audit(db, action="password_changed", staff=staff)
+
+
+def session_handle(key: bytes, sid: str) -> str:
+    """How a form names a session: a keyed hash of its id, which says nothing of the id (the page
+    must not hand out other sessions' ids) and cannot be made without the app's key."""
+    return hmac.new(key, b"staff-session:" + sid.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def list_sessions(db, staff_id: int, *, current: str | None, key: bytes, idle_minutes: float,
+                  session_hours: float) -> list[dict[str, Any]]:
+    """The account's live sessions, the current one first, then the most recently seen: `handle`
+    (session_handle), `created_at`, `last_seen_at`, `browser` (family or None) and `current`."""
+    own = session_id(current) if current else None
+    rows = db.execute(
+        "SELECT id, created_at, last_seen_at, browser FROM staff_sessions WHERE staff_id = ?"
+        " AND last_seen_at > ? AND created_at > ? ORDER BY last_seen_at DESC, created_at DESC",
+        [staff_id, _ago(minutes=idle_minutes), _ago(hours=session_hours)]).fetchall()
+    sessions = [{"handle": session_handle(key, sid), "created_at": created_at, "last_seen_at": last_seen_at,
+                 "browser": browser, "current": sid == own} for sid, created_at, last_seen_at, browser in rows]
+    return sorted(sessions, key=lambda s: not s["current"])
+
+
+def end_own_session(db, staff: dict[str, Any], handle: str, *, current: str | None, key: bytes) -> bool:
+    """End one session of the member's own account, named by its handle; not the current one (that
+    is the log out button). False when the account has no such other session (another account's
+    sessions are never reached: only this account's rows are looked at)."""
+    own = session_id(current) if current else None
+    with immediate(db):
+        for (sid,) in db.execute("SELECT id FROM staff_sessions WHERE staff_id = ?", [staff["id"]]).fetchall():
+            if sid != own and hmac.compare_digest(session_handle(key, sid), handle or ""):
+                db.execute("DELETE FROM staff_sessions WHERE id = ? AND staff_id = ?", [sid, staff["id"]])
+                audit(db, action="session_ended", staff=staff)
+                return True
+    return False
+
+
+def end_other_sessions(db, staff: dict[str, Any], *, current: str | None) -> int:
+    """End every session of the member's account but the current one; return how many (audited
+    when there were any)."""
+    with immediate(db):
+        count = db.execute("DELETE FROM staff_sessions WHERE staff_id = ? AND id != ?",
+                           [staff["id"], session_id(current) if current else ""]).rowcount
+        if count:
+            audit(db, action="sessions_ended", staff=staff, detail=str(count))
+    return count

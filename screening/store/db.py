@@ -407,9 +407,17 @@ def m010_search_columns(db) -> None:
     db.create_search_indexes()
 
 
+def m011_session_browser(db) -> None:
+    """Each staff session's browser family ("Firefox/Android": browser and system, coarse, from
+    the User-Agent when the session started; NULL when unknown or older), shown on My account so
+    that a member can tell their sessions apart. No address, no location."""
+    db.execute("ALTER TABLE staff_sessions ADD COLUMN browser $TEXT")
+
+
 # The migrations from m010 on, written once for both engines: SQLite records them with the rest
 # (sqlite-utils' Migrations), PostgreSQL after its baseline (engine_postgres.migrate).
-PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns)]
+PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
+                       ("m011_session_browser", m011_session_browser)]
 for _name, _function in PORTABLE_MIGRATIONS:
     migrations(name=_name)(_function)
 

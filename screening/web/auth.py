@@ -129,6 +129,24 @@ def _renew_csrf_secret() -> None:
     g.pop(name, None)       # Flask-WTF's per-request copy of the signed token
 
 
+# the browser and the system a User-Agent names, coarse, first match wins: Edge, Opera and Samsung
+# Internet also say "Chrome", Chrome also says "Safari", iPads also say "Mac OS X", Android "Linux"
+_BROWSERS = (("Edg", "Edge"), ("OPR/", "Opera"), ("SamsungBrowser", "Samsung Internet"), ("Firefox/", "Firefox"),
+             ("FxiOS", "Firefox"), ("CriOS", "Chrome"), ("Chrome/", "Chrome"),
+             ("Safari/", "Safari"))
+_SYSTEMS = (("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iOS"), ("iPod", "iOS"), ("CrOS", "ChromeOS"),
+            ("Windows", "Windows"), ("Macintosh", "macOS"), ("Mac OS X", "macOS"), ("Linux", "Linux"))
+
+
+def browser_family(user_agent: str | None) -> str | None:
+    """A session's browser family as stored: "Firefox/Android", "Chrome/" (system unknown), or None
+    when neither is known. Names only (no version, no address), to tell one's sessions apart."""
+    agent = (user_agent or "")[:1000]
+    browser = next((name for mark, name in _BROWSERS if mark in agent), "")
+    system = next((name for mark, name in _SYSTEMS if mark in agent), "")
+    return f"{browser}/{system}" if browser or system else None
+
+
 # --- views -----------------------------------------------------------------------------------------
 
 def login_page(form: LoginForm | None = None, *, status: int = 200, failed: bool = False, headers=None, **page):
@@ -153,7 +171,7 @@ def check_login(*, away: bool = False, **page):
     result = accounts.attempt_login(
         get_db(), form.email.data, form.password.data, request.remote_addr,
         max_failures=int(config["LOGIN_MAX_FAILURES"]), lock_seconds=lock_seconds,
-        replaces=request.cookies.get(COOKIE))
+        replaces=request.cookies.get(COOKIE), browser=browser_family(request.headers.get("User-Agent")))
     if result.staff is None:
         if not result.locked:
             # each failure in a row costs a little more time (0 in the tests); the lock does the rest
