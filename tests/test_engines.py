@@ -144,7 +144,7 @@ def test_login_throttle_holds_across_connections(conn_target, conn):
     before the account (or the address) is locked, and then the right password is refused too."""
     accounts.create_staff(conn, email="sam@centre.example", password=STAFF_PASSWORD, name="Sam", role="staff",
                           centre=CENTRE)
-    limits = {"max_failures": 5, "lock_seconds": 900}
+    limits = {"max_failures": 5, "lock_seconds": 900, "secret": "a test secret"}
 
     # one account, from 16 addresses: the account's count holds
     results = no_errors(together(conn_target, lambda c, i: accounts.attempt_login(
