@@ -351,9 +351,9 @@ def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
     token = new_token()
     with immediate(db):
         stamp = now()
-        # success wipes the failures of the account and of this browser; the address keeps the
-        # others it made
-        db.execute("DELETE FROM login_failures WHERE key IN (?, ?)", [account_key(row["id"]), keys.get("device", "")])
+        # success wipes the failures of what judged it (the account's, or this known browser's:
+        # a member's login does not hand strangers fresh tries); the address keeps the others it made
+        db.execute("DELETE FROM login_failures WHERE key = ?", [keys.get("device") or keys["account"]])
         if "address" in pending:
             db.execute("DELETE FROM login_failures WHERE id = ?", [pending["address"]])
         if device_id is None:
