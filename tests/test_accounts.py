@@ -6,7 +6,7 @@ from argon2 import PasswordHasher
 
 from screening.store import accounts
 
-LIMITS = {"max_failures": 3, "lock_seconds": 900}
+LIMITS = {"max_failures": 3, "lock_seconds": 900, "secret": "a test secret"}
 TIMEOUTS = {"idle_minutes": 30, "session_hours": 10}
 
 
@@ -103,7 +103,7 @@ def test_attempts_while_locked_do_not_extend_the_lock(db, make_staff):
     for _ in range(5):
         accounts.attempt_login(db, staff["email"], "wrong guess", "10.0.0.1", **LIMITS)
     assert db.execute("SELECT count(*) FROM login_failures WHERE key = ?",
-                      [accounts.account_key(staff["email"])]).fetchone()[0] == 3
+                      [accounts.account_key(staff["id"])]).fetchone()[0] == 3
 
 
 def test_the_lock_ends_when_the_failures_are_older_than_the_lock_time(db, make_staff):

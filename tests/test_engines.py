@@ -141,10 +141,14 @@ def test_share_limit_holds_across_connections(conn_target, conn):
 
 def test_login_throttle_holds_across_connections(conn_target, conn):
     """Wrong passwords tried at once from many connections: no more than max_failures are checked
-    before the account (or the address) is locked, and then the right password is refused too."""
+    before the account (or the address, or a known browser) is refused, and then the right password
+    is refused too; the account's refusal does not touch a browser known to it."""
     accounts.create_staff(conn, email="sam@centre.example", password=STAFF_PASSWORD, name="Sam", role="staff",
                           centre=CENTRE)
-    limits = {"max_failures": 5, "lock_seconds": 900}
+    limits = {"max_failures": 5, "lock_seconds": 900, "secret": "a test secret"}
+    # the member's browser logs in once: from then on it is known to the account
+    sam = accounts.find_staff(conn, "sam@centre.example")["id"]
+    device = accounts.attempt_login(conn, "sam@centre.example", STAFF_PASSWORD, "198.51.100.250", **limits).device
 
     # one account, from 16 addresses: the account's count holds
     results = no_errors(together(conn_target, lambda c, i: accounts.attempt_login(
@@ -153,6 +157,18 @@ def test_login_throttle_holds_across_connections(conn_target, conn):
     assert sum(not r.locked for r in results) == 5, results
     right = accounts.attempt_login(conn, "sam@centre.example", STAFF_PASSWORD, "198.51.100.200", **limits)
     assert right.staff is None and right.locked
+
+    # a browser known to the account is judged on its own failures: the strangers' do not stop it,
+    # and its own wrong guesses sent at once are counted exactly too
+    devices = {sam: device}
+    assert accounts.attempt_login(conn, "sam@centre.example", STAFF_PASSWORD, "198.51.100.250", **limits,
+                                  devices=devices).staff
+    results = no_errors(together(conn_target, lambda c, i: accounts.attempt_login(
+        c, "sam@centre.example", f"wrong password {i}", "198.51.100.250", **limits, devices=devices)))
+    assert sum(not r.locked for r in results) == 5, results
+    assert {r.kind for r in results if r.locked} == {"device"}
+    assert accounts.attempt_login(conn, "sam@centre.example", STAFF_PASSWORD, "198.51.100.250", **limits,
+                                  devices=devices).locked
 
     # one address, 16 e-mails: the address's count holds
     results = no_errors(together(conn_target, lambda c, i: accounts.attempt_login(

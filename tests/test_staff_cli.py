@@ -3,7 +3,7 @@ import pytest
 
 from screening.store import accounts
 
-LIMITS = {"max_failures": 5, "lock_seconds": 900}
+LIMITS = {"max_failures": 5, "lock_seconds": 900, "secret": "a test secret"}
 
 
 def can_log_in(db, email, password):

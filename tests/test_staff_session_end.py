@@ -120,10 +120,11 @@ def test_public_error_pages_still_lead_to_the_services(client):
 
 
 def test_a_locked_login_says_when_to_come_back(make_app, make_staff):
+    """The first refusal lasts a minute after the last failure (accounts.FIRST_DELAY)."""
     app = make_app(LOGIN_MAX_FAILURES=2, LOGIN_LOCK_MINUTES=7)
     staff = make_staff()
     client = app.test_client()
     for _ in range(2):
         assert "Retry-After" not in login(client, staff["email"], "wrong guess").headers
     response = login(client, staff["email"], staff["password"])
-    assert response.status_code == 429 and response.headers["Retry-After"] == str(7 * 60)
+    assert response.status_code == 429 and 0 < int(response.headers["Retry-After"]) <= 60

@@ -5,9 +5,11 @@ No Flask here (the CLI and the views both call it). Why it is built this way (RE
   hasher's parameters change;
 - a session cookie carries only a random token; the table keeps its SHA-256, so a copy of the
   database does not hand out live sessions, and deleting the row ends the session everywhere;
-- failed logins are rows counted inside BEGIN IMMEDIATE, so every gunicorn worker sees the same
-  count; an attempt is counted *before* the password is checked, so parallel guesses cannot
-  slip past the limit while a slow hash runs.
+- failed logins are rows counted inside BEGIN IMMEDIATE (and lock() per key on PostgreSQL), so
+  every worker and server sees the same count; an attempt is counted *before* the password is
+  checked, so parallel guesses cannot slip past the limit while a slow hash runs;
+- a browser that has logged in to an account is judged on its own failures only, so strangers'
+  guesses cannot keep the member out (see "logging in").
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from .db import IntegrityError, audit, immediate, now
+from .db import INSTALLATION, IntegrityError, audit, immediate, now
 
 ROLES = ("staff", "admin")
 MIN_PASSWORD = 8
@@ -179,21 +181,42 @@ def reset_password(db, email: str, password: str) -> dict[str, Any]:
                    [password_hash, now(), row["id"]])
         db.execute("DELETE FROM staff_sessions WHERE staff_id = ?", [row["id"]])
         # a reset is also how an admin unlocks an account locked by someone guessing
-        db.execute("DELETE FROM login_failures WHERE key = ?", [account_key(row["email"])])
+        db.execute("DELETE FROM login_failures WHERE key = ?", [account_key(row["id"])])
     return get_staff(db, row["id"])
 
 
-def _centre_of(db, email: str) -> str | None:
-    """The centre of the account with this e-mail, or None when there is none."""
-    row = db.execute("SELECT centre FROM staff WHERE email = ?", [normalize_email(email)]).fetchone()
-    return row[0] if row else None
-
-
 # --- logging in ----------------------------------------------------------------------------------
+# OWASP's "device cookie" pattern. A browser that has logged in to an account carries a signed
+# cookie naming the account and a random device token (login_devices keeps its SHA-256; a revoked
+# row makes it unknown again). A known browser is judged on its own failures only ("device:<id>"):
+# the right password from it gets in whatever strangers did. Any other browser is judged per
+# account ("account:<id>", or "email:<keyed hash>" for an e-mail nobody has) and per address
+# ("ip:<address>"). Each key may fail `max_failures` times; after that every further attempt is
+# refused, without checking the password, until a deadline: FIRST_DELAY after the last failure,
+# doubling with each failure after that, capped at `lock_seconds`. A refusal is counted nowhere,
+# so it never moves the deadline; failures are forgotten after forget_seconds() without one.
 
-def account_key(email: str) -> str:
-    """The throttle key of an account (also for emails nobody has: guessing them is throttled too)."""
-    return "account:" + normalize_email(email)[:MAX_EMAIL]
+FIRST_DELAY = 60.0          # seconds refused after the max_failures-th failure; doubles per failure after
+FORGET_SECONDS = 24 * 3600  # a key's failures are forgotten after this long (at least) without one
+AUDIT_WINDOW = 3600         # seconds: refused logins of one kind and account are one audit entry per hour
+MAX_DEVICES = 10            # account/device pairs one browser's cookie remembers (a shared reception PC)
+
+
+def account_key(staff_id: int) -> str:
+    """The throttle key of an existing account, for browsers that are not known to it."""
+    return f"account:{staff_id}"
+
+
+def keyed_hash(secret: str | bytes, text: str) -> str:
+    """A short keyed hash of what was typed as an e-mail for no account: the same text gives the
+    same hash (so repeated guesses are counted and grouped) but the text cannot be read back."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, b"login-email:" + text.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def email_key(secret: str | bytes, email: str) -> str:
+    """The throttle key of an e-mail nobody has (guessing those is throttled like accounts)."""
+    return "email:" + keyed_hash(secret, normalize_email(email)[:MAX_EMAIL])
 
 
 def address_key(remote_addr: str | None) -> str:
@@ -201,76 +224,174 @@ def address_key(remote_addr: str | None) -> str:
     return "ip:" + (remote_addr or "unknown")
 
 
+def device_key(device_id: int) -> str:
+    """The throttle key of a browser known to an account."""
+    return f"device:{device_id}"
+
+
+def forget_seconds(max_failures: int, lock_seconds: float) -> float:
+    """How long a key's failures are kept: long enough that a key refused for the longest time
+    still has more than max_failures failures when it may try again (else the free tries would
+    come back after every long refusal)."""
+    return max(FORGET_SECONDS, lock_seconds * (max_failures + 2))
+
+
+def refusal_delay(failures: int, *, max_failures: int, lock_seconds: float) -> float:
+    """How long after its last failure a key with `failures` recent failures is refused: 0 below
+    max_failures, then FIRST_DELAY doubling per failure, capped at lock_seconds."""
+    if failures < max_failures:
+        return 0.0
+    return min(FIRST_DELAY * 2.0 ** min(failures - max_failures, 40), lock_seconds)
+
+
 @dataclass(frozen=True)
 class LoginResult:
-    """What a login attempt gave: the account (None when refused), whether it was refused for being
-    locked, and how many recent failures counted against it before this attempt."""
+    """What a login attempt gave: the account (None when refused), whether it was refused without
+    checking the password, and how many recent failures counted against it before this attempt.
+    `retry_after`: seconds until a refused browser may try again. `kind`: which throttle refused
+    ('device', 'account' or 'address'). On success, `token` is the new session's and `device` the
+    browser's device token (new, or the one it came with) for the device cookie."""
     staff: dict[str, Any] | None
     locked: bool
     failures: int
     token: str | None = None
+    retry_after: float = 0.0
+    kind: str | None = None
+    device: str | None = None
 
 
-def _recent(db, key: str, since: float) -> int:
-    """How many failures a key has had since a time."""
-    sql = "SELECT count(*) FROM login_failures WHERE key = ? AND at > ?"
-    return db.execute(sql, [key, since]).fetchone()[0]
+def _state(db, key: str, since: float) -> tuple[int, float]:
+    """A key's failures since a time, and the time of its last one (0 when none)."""
+    count, last = db.execute("SELECT count(*), max(at) FROM login_failures WHERE key = ? AND at > ?",
+                             [key, since]).fetchone()
+    return count, last or 0.0
+
+
+def _device(db, staff_id: int, device_token: str | None) -> int | None:
+    """The id of the browser's device row for this account, or None when it is not known to it
+    (no token, another account's, or revoked)."""
+    if not device_token or len(device_token) > 128:
+        return None
+    row = db.execute("SELECT id FROM login_devices WHERE token_hash = ? AND staff_id = ? AND revoked_at IS NULL",
+                     [session_id(device_token), staff_id]).fetchone()
+    return row[0] if row else None
+
+
+REFUSED_ACTIONS = {"account": "login_locked", "address": "login_address_locked", "device": "login_device_locked"}
+
+
+def audit_refusal(db, *, action: str, detail: str, centre: str | None) -> None:
+    """One audit entry per action, detail and centre per AUDIT_WINDOW, with a count (`times`), so
+    that a script hammering the form cannot push the real entries off the audit pages."""
+    centre = centre or INSTALLATION
+    db.lock(f"audit:{action}:{centre}:{detail}")
+    since = (datetime.now(UTC) - timedelta(seconds=AUDIT_WINDOW)).isoformat(timespec="microseconds")
+    row = db.execute("SELECT id FROM audit_log WHERE centre = ? AND at > ? AND action = ? AND detail = ?"
+                     " AND staff_id IS NULL ORDER BY id DESC LIMIT 1", [centre, since, action, detail]).fetchone()
+    if row:
+        db.execute("UPDATE audit_log SET times = times + 1 WHERE id = ?", [row[0]])
+    else:
+        audit(db, action=action, detail=detail, centre=centre)
 
 
 def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
-                  max_failures: int, lock_seconds: float, replaces: str | None = None,
+                  max_failures: int, lock_seconds: float, secret: str | bytes,
+                  devices: dict[int, str] | None = None, replaces: str | None = None,
                   browser: str | None = None) -> LoginResult:
     """Check a login; on success start a new session (its token is in the result).
 
     Unknown email, wrong password and inactive account are refused alike and cost one argon2
-    check each. The attempt is recorded as a failure per account and per address before the
-    password is checked, and taken back when it succeeds, so N workers still allow N tries in all.
-    Over the limit, even the right password is refused until old failures age out.
+    check each. `devices`: the account ids and device tokens of the browser's device cookie
+    (already checked as signed by the web layer); the one for this account, when it is live, makes
+    this a known browser, judged on its own failures only. The attempt is recorded as a failure
+    for each key that judges it before the password is checked, and taken back when it succeeds,
+    so N workers still allow `max_failures` tries in all; over that, even the right password is
+    refused until the deadline (refusal_delay after the last failure). What was typed as an e-mail
+    for no account is kept only as a keyed hash (`secret`), in the throttle table and the audit.
     `replaces` is the token of a session the browser already had: it is ended (fixation).
     `browser` is the browser family the session is shown with on My account ("Firefox/Android").
     """
     email = normalize_email(email)[:MAX_EMAIL]
-    keys = (account_key(email), address_key(remote_addr))
-    at = time.time()
-    with immediate(db):
-        for key in keys:        # across app servers on PostgreSQL: one count at a time per key
-            db.lock("login:" + key)
-        db.execute("DELETE FROM login_failures WHERE at <= ?", [at - lock_seconds])
-        failures = max(_recent(db, key, at - lock_seconds) for key in keys)
-        locked = failures >= max_failures
-        if locked:
-            audit(db, action="login_locked", detail=email, centre=_centre_of(db, email))
-        else:
-            pending = [db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?) RETURNING id",
-                                  [key, at]).fetchone()[0] for key in keys]
-    if locked:
-        verify_password(None, password)     # the same cost as any other refusal
-        return LoginResult(None, True, failures)
-
     row = _find(db, email)
+    device_id = _device(db, row["id"], (devices or {}).get(row["id"])) if row else None
+    if device_id is not None:
+        keys = {"device": device_key(device_id)}
+    else:
+        keys = {"account": account_key(row["id"]) if row else email_key(secret, email),
+                "address": address_key(remote_addr)}
+    # what the audit names: an account's e-mail, or only a keyed hash of what was typed
+    shown = row["email"] if row else "#" + keyed_hash(secret, email)[:12]
+    centre = row["centre"] if row else None
+    refused: tuple[str, float] | None = None
+    failures = 0
+    with immediate(db):
+        for key in keys.values():   # across app servers on PostgreSQL: one count at a time per key
+            db.lock("login:" + key)
+        at = time.time()            # after the locks: no failure counted before is later than this
+        db.execute("DELETE FROM login_failures WHERE at <= ?", [at - forget_seconds(max_failures, lock_seconds)])
+        for kind, key in keys.items():
+            count, last = _state(db, key, at - forget_seconds(max_failures, lock_seconds))
+            failures = max(failures, count)
+            wait = last + refusal_delay(count, max_failures=max_failures, lock_seconds=lock_seconds) - at
+            if wait > 0 and (refused is None or wait > refused[1]):
+                refused = (kind, wait)
+        if refused:
+            audit_refusal(db, action=REFUSED_ACTIONS[refused[0]], detail=shown, centre=centre)
+        else:
+            pending = {kind: db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?) RETURNING id",
+                                        [key, at]).fetchone()[0] for kind, key in keys.items()}
+    if refused:
+        verify_password(None, password)     # the same cost as any other refusal
+        return LoginResult(None, True, failures, retry_after=refused[1], kind=refused[0])
+
     ok = verify_password(row["password_hash"] if row else None, password) and bool(row and row["active"])
     if not ok:
         with immediate(db):
             # in the trail of the account's centre; an e-mail nobody has belongs to no centre
-            audit(db, action="login_failed", detail=email, centre=row["centre"] if row else None)
+            audit_refusal(db, action="login_failed", detail=shown, centre=centre)
         return LoginResult(None, False, failures)
 
     token = new_token()
     with immediate(db):
-        # success wipes the account's failures; the address keeps the others it made
-        db.execute("DELETE FROM login_failures WHERE key = ?", [keys[0]])
-        db.execute("DELETE FROM login_failures WHERE id = ?", [pending[1]])
+        stamp = now()
+        # success wipes the failures of what judged it (the account's, or this known browser's:
+        # a member's login does not hand strangers fresh tries); the address keeps the others it made
+        db.execute("DELETE FROM login_failures WHERE key = ?", [keys.get("device") or keys["account"]])
+        if "address" in pending:
+            db.execute("DELETE FROM login_failures WHERE id = ?", [pending["address"]])
+        if device_id is None:
+            device = new_token()
+            db.execute("INSERT INTO login_devices (staff_id, token_hash, created_at, last_login_at)"
+                       " VALUES (?, ?, ?, ?)", [row["id"], session_id(device), stamp, stamp])
+        else:
+            device = devices[row["id"]]
+            db.execute("UPDATE login_devices SET last_login_at = ? WHERE id = ?", [stamp, device_id])
         if hasher.check_needs_rehash(row["password_hash"]):
             db.execute("UPDATE staff SET password_hash = ? WHERE id = ?", [hasher.hash(password), row["id"]])
         if replaces:
             db.execute("DELETE FROM staff_sessions WHERE id = ?", [session_id(replaces)])
-        stamp = now()
         db.execute("INSERT INTO staff_sessions (id, staff_id, created_at, last_seen_at, browser)"
                    " VALUES (?, ?, ?, ?, ?)", [session_id(token), row["id"], stamp, stamp,
                                                (browser or None) and browser[:MAX_BROWSER]])
         staff = _public(row)
         audit(db, action="login", staff=staff)
-    return LoginResult(staff, False, failures, token)
+    return LoginResult(staff, False, failures, token, device=device)
+
+
+def lift_throttle(db, staff_id: int) -> int:
+    """End every throttle of an account (unknown browsers' and each of its browsers'); return how
+    many failures were forgotten. The address throttle is not the account's to lift."""
+    with immediate(db):
+        keys = [account_key(staff_id)] + [device_key(d) for (d,) in db.execute(
+            "SELECT id FROM login_devices WHERE staff_id = ?", [staff_id]).fetchall()]
+        return sum(db.execute("DELETE FROM login_failures WHERE key = ?", [key]).rowcount for key in keys)
+
+
+def revoke_devices(db, staff_id: int) -> int:
+    """Make every browser known to an account unknown again (a lost or shared computer); return how many."""
+    with immediate(db):
+        return db.execute("UPDATE login_devices SET revoked_at = ? WHERE staff_id = ? AND revoked_at IS NULL",
+                          [now(), staff_id]).rowcount
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -343,11 +464,12 @@ def change_password(db, staff: dict[str, Any], current: str, new: str, *, keep: 
     attempt_login, so that a stolen session cannot guess the password faster than the login form.
     """
     check_password(new)
-    key = account_key(staff["email"])
-    at = time.time()
+    key = account_key(staff["id"])
     with immediate(db):
         db.lock("login:" + key)
-        if _recent(db, key, at - lock_seconds) >= max_failures:
+        at = time.time()
+        count, last = _state(db, key, at - forget_seconds(max_failures, lock_seconds))
+        if last + refusal_delay(count, max_failures=max_failures, lock_seconds=lock_seconds) > at:
             audit(db, action="password_change_refused", staff=staff)
             locked = True
         else:

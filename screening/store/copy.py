@@ -30,12 +30,13 @@ from . import engine_postgres
 from .sql import is_postgres
 
 # Every table of the app, as (name, primary key), in an order in which each table comes after the
-# tables its foreign keys point at (notes -> submissions and staff; staff_sessions -> staff).
+# tables its foreign keys point at (notes -> submissions and staff; staff_sessions and login_devices -> staff).
 TABLES: tuple[tuple[str, str], ...] = (
     ("staff", "id"),
     ("submissions", "id"),
     ("notes", "id"),
     ("staff_sessions", "id"),
+    ("login_devices", "id"),
     ("login_failures", "id"),
     ("audit_log", "id"),
     ("outbox", "id"),

@@ -414,10 +414,23 @@ def m011_session_browser(db) -> None:
     db.execute("ALTER TABLE staff_sessions ADD COLUMN browser $TEXT")
 
 
+def m012_login_devices(db) -> None:
+    """The browsers that have logged in to an account (accounts.py: a known browser is judged on
+    its own failed logins only), each revocable; and a count on audit entries, so that repeated
+    refused logins are one entry rather than a flood."""
+    db.execute("CREATE TABLE login_devices (id $ID_PK, staff_id BIGINT NOT NULL REFERENCES staff (id),"
+               " token_hash $TEXT NOT NULL, created_at $TEXT NOT NULL, last_login_at $TEXT NOT NULL,"
+               " revoked_at $TEXT)")
+    db.execute("CREATE UNIQUE INDEX idx_login_devices_token_hash ON login_devices (token_hash)")
+    db.execute("CREATE INDEX idx_login_devices_staff_id ON login_devices (staff_id)")
+    db.execute("ALTER TABLE audit_log ADD COLUMN times INTEGER NOT NULL DEFAULT 1")
+
+
 # The migrations from m010 on, written once for both engines: SQLite records them with the rest
 # (sqlite-utils' Migrations), PostgreSQL after its baseline (engine_postgres.migrate).
 PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
-                       ("m011_session_browser", m011_session_browser)]
+                       ("m011_session_browser", m011_session_browser),
+                       ("m012_login_devices", m012_login_devices)]
 for _name, _function in PORTABLE_MIGRATIONS:
     migrations(name=_name)(_function)
 

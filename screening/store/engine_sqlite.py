@@ -60,6 +60,7 @@ MACROS = {
     "INDEXED_BY": lambda arg: f"INDEXED BY {arg}",
     "SKIP_LOCKED": lambda arg: "",              # BEGIN IMMEDIATE already lets one writer in at a time
     "TEXT": lambda arg: "TEXT",
+    "ID_PK": lambda arg: "INTEGER PRIMARY KEY",  # an alias of the rowid: a new row gets the next id
 }
 _MACRO_RE = re.compile(r"\$([A-Z_]+)(?:\(([^()]*)\))?")
 

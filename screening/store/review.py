@@ -407,7 +407,7 @@ def list_audit(db, *, centre: str, reference: str = "",
         where.append("at <= ?")
         params.append(before[0])
         skip = before[1]
-    sql = "SELECT id, at, staff_id, staff_email, action, submission_id, reference, detail FROM audit_log"
+    sql = "SELECT id, at, staff_id, staff_email, action, submission_id, reference, detail, times FROM audit_log"
     sql += " WHERE " + " AND ".join(where)
     cursor = db.execute(sql + " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?", [*params, size + 1, skip])
     names = [d[0] for d in cursor.description]

@@ -120,9 +120,14 @@ GUARANTEES = (
      "tests/test_engines.py::test_share_limit_holds_across_connections, "
      "tests/test_servers_postgres.py::test_the_share_limit_counts_the_shares_of_both_servers"),
     ("the login throttle counts every server's failures",
-     "lock('login:<key>') on the account's and the address's keys (in that order) then count and insert",
+     "lock('login:<key>') on the account's and the address's keys (in that order), or on the known "
+     "browser's key alone, then count, take the last failure's time and insert",
      "tests/test_engines.py::test_login_throttle_holds_across_connections, "
      "tests/test_servers_postgres.py::test_the_login_throttle_counts_the_failures_of_both_servers"),
+    ("a browser known to an account is judged on its own failures only (strangers cannot lock it out)",
+     "a live login_devices row for the signed device cookie's account makes 'device:<id>' the only key "
+     "counted and checked for that login",
+     "tests/test_engines.py::test_login_throttle_holds_across_connections, tests/test_login_devices.py"),
     ("each centre's numbers are given once, in order",
      "INSERT ... ON CONFLICT DO UPDATE ... RETURNING on centre_numbers (a row lock); unique (centre, number)",
      "tests/test_engines.py::test_same_form_from_many_threads_is_stored_once"),

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from itsdangerous import BadData, URLSafeSerializer
 from wtforms import PasswordField, StringField
 from wtforms.validators import InputRequired
 
@@ -23,7 +23,12 @@ from .database import get_db
 COOKIE = "screening_staff"
 COOKIE_PATH = "/staff"        # the staff cookie is never sent to the public pages or the API
 DASHBOARD = "/staff/"
-MAX_SLOWDOWN = 3.0            # seconds: the longest pause before answering a failed login
+# The device cookie (OWASP's "device cookie" pattern, store/accounts.py): signed with the app's
+# secret, it names the accounts this browser has logged in to and a random device token for each.
+# A browser known to an account is judged on its own failed logins only.
+DEVICE_COOKIE = "screening_device"
+DEVICE_SALT = "screening-staff-device"
+DEVICE_MAX_AGE = 365 * 24 * 3600
 
 bp = Blueprint("auth", __name__, url_prefix="/staff")
 
@@ -120,6 +125,33 @@ def _cookie_flags() -> dict:
             "samesite": config["SESSION_COOKIE_SAMESITE"], "secure": config["SESSION_COOKIE_SECURE"]}
 
 
+def _device_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=DEVICE_SALT)
+
+
+def read_devices() -> list[tuple[int, str]]:
+    """The (account id, device token) pairs of the browser's device cookie, newest first; none
+    when there is no cookie or it was not signed by this app (tampered, or another secret)."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw or len(raw) > 4000:
+        return []
+    try:
+        pairs = _device_serializer().loads(raw)
+    except BadData:
+        return []
+    if not isinstance(pairs, list):
+        return []
+    return [(p[0], p[1]) for p in pairs if isinstance(p, list) and len(p) == 2
+            and isinstance(p[0], int) and isinstance(p[1], str)][:accounts.MAX_DEVICES]
+
+
+def _remember_device(staff_id: int, device: str) -> None:
+    """After a login: the device cookie to send, this account's pair first (a reception PC
+    shared by colleagues remembers up to MAX_DEVICES accounts)."""
+    pairs = [[staff_id, device]] + [[s, d] for s, d in read_devices() if s != staff_id]
+    g.device_cookie = _device_serializer().dumps(pairs[:accounts.MAX_DEVICES])
+
+
 def _renew_csrf_secret() -> None:
     """Forget the session's CSRF secret (Flask-WTF keeps it in the session under the field's name),
     so that the next form gets a new one: a token seen before a login or a logout (on a public
@@ -159,8 +191,9 @@ def login_page(form: LoginForm | None = None, *, status: int = 200, failed: bool
 
 def check_login(*, away: bool = False, **page):
     """Log in with the posted form: the new session's token (g.staff is then the account), or the
-    login form again as a response (with its errors; 429 with Retry-After when locked). `away`: the
-    form was posted to a staff page rather than /staff/login, which answers a refusal with 401."""
+    login form again as a response (with its errors; 429 with Retry-After when this browser is
+    refused for a while). `away`: the form was posted to a staff page rather than /staff/login,
+    which answers a refusal with 401. Nothing waits here: a throttled browser is refused at once."""
     form = LoginForm()
     if request.method == "GET" or not form.validate_on_submit():
         status = (401 if away else 422) if request.method == "POST" else 200
@@ -171,29 +204,29 @@ def check_login(*, away: bool = False, **page):
     result = accounts.attempt_login(
         get_db(), form.email.data, form.password.data, request.remote_addr,
         max_failures=int(config["LOGIN_MAX_FAILURES"]), lock_seconds=lock_seconds,
+        secret=config["SECRET_KEY"], devices=dict(reversed(read_devices())),
         replaces=request.cookies.get(COOKIE), browser=browser_family(request.headers.get("User-Agent")))
     if result.staff is None:
-        if not result.locked:
-            # each failure in a row costs a little more time (0 in the tests); the lock does the rest
-            time.sleep(min(float(config["LOGIN_SLOWDOWN_SECONDS"]) * result.failures, MAX_SLOWDOWN))
         form.password.data = ""
         if result.locked:
-            # 429 so that scripts stop, and when to come back at the latest: the lock outlives no
-            # failure by more than its length
-            return login_page(form, status=429, failed=True, headers={"Retry-After": str(math.ceil(lock_seconds))},
-                              **page)
+            # 429 so that scripts stop, and when this browser may try again
+            return login_page(form, status=429, failed=True,
+                              headers={"Retry-After": str(max(1, math.ceil(result.retry_after)))}, **page)
         # 200 like any re-shown form
         return login_page(form, status=401 if away else 200, failed=True, **page)
 
     accounts.purge_expired_sessions(get_db(), **_settings())     # sessions nobody came back to
     _renew_csrf_secret()
     g.staff = result.staff
+    _remember_device(result.staff["id"], result.device)
     return result.token
 
 
 def start_session(response, token: str):
-    """Give the browser the new session's cookie."""
+    """Give the browser the new session's cookie, and the device cookie that makes it known."""
     response.set_cookie(COOKIE, token, **_cookie_flags())
+    if g.get("device_cookie"):
+        response.set_cookie(DEVICE_COOKIE, g.device_cookie, max_age=DEVICE_MAX_AGE, **_cookie_flags())
     return response
 
 
