@@ -84,7 +84,7 @@ def site(tmp_path_factory):
         submission_id = dbmod.find_by_reference(conn, reference)["number"]   # as staff URLs name it
         # a session on another browser, so that My account lists one with its "End" button
         accounts.attempt_login(conn, STAFF_EMAIL, STAFF_PASSWORD, "127.0.0.2", max_failures=5, lock_seconds=900,
-                               browser="Samsung Internet/Android")
+                               secret=app.config["SECRET_KEY"], browser="Samsung Internet/Android")
     finally:
         conn.close()
     with live_server(app) as url:
