@@ -129,17 +129,20 @@ def gunicorn(folder: Path, app: str, *, workers: int, worker_args: list[str], en
         stop(process)
 
 
+def _process_stats():
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process alive now."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            yield int(stat.parent.name), stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+
+
 def cpu_seconds(group: int) -> float:
     """User + system CPU seconds used so far by the processes of a process group (gunicorn's
     arbiter and workers). Unlike throughput, CPU per request hardly moves with the machine's load."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group:          # field 5 of stat: the process group
-            ticks += int(fields[11]) + int(fields[12])
+    ticks = sum(int(fields[11]) + int(fields[12]) for _pid, fields in _process_stats()
+                if int(fields[2]) == group)          # field 5 of stat: the process group
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -149,12 +152,7 @@ def tree_cpu_seconds(root: int | None) -> float:
     if not root:
         return 0.0
     ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(stat.parent.name)
+    for pid, fields in _process_stats():
         if pid == root:
             ticks += sum(int(f) for f in fields[11:15])      # utime, stime, cutime, cstime
         elif int(fields[1]) == root:                         # field 4 of stat: the parent
