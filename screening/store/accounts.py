@@ -260,11 +260,12 @@ class LoginResult:
     device: str | None = None
 
 
-def _state(db, key: str, since: float) -> tuple[int, float]:
-    """A key's failures since a time, and the time of its last one (0 when none)."""
+def _throttled(db, key: str, at: float, *, max_failures: int, lock_seconds: float) -> tuple[int, float]:
+    """A key's failures not yet forgotten at `at`, and how many seconds it is still refused (<= 0:
+    not refused): refusal_delay after its last failure."""
     count, last = db.execute("SELECT count(*), max(at) FROM login_failures WHERE key = ? AND at > ?",
-                             [key, since]).fetchone()
-    return count, last or 0.0
+                             [key, at - forget_seconds(max_failures, lock_seconds)]).fetchone()
+    return count, (last or 0.0) + refusal_delay(count, max_failures=max_failures, lock_seconds=lock_seconds) - at
 
 
 def _device(db, staff_id: int, device_token: str | None) -> int | None:
@@ -330,9 +331,8 @@ def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
         at = time.time()            # after the locks: no failure counted before is later than this
         db.execute("DELETE FROM login_failures WHERE at <= ?", [at - forget_seconds(max_failures, lock_seconds)])
         for kind, key in keys.items():
-            count, last = _state(db, key, at - forget_seconds(max_failures, lock_seconds))
+            count, wait = _throttled(db, key, at, max_failures=max_failures, lock_seconds=lock_seconds)
             failures = max(failures, count)
-            wait = last + refusal_delay(count, max_failures=max_failures, lock_seconds=lock_seconds) - at
             if wait > 0 and (refused is None or wait > refused[1]):
                 refused = (kind, wait)
         if refused:
@@ -468,8 +468,7 @@ def change_password(db, staff: dict[str, Any], current: str, new: str, *, keep: 
     with immediate(db):
         db.lock("login:" + key)
         at = time.time()
-        count, last = _state(db, key, at - forget_seconds(max_failures, lock_seconds))
-        if last + refusal_delay(count, max_failures=max_failures, lock_seconds=lock_seconds) > at:
+        if _throttled(db, key, at, max_failures=max_failures, lock_seconds=lock_seconds)[1] > 0:
             audit(db, action="password_change_refused", staff=staff)
             locked = True
         else:
