@@ -221,7 +221,9 @@ def settings(instance_path: str) -> dict[str, Setting]:
         "STAFF_SESSION_HOURS": number(10, 0.25, 7 * 24),
         "LOGIN_MAX_FAILURES": whole(5, 1, 100),
         "LOGIN_LOCK_MINUTES": number(15, 1, 7 * 24 * 60),
-        "LOGIN_SLOWDOWN_SECONDS": number(0.25, 0, 3),   # pause per recent failed login (capped at 3 s)
+        # no longer used (a throttled login is refused with Retry-After, no worker sleeps); still
+        # accepted, so that an installation that sets it keeps starting
+        "LOGIN_SLOWDOWN_SECONDS": number(0.25, 0, 3),
         "SMTP_HOST": text(None, _host),
         "SMTP_PORT": whole(25, 1, 65535),
         "SMTP_USERNAME": text(None),

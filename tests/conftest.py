@@ -238,10 +238,9 @@ STAFF_PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(autouse=True)
 def _fast_logins(monkeypatch):
-    """Cheap argon2 parameters and no slow-down after failed logins, so the suite stays fast.
-    Production keeps the library's defaults (tests/test_accounts.py checks the rehash on login)."""
+    """Cheap argon2 parameters, so the suite stays fast. Production keeps the library's defaults
+    (tests/test_accounts.py checks the rehash on login)."""
     monkeypatch.setattr(accounts, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    monkeypatch.setenv("SCREENING_LOGIN_SLOWDOWN_SECONDS", "0")
 
 
 @pytest.fixture

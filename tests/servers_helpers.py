@@ -61,7 +61,6 @@ def app_servers(tmp_path: Path, database_url: str, *, count: int = 2, workers: i
     settings = {"SCREENING_DATABASE_URL": database_url,
                 # an outage answers within a second, not the default 5 (the test waits less)
                 "SCREENING_DATABASE_WAIT_SECONDS": "1",
-                "SCREENING_LOGIN_SLOWDOWN_SECONDS": "0",
                 **(env or {})}
     folders = [tmp_path / f"server-{'abcdefgh'[n]}" for n in range(count)]
     for folder in folders:

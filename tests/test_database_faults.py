@@ -124,8 +124,7 @@ class Child:
     def __init__(self, folder: Path):
         self.log = folder.parent / f"child-{len(list(folder.parent.glob('child-*')))}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SCREENING_", "FLASK_"))}
-        env.update(SCREENING_DATABASE=str(folder / "screening.db"), SCREENING_SECRET_KEY="k" * 40,
-                   SCREENING_LOGIN_SLOWDOWN_SECONDS="0")
+        env.update(SCREENING_DATABASE=str(folder / "screening.db"), SCREENING_SECRET_KEY="k" * 40)
         script = folder.parent / "child.py"
         script.write_text(CHILD)
         with open(self.log, "w") as log:

@@ -80,7 +80,7 @@ def https_server(tmp_path):
     cert, key = make_certificate(tmp_path)
     port = free_port()
     env = {**os.environ, "SCREENING_DATABASE": str(database), "SCREENING_SECRET_KEY": "live-test-key-" + "y" * 40,
-           "SCREENING_SESSION_COOKIE_SECURE": "true", "SCREENING_LOGIN_SLOWDOWN_SECONDS": "0"}
+           "SCREENING_SESSION_COOKIE_SECURE": "true"}
     log = (tmp_path / "gunicorn.log").open("w+")
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
