@@ -30,13 +30,16 @@ from . import engine_postgres
 from .sql import is_postgres
 
 # Every table of the app, as (name, primary key), in an order in which each table comes after the
-# tables its foreign keys point at (notes -> submissions and staff; staff_sessions and login_devices -> staff).
+# tables its foreign keys point at (notes -> submissions and staff; staff_sessions, login_devices,
+# recovery_codes and account_links -> staff).
 TABLES: tuple[tuple[str, str], ...] = (
     ("staff", "id"),
     ("submissions", "id"),
     ("notes", "id"),
     ("staff_sessions", "id"),
     ("login_devices", "id"),
+    ("recovery_codes", "id"),
+    ("account_links", "id"),
     ("login_failures", "id"),
     ("audit_log", "id"),
     ("outbox", "id"),

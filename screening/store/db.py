@@ -426,11 +426,46 @@ def m012_login_devices(db) -> None:
     db.execute("ALTER TABLE audit_log ADD COLUMN times INTEGER NOT NULL DEFAULT 1")
 
 
+def m013_staff_accounts(db) -> None:
+    """Staff accounts run from the web (issue 15): a second factor, invitation and reset links,
+    account e-mails in the outbox.
+
+    - staff.totp_secret: the TOTP secret, encrypted with a key derived from the app's secret
+      (store/second_factor.py); NULL when no second factor is set. totp_set_at: when it was set.
+      totp_last_step: the TOTP time step of the last code accepted, so that a code works once,
+      across app servers (a conditional UPDATE). last_login_at: shown on the team page.
+      language: the account's own language for its e-mails (NULL: its centre's).
+    - staff_sessions.pending: 1 while the password was right and the second factor is still to
+      come: such a session opens no staff page.
+    - recovery_codes: ten single-use codes per account, stored as keyed hashes.
+    - account_links: invitation (kind 'invite', 72 hours) and password reset ('reset', one hour)
+      links; only the SHA-256 of a link's token is kept.
+    - outbox.kind ('notice' for the centre's notices, else the account link's kind), link_id, and
+      token: a link's token in clear only until its e-mail is sent (then wiped)."""
+    for column, kind in (("totp_secret", "$TEXT"), ("totp_set_at", "$TEXT"), ("totp_last_step", "BIGINT"),
+                         ("last_login_at", "$TEXT"), ("language", "$TEXT")):
+        db.execute(f"ALTER TABLE staff ADD COLUMN {column} {kind}")
+    db.execute("ALTER TABLE staff_sessions ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE TABLE recovery_codes (id $ID_PK, staff_id BIGINT NOT NULL REFERENCES staff (id),"
+               " code_hash $TEXT NOT NULL, created_at $TEXT NOT NULL, used_at $TEXT)")
+    db.execute("CREATE UNIQUE INDEX idx_recovery_codes_staff_id_code_hash ON recovery_codes (staff_id, code_hash)")
+    db.execute("CREATE TABLE account_links (id $ID_PK, kind $TEXT NOT NULL, centre $TEXT NOT NULL,"
+               " staff_id BIGINT REFERENCES staff (id), email $TEXT NOT NULL, name $TEXT, role $TEXT,"
+               " language $TEXT, token_hash $TEXT NOT NULL, created_at $TEXT NOT NULL, expires_at $TEXT NOT NULL,"
+               " created_by BIGINT REFERENCES staff (id), used_at $TEXT)")
+    db.execute("CREATE UNIQUE INDEX idx_account_links_token_hash ON account_links (token_hash)")
+    db.execute("CREATE INDEX idx_account_links_centre_kind ON account_links (centre, kind)")
+    db.execute("ALTER TABLE outbox ADD COLUMN kind $TEXT NOT NULL DEFAULT 'notice'")
+    db.execute("ALTER TABLE outbox ADD COLUMN link_id BIGINT")
+    db.execute("ALTER TABLE outbox ADD COLUMN token $TEXT")
+
+
 # The migrations from m010 on, written once for both engines: SQLite records them with the rest
 # (sqlite-utils' Migrations), PostgreSQL after its baseline (engine_postgres.migrate).
 PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
                        ("m011_session_browser", m011_session_browser),
-                       ("m012_login_devices", m012_login_devices)]
+                       ("m012_login_devices", m012_login_devices),
+                       ("m013_staff_accounts", m013_staff_accounts)]
 for _name, _function in PORTABLE_MIGRATIONS:
     migrations(name=_name)(_function)
 
