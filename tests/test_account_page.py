@@ -215,11 +215,11 @@ def test_another_accounts_sessions_cannot_be_reached(browser, make_staff, db):
 def test_the_current_session_is_not_ended_from_the_list(browser, make_staff, csrf_app):
     """The page offers no end button for the session in use (that is Log out); a handle of it made
     with the app's key is refused like any unknown one."""
-    from screening.web.account import _handle_key
+    from screening.web.auth import handle_key
     account = make_staff()
     member = browser(account)
     with csrf_app.app_context():
-        own = accounts.session_handle(_handle_key(), accounts.session_id(token_of(member)))
+        own = accounts.session_handle(handle_key(), accounts.session_id(token_of(member)))
     page = member.get("/staff/account").text
     response = member.post("/staff/account/sessions/end", data={"session": own, "csrf_token": csrf_token_from(page)})
     assert response.status_code == 404 and is_logged_in(member)

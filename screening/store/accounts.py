@@ -498,6 +498,13 @@ def session_handle(key: bytes, sid: str) -> str:
     return hmac.new(key, b"staff-session:" + sid.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def staff_handle(key: bytes, staff_id: int) -> str:
+    """How URLs and forms name an account (/staff/team/<handle>, the audit page's filter): a keyed
+    hash of its id, which says nothing of how many accounts other centres have, and cannot be made
+    without the app's key. Look an account up by handle among its centre's accounts only."""
+    return hmac.new(key, b"staff-account:" + str(staff_id).encode(), hashlib.sha256).hexdigest()[:16]
+
+
 def list_sessions(db, staff_id: int, *, current: str | None, key: bytes, idle_minutes: float,
                   session_hours: float) -> list[dict[str, Any]]:
     """The account's live sessions, the current one first, then the most recently seen: `handle`

@@ -8,7 +8,6 @@ Every POST carries the CSRF token; every success redirects (post/redirect/get).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
@@ -49,18 +48,12 @@ NOTICES = {"password": _l("Your password is changed. Your other sessions have en
            "none": _l("There were no other sessions to end.")}
 
 
-def _handle_key() -> bytes:
-    """The key of the session handles, derived from the app's secret (one for every app server)."""
-    secret = str(current_app.config["SECRET_KEY"]).encode()
-    return hashlib.sha256(b"screening staff session handles\0" + secret).digest()
-
-
 def _token() -> str | None:
     return request.cookies.get(auth.COOKIE)
 
 
 def _page(form: PasswordForm | None = None, *, errors: dict | None = None, status: int = 200, headers=None):
-    sessions = accounts.list_sessions(get_db(), g.staff["id"], current=_token(), key=_handle_key(),
+    sessions = accounts.list_sessions(get_db(), g.staff["id"], current=_token(), key=auth.handle_key(),
                                       **auth._settings())
     notice = NOTICES.get(request.args.get("done", "")) if request.method == "GET" else None
     html = render_template("staff/account.html", form=form or PasswordForm(formdata=None), errors=errors or {},
@@ -120,7 +113,7 @@ def end_session():
     form = EndSessionForm()
     if not form.validate():
         abort(400)
-    if not accounts.end_own_session(get_db(), g.staff, form.session.data, current=_token(), key=_handle_key()):
+    if not accounts.end_own_session(get_db(), g.staff, form.session.data, current=_token(), key=auth.handle_key()):
         abort(404)
     return redirect(url_for(".page", done="ended", _anchor="sessions"))
 

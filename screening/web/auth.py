@@ -7,6 +7,7 @@ before_request, so a view that forgets a decorator still shows nothing to a stra
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from urllib.parse import urlsplit
 
@@ -123,6 +124,14 @@ def _cookie_flags() -> dict:
     config = current_app.config
     return {"path": COOKIE_PATH, "httponly": config["SESSION_COOKIE_HTTPONLY"],
             "samesite": config["SESSION_COOKIE_SAMESITE"], "secure": config["SESSION_COOKIE_SECURE"]}
+
+
+def handle_key() -> bytes:
+    """The key of the handles that name sessions and accounts in forms and URLs
+    (accounts.session_handle, accounts.staff_handle), derived from the app's secret: the same on
+    every app server, and no use to anyone without it."""
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    return hashlib.sha256(b"screening staff session handles\0" + secret).digest()
 
 
 def _device_serializer() -> URLSafeSerializer:
