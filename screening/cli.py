@@ -306,7 +306,9 @@ def send_notices_command() -> None:
     if not notify.sending_enabled(app):
         click.echo("Notices are off: set SCREENING_SMTP_HOST, and notify_to in the centres' files or "
                    "SCREENING_NOTIFY_TO, to turn them on.")
-        return
+        if not notify.account_mail_enabled(app.config):
+            return
+        # account e-mails (invitations, password resets) still go out
     result = notify.drain(app)
     conn = _db()
     try:

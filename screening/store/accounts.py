@@ -366,6 +366,7 @@ def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
         else:
             device = devices[row["id"]]
             db.execute("UPDATE login_devices SET last_login_at = ? WHERE id = ?", [stamp, device_id])
+        db.execute("UPDATE staff SET last_login_at = ? WHERE id = ?", [stamp, row["id"]])   # the team page's
         if hasher.check_needs_rehash(row["password_hash"]):
             db.execute("UPDATE staff SET password_hash = ? WHERE id = ?", [hasher.hash(password), row["id"]])
         if replaces:
