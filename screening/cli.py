@@ -15,7 +15,7 @@ from flask.cli import AppGroup, FlaskGroup, ScriptInfo, with_appcontext
 from .core.centres import CENTRES_DIR, load_centres
 from .core.checker import RulesRefused
 from .core.rules import RulesError, load_rules
-from .store import accounts, db, outbox, retention
+from .store import accounts, db, outbox, retention, team
 from .web import database, notify
 
 
@@ -258,6 +258,51 @@ def reset_password_command(email):
     finally:
         conn.close()
     click.echo(f"New password set for {staff['email']}; its sessions have ended.")
+
+
+@staff_cli.command("unlock")
+@click.argument("email")
+def unlock_command(email):
+    """Lift every login throttle of an account (its known browsers' and unknown browsers'), as
+    the team page's "Lift the throttle" does. Audited as done by the operator.
+
+    \b
+    Example: screening staff unlock ana@centre.example
+    """
+    conn = _db()
+    try:
+        staff = accounts.find_staff(conn, email)
+        if staff is None:
+            _fail("unknown")
+        forgotten = team.lift_throttle(conn, admin=None, staff_id=staff["id"], centre=staff["centre"])
+    finally:
+        conn.close()
+    click.echo(f"Lifted the throttles of {staff['email']} ({forgotten} recent failed login(s) forgotten).")
+
+
+@staff_cli.command("reset-2fa")
+@click.argument("email")
+def reset_2fa_command(email):
+    """Remove an account's second factor (its authenticator key and recovery codes) and end its
+    sessions: the way back for a member, or a centre's last admin, who lost both phone and codes.
+    The member sets a new one at the next login when the policy asks for one. The same as the
+    team page's "Remove the second factor"; audited as done by the operator.
+
+    \b
+    Example: screening staff reset-2fa ana@centre.example
+    """
+    conn = _db()
+    try:
+        staff = accounts.find_staff(conn, email)
+        if staff is None:
+            _fail("unknown")
+        removed = team.remove_second_factor(conn, admin=None, staff_id=staff["id"], centre=staff["centre"])
+    finally:
+        conn.close()
+    if removed:
+        click.echo(f"Removed the second factor of {staff['email']}; its sessions have ended.")
+    else:
+        click.echo(f"{staff['email']} has no second factor: nothing to remove.")
 
 
 # --- screening purge -----------------------------------------------------------------------------
