@@ -58,7 +58,7 @@ def test_the_admin_sees_the_centres_accounts_with_role_login_second_factor_and_t
     mine = member(text, admin_client.staff["email"])
     assert "Admin" in mine and "Active" in mine and "never" not in mine and "(you)" in mine
     joan = member(text, "joan@centre.example")
-    assert "Joan Serra" in joan and 'data-role>Staff<' in joan
+    assert "Joan Serra" in joan and 'data-role>Staff member<' in joan
     assert "Last login:" in joan and "never" in joan
     assert "data-second-factor>set<" in joan
     assert re.search(r"data-throttled>refused for \d+ more minute", joan)
