@@ -91,7 +91,8 @@ def test_an_invitation_is_accepted_end_to_end_through_a_real_mail_server(mail_ap
     assert "Invitation sent" in admin.get(response.headers["Location"]).get_data(as_text=True)
     [message] = send_all(mail_app, server, 1)
     assert message["To"] == "nova@centre.example" and message["From"] == "screening@centre.example.org"
-    assert message["Subject"] == "Tu cuenta del equipo del centro Espai Massatge Exemple"     # in the invitation's language
+    # in the invitation's language
+    assert message["Subject"] == "Tu cuenta del equipo del centro Espai Massatge Exemple"
     link = link_in(message)
     assert link.startswith(BASE + "/staff/invitation/")
 
@@ -139,10 +140,10 @@ def test_the_link_is_built_from_base_url_never_from_the_host_header(mail_app, se
     admin = logged_in(mail_app, admin_of(mail_app))
     # a client without a cookie jar (the jar would drop cookies for another host), the admin's session by hand
     forged = mail_app.test_client(use_cookies=False)
+    session = admin.get_cookie("screening_staff", path="/staff").value
     response = forged.post("/staff/team/invite", data={"email": "nova@centre.example", "role": "staff",
-                                                      "language": "en"},
-                          headers={"Host": "evil.example",     # the admin's session, sent to the forged host
-                                   "Cookie": f"screening_staff={admin.get_cookie('screening_staff', path='/staff').value}"})
+                                                       "language": "en"},
+                           headers={"Host": "evil.example", "Cookie": f"screening_staff={session}"})
     assert response.status_code == 302 and "done=invited" in response.headers["Location"]
     response = mail_app.test_client().post("/staff/forgot", data={"email": "admin@exemple-barcelona.example"},
                                            headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"})
@@ -171,7 +172,8 @@ def test_a_reset_sent_by_an_admin_sets_a_new_password_and_ends_the_old_sessions(
     assert "A password reset link is on its way" in admin.get(response.headers["Location"]).get_data(as_text=True)
     [message] = send_all(mail_app, server, 1)
     assert message["To"] == "joan@centre.example"
-    assert message["Subject"] == "Estableix una contrasenya nova per al teu compte de l'equip del centre Espai Massatge Exemple"
+    assert message["Subject"] == ("Estableix una contrasenya nova per al teu compte de l'equip del centre "
+                                  "Espai Massatge Exemple")
     link = link_in(message)
     assert link.startswith(BASE + "/staff/reset/")
 
