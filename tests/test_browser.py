@@ -37,7 +37,7 @@ from conftest import CENTRE
 from playwright.sync_api import expect, sync_playwright
 
 from screening import create_app
-from screening.store import accounts
+from screening.store import accounts, links
 from screening.store import db as dbmod
 
 SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", "back-and-neck-massage",
@@ -50,7 +50,7 @@ LANGUAGES = ["en", "ca", "es"]
 SCREENSHOTS = os.environ.get("SCREENSHOTS")
 SCREENSHOT_PAGES = {"questionnaire", "questionnaire-refused", "result-proceed-shared", "result-tell-centre",
                     "result-consult-suggestions", "result-fever", "staff-dashboard", "staff-submission",
-                    "staff-account"}
+                    "staff-account", "staff-team"}
 
 
 @dataclass
@@ -58,6 +58,8 @@ class Site:
     url: str
     submission_id: int
     database: Path
+    invite_token: str = ""
+    reset_token: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,19 @@ def site(tmp_path_factory):
     conn = dbmod.connect(database)
     try:
         # an admin sees the longest staff menu, the hardest case for a phone-width header
-        accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin", role="admin",
-                              centre=CENTRE)
+        admin = accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin",
+                                      role="admin", centre=CENTRE)
+        # the team page with a colleague who has a second factor and is throttled, and a pending
+        # invitation; the pages of an invitation link and of a reset link
+        colleague = accounts.create_staff(conn, email="joan@centre.example", password=STAFF_PASSWORD,
+                                          name="Joan Serra", centre=CENTRE)
+        conn.execute("UPDATE staff SET totp_secret = 'sealed' WHERE id = ?", [colleague["id"]])
+        for _ in range(5):
+            accounts.attempt_login(conn, colleague["email"], "wrong", "127.0.0.3", max_failures=5, lock_seconds=900,
+                                   secret=app.config["SECRET_KEY"])
+        _, invite_token = links.invite(conn, admin=admin, email="nova@centre.example", name="Nova Vidal",
+                                       role="staff", language="ca", mail=False)
+        _, reset_token = links.send_reset(conn, staff_id=colleague["id"], centre=CENTRE, mail=False)
         reference, _ = dbmod.store_submission(conn, nonce="browser-nonce-1", record={
             "service": "decontracting-back-massage", "outcome": "consult_professional",
             "answers": {f: "no" for f in RED_FLAGS} | {"intense_pain": "yes", "professional_cleared": "no",
@@ -88,7 +101,7 @@ def site(tmp_path_factory):
     finally:
         conn.close()
     with live_server(app) as url:
-        yield Site(url, submission_id, database)
+        yield Site(url, submission_id, database, invite_token, reset_token)
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +195,10 @@ PUBLIC_PAGES = {
     "directory": visit("/centres"),
     "not-found": visit("/services/no-such-massage"),
     "staff-login": visit("/staff/login"),
+    "staff-forgot": visit("/staff/forgot"),
+    "staff-invitation": visit("/staff/invitation/{site.invite_token}"),
+    "staff-reset": visit("/staff/reset/{site.reset_token}"),
+    "staff-link-gone": visit("/staff/reset/no-such-token"),
 }
 STAFF_PAGES = {
     "staff-dashboard": visit("/staff/"),
@@ -190,6 +207,7 @@ STAFF_PAGES = {
     "staff-rules-simulate": visit("/staff/rules/simulate"),
     "staff-audit": visit("/staff/audit"),
     "staff-account": visit("/staff/account"),
+    "staff-team": visit("/staff/team"),
 }
 ALL_PAGES = PUBLIC_PAGES | STAFF_PAGES
 
@@ -222,6 +240,11 @@ EXPECTED = {
     "staff-rules-simulate": "select#service",
     "staff-audit": "[data-audit]",
     "staff-account": "[data-sessions] [data-session]:not([data-current]) form",
+    "staff-forgot": "form input#email",
+    "staff-invitation": "[data-link-form] #new_password_again",
+    "staff-reset": "[data-link-form] #new_password_again",
+    "staff-link-gone": "[data-link-gone]",
+    "staff-team": "[data-member='joan@centre.example'] [data-throttled]",
 }
 OVERFLOW = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 # the label box of every radio and checkbox on screen (follow-ups hidden by the script are skipped)
