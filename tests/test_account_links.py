@@ -439,3 +439,18 @@ def test_the_invitation_email_holds_only_the_centre_and_the_link(make_app, serve
     body = message.get_content()
     assert message["Subject"] == "Your staff account at Espai Massatge Exemple"
     assert "72 hours" in body and "Secretname" not in body and "admin@" not in body
+
+
+def test_without_mail_forgot_makes_no_link_and_leaves_the_one_an_admin_passed_on_working(app, admin_client,
+                                                                                          make_staff, db):
+    joan = make_staff(email="joan@centre.example")
+    text = admin_client.get("/staff/team").get_data(as_text=True)
+    handle = re.search(r'data-member="joan@centre.example".*?action="/staff/team/([0-9a-f]+)/', text, re.S).group(1)
+    shown = re.search(r'data-link>(/staff/reset/[A-Za-z0-9_-]+)<',
+                      admin_client.post(f"/staff/team/{handle}/reset").get_data(as_text=True)).group(1)
+    assert app.test_client().post("/staff/forgot", data={"email": joan["email"]}).status_code == 302
+    assert db.execute("SELECT count(*) FROM account_links").fetchone()[0] == 1
+    browser = app.test_client()
+    assert browser.post(shown, data={"new_password": NEW_PASSWORD, "new_password_again": NEW_PASSWORD}
+                        ).status_code == 302
+    assert login(browser, joan["email"], NEW_PASSWORD).status_code == 302

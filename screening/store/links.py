@@ -165,8 +165,8 @@ def send_reset(db, *, staff_id: int, centre: str, mail: bool, admin: dict[str, A
 def forgot(db, email: str, remote_addr: str | None, *, secret: str | bytes, mail: bool,
            now: datetime | None = None) -> float:
     """/staff/forgot: count this request against the address and the e-mail typed (a keyed hash
-    of it), then, when the address is an active account's, make it a reset link (sent only with
-    `mail`). Returns 0, or how many seconds this client must wait (nothing was done). The answer
+    of it), then, when the address is an active account's and `mail` is on, make it a reset link
+    and queue its e-mail. Returns 0, or how many seconds this client must wait (nothing was done). The answer
     to the person is the same whether or not the address has an account."""
     email = accounts.normalize_email(email)[:accounts.MAX_EMAIL]
     keys = ("forgot-email:" + accounts.keyed_hash(secret, email), "forgot-" + accounts.address_key(remote_addr))
@@ -187,8 +187,10 @@ def forgot(db, email: str, remote_addr: str | None, *, secret: str | bytes, mail
         for key in keys:
             db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", [key, at])
     row = db.execute("SELECT id, centre FROM staff WHERE email = ? AND active = 1", [email]).fetchone()
-    if row is not None:
-        send_reset(db, staff_id=row[0], centre=row[1], mail=mail, now=now)
+    # without mail nothing can reach the member, and a new link would supersede one an admin has
+    # just shown them to pass on
+    if row is not None and mail:
+        send_reset(db, staff_id=row[0], centre=row[1], mail=True, now=now)
     return 0.0
 
 
