@@ -342,8 +342,9 @@ def purge_command(days: int, centre: str | None) -> None:
 @click.command("send-notices")
 @with_appcontext
 def send_notices_command() -> None:
-    """Send the queued e-mail notices that are due, once; exit 1 if one could not be sent
-    (it stays queued and is retried later). Run it from cron to retry failed notices.
+    """Send the queued e-mails that are due, once: notices to the centres, and account e-mails
+    (invitations, password resets); exit 1 if one could not be sent (it stays queued and is
+    retried later). Run it from cron to retry failed ones.
 
     Example (crontab): */5 * * * * screening send-notices
     """
