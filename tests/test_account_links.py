@@ -454,3 +454,55 @@ def test_without_mail_forgot_makes_no_link_and_leaves_the_one_an_admin_passed_on
     assert browser.post(shown, data={"new_password": NEW_PASSWORD, "new_password_again": NEW_PASSWORD}
                         ).status_code == 302
     assert login(browser, joan["email"], NEW_PASSWORD).status_code == 302
+
+
+def test_an_account_email_is_retried_when_the_server_comes_back_then_its_token_is_wiped(make_app):
+    down = Server()
+    try:
+        app = make_app(**mail_settings(down.port))
+        conn = conn_of(app)
+        joan = accounts.create_staff(conn, email="joan@centre.example", password=STAFF_PASSWORD, centre=CENTRE)
+        links.send_reset(conn, staff_id=joan["id"], centre=CENTRE, mail=True)
+        assert notify.drain(app) == (0, 1)
+        assert conn.execute("SELECT token IS NOT NULL, attempts FROM outbox").fetchone() == (True, 1)
+        down.start()
+        assert notify.drain(app, now=datetime.now(UTC) + timedelta(minutes=2)) == (1, 0)
+        assert conn.execute("SELECT token, sent_at IS NOT NULL FROM outbox").fetchone() == (None, True)
+        conn.close()
+        settle()
+        assert [m["To"] for m in down.inbox.messages] == ["joan@centre.example"]
+    finally:
+        settle()
+        down.stop()
+
+
+def test_an_account_email_given_up_keeps_no_token(db, make_staff):
+    from screening.store import outbox
+    joan = make_staff(email="joan@centre.example")
+    links.send_reset(db, staff_id=joan["id"], centre=CENTRE, mail=True)
+    notice = outbox.claim(db, now=datetime.now(UTC))
+    assert notice["kind"] == "reset" and notice["token"]
+    outbox.mark_failed(db, {**notice, "attempts": outbox.MAX_ATTEMPTS - 1}, OSError("refused"), now=datetime.now(UTC))
+    assert db.execute("SELECT token, attempts FROM outbox").fetchone() == (None, outbox.MAX_ATTEMPTS)
+
+
+def test_the_forgot_limit_counts_the_requests_of_every_connection(app, make_staff):
+    """Across app servers on PostgreSQL: lock('forgot:<key>') then count and insert, in one transaction."""
+    make_staff(email="joan@centre.example")
+    start = threading.Barrier(8)
+    waits = []
+
+    def ask(i):
+        conn = dbmod.connect(database_of(app))
+        try:
+            start.wait()
+            waits.append(links.forgot(conn, "joan@centre.example", f"10.0.0.{i}", secret="s", mail=False))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(waits) == 8 and sum(1 for w in waits if w == 0) == links.FORGOT_PER_EMAIL

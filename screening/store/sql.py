@@ -146,6 +146,10 @@ GUARANTEES = (
      "lock('link:<id>') and UPDATE ... SET used_at WHERE used_at IS NULL AND expires_at > now, in the transaction "
      "that creates the account or sets the password (store/links.py)",
      "tests/test_account_links.py::test_a_link_used_from_two_connections_at_once_works_once"),
+    ("the forgotten-password limit counts every server's requests",
+     "lock('forgot:<key>') on the e-mail's and the address's keys (in that order), then count and insert, "
+     "in one transaction (store/links.py)",
+     "tests/test_account_links.py::test_the_forgot_limit_counts_the_requests_of_every_connection"),
     ("migrations are applied once when servers start together",
      "an advisory lock around the whole migration run (SQLite: BEGIN IMMEDIATE)",
      "tests/test_engines.py::test_servers_starting_together_migrate_once"),
