@@ -61,7 +61,7 @@ def test_the_admin_sees_the_centres_accounts_with_role_login_second_factor_and_t
     assert "Joan Serra" in joan and 'data-role>Staff member<' in joan
     assert "Last login:" in joan and "never" in joan
     assert "data-second-factor>set<" in joan
-    assert re.search(r"data-throttled>refused for \d+ more minute", joan)
+    assert re.search(r"data-throttled>refused for \d+ more minutes?<", joan)
     assert "data-second-factor>not set<" in mine and "data-throttled>none<" in mine
 
 
