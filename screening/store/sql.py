@@ -150,6 +150,10 @@ GUARANTEES = (
      "lock('forgot:<key>') on the e-mail's and the address's keys (in that order), then count and insert, "
      "in one transaction (store/links.py)",
      "tests/test_account_links.py::test_the_forgot_limit_counts_the_requests_of_every_connection"),
+    ("the daily purge of expired screenings runs once a day for the whole installation",
+     "claim_daily: lock('maintenance:retention'), then read and write the day's row of maintenance, in "
+     "one transaction",
+     "tests/test_retention_days.py::test_one_claim_a_day_however_many_workers_ask_at_once"),
     ("migrations are applied once when servers start together",
      "an advisory lock around the whole migration run (SQLite: BEGIN IMMEDIATE)",
      "tests/test_engines.py::test_servers_starting_together_migrate_once"),
