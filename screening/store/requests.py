@@ -53,12 +53,13 @@ class DataRequest:
 
 def person_key(submission: dict[str, Any]) -> tuple[str, str] | None:
     """The column and value that name the person of a screening: its folded e-mail address, or
-    its phone's digits; None when its contact gives neither (it is then only itself)."""
+    its phone's digits; None when its contact is neither (the screening is then only itself)."""
     contact = submission.get("search_contact") or ""
     if "@" in contact:
         return "search_contact", contact
     phone = submission.get("search_phone") or ""
-    return ("search_phone", phone) if phone else None
+    # a phone number is digits once its separators are gone ("ask at the desk" is no one's key)
+    return ("search_phone", phone) if phone.isdigit() else None
 
 
 def _rows(cursor) -> list[dict[str, Any]]:

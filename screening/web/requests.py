@@ -11,11 +11,13 @@ redirects (post/redirect/get). Another centre's screening or request is a 404 li
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 
@@ -118,13 +120,25 @@ def person(number: int):
         # erased by someone else between the page and the POST: the list is read again
         listed = store.same_person(get_db(), sub, centre=staff.store().centre)
         return _page(sub, listed, values=values, errors={"screening": "gone"}, status=409)
-    return redirect(url_for(".printable", request_id=request_id, n=sorted(values["numbers"]), recorded=1))
+    numbers = sorted(values["numbers"])
+    return redirect(url_for(".printable", request_id=request_id, n=numbers, sig=_signature(request_id, numbers),
+                            recorded=1))
+
+
+def _signature(request_id: int, numbers) -> str:
+    """A keyed hash of a request and the numbers of its screenings: the export pages' links carry
+    it, so that a request's pages show the screenings ticked for it and no others (the request
+    itself keeps only their count)."""
+    message = f"data-request:{request_id}:{','.join(str(n) for n in sorted(numbers))}"
+    return hmac.new(str(current_app.config["SECRET_KEY"]).encode(), message.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _access(request_id: int) -> list[dict]:
     """The screenings of a recorded access request named by the URL's numbers, or a 404."""
     numbers = request.args.getlist("n")
     if not numbers or any(not n.isdigit() or len(n) > 18 for n in numbers):
+        abort(404)
+    if not hmac.compare_digest(request.args.get("sig", ""), _signature(request_id, {int(n) for n in numbers})):
         abort(404)
     rows = store.access_screenings(get_db(), request_id, [int(n) for n in numbers], centre=staff.store().centre)
     if rows is None:
@@ -143,7 +157,7 @@ def printable(request_id: int):
                    "gone": reading.answered_questions(rs, row)[1]} for row in rows]
     store.record_download(get_db(), request_id, "print", len(rows), g.staff, centre=staff.store().centre)
     return render_template("staff/person_print.html", screenings=screenings, request_id=request_id,
-                           numbers=[row["number"] for row in rows], recorded=request.args.get("recorded") == "1")
+                           numbers=[row["number"] for row in rows], sig=request.args["sig"], recorded=request.args.get("recorded") == "1")
 
 
 def _notes_cell(notes: list[dict], zone: str) -> str:
