@@ -157,7 +157,8 @@ def printable(request_id: int):
                    "gone": reading.answered_questions(rs, row)[1]} for row in rows]
     store.record_download(get_db(), request_id, "print", len(rows), g.staff, centre=staff.store().centre)
     return render_template("staff/person_print.html", screenings=screenings, request_id=request_id,
-                           numbers=[row["number"] for row in rows], sig=request.args["sig"], recorded=request.args.get("recorded") == "1")
+                           numbers=[row["number"] for row in rows], sig=request.args["sig"],
+                           recorded=request.args.get("recorded") == "1")
 
 
 def _notes_cell(notes: list[dict], zone: str) -> str:
