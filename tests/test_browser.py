@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import browser_helpers
@@ -39,6 +40,8 @@ from playwright.sync_api import expect, sync_playwright
 from screening import create_app
 from screening.store import accounts
 from screening.store import db as dbmod
+from screening.store import requests as data_requests
+from screening.web import requests as request_pages
 
 SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", "back-and-neck-massage",
          "deep-tissue-massage"]
@@ -58,6 +61,7 @@ class Site:
     url: str
     submission_id: int
     database: Path
+    print_path: str = ""        # the printable page of a recorded access request (web/requests.py)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +74,8 @@ def site(tmp_path_factory):
     conn = dbmod.connect(database)
     try:
         # an admin sees the longest staff menu, the hardest case for a phone-width header
-        accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin", role="admin",
-                              centre=CENTRE)
+        admin = accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin",
+                                      role="admin", centre=CENTRE)
         reference, _ = dbmod.store_submission(conn, nonce="browser-nonce-1", record={
             "service": "decontracting-back-massage", "outcome": "consult_professional",
             "answers": {f: "no" for f in RED_FLAGS} | {"intense_pain": "yes", "professional_cleared": "no",
@@ -85,10 +89,17 @@ def site(tmp_path_factory):
         # a session on another browser, so that My account lists one with its "End" button
         accounts.attempt_login(conn, STAFF_EMAIL, STAFF_PASSWORD, "127.0.0.2", max_failures=5, lock_seconds=900,
                                secret=app.config["SECRET_KEY"], browser="Samsung Internet/Android")
+        # a recorded access request for that screening, for its printable page
+        request_id = data_requests.record_access(
+            conn, data_requests.DataRequest("access", "phone", date.today(), False),
+            [dbmod.find_by_reference(conn, reference)["id"]], admin, centre=CENTRE)
+        with app.test_request_context():
+            signature = request_pages._signature(request_id, [submission_id])
     finally:
         conn.close()
     with live_server(app) as url:
-        yield Site(url, submission_id, database)
+        printable = f"/staff/requests/{request_id}/print?n={submission_id}&sig={signature}"
+        yield Site(url, submission_id, database, printable)
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +201,8 @@ STAFF_PAGES = {
     "staff-rules-simulate": visit("/staff/rules/simulate"),
     "staff-audit": visit("/staff/audit"),
     "staff-account": visit("/staff/account"),
+    "staff-person": visit("/staff/submissions/{site.submission_id}/person"),
+    "staff-person-print": lambda page, site, lang="en": page.goto(f"{site.print_path}&lang={lang}"),
 }
 ALL_PAGES = PUBLIC_PAGES | STAFF_PAGES
 
@@ -222,6 +235,8 @@ EXPECTED = {
     "staff-rules-simulate": "select#service",
     "staff-audit": "[data-audit]",
     "staff-account": "[data-sessions] [data-session]:not([data-current]) form",
+    "staff-person": "[data-person-list] input[type=checkbox]:checked",
+    "staff-person-print": "[data-print-screening] [data-answer=intense_pain]",
 }
 OVERFLOW = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 # the label box of every radio and checkbox on screen (follow-ups hidden by the script are skipped)
