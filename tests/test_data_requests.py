@@ -4,8 +4,9 @@ printable page) or the erasure of them all at once. Runs on both engines."""
 import csv
 import io
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import CENTRE, RED_FLAGS, STAFF_PASSWORD, add_centre, csrf_token_from, database_of, login
@@ -88,7 +89,8 @@ def test_every_screening_is_listed_ticked_with_its_words(staff_client, make_subm
     assert f'name="screening" value="{sub["number"]}" checked' in page
     assert "Decontracting back massage" in page and "data-staff-outcome=\"consult_professional\"" in page
     assert "Status: New" in page
-    assert f'value="{date.today().isoformat()}"' in page or 'id="received_on"' in page
+    today = datetime.now(ZoneInfo("Europe/Madrid")).date().isoformat()       # the centre's day
+    assert f'id="received_on" name="received_on" value="{today}" max="{today}"' in page
 
 
 def test_the_submission_page_links_to_the_person_for_any_staff_member(staff_client, make_submission):
@@ -126,11 +128,13 @@ def test_a_stranger_is_sent_to_the_login(client, make_submission):
 # --- access -----------------------------------------------------------------------------------------
 
 def test_staff_record_an_access_request_and_export_answers_in_words_and_notes(staff_client, make_submission, db):
-    answers = {f: "no" for f in RED_FLAGS} | {"pregnant": "no", "intense_pain": "yes", "tension_areas": ["neck"]}
+    answers = {f: "no" for f in RED_FLAGS} | {"pregnant": "no", "intense_pain": "yes", "tension_areas": ["neck"],
+                                              "notes": "=HYPERLINK(\"http://x\")"}
     first = shared(make_submission, "ana@example.org", answers=answers, outcome="consult_professional",
                    fired_rules=[{"rule": "intense_pain", "outcome": "consult_professional"}])
     second = shared(make_submission, "ANA@example.org")
     review.add_note(db, first["id"], "Asked to call back =SUM(A1)", staff_client.staff, centre=CENTRE)
+    review.set_status(db, first["id"], "contacted", "postpone", staff_client.staff, centre=CENTRE)
     response = staff_client.post(f"/staff/submissions/{first['number']}/person",
                                  data=form([first["number"], second["number"]], channel="email",
                                            asked_by="on_behalf"))
@@ -140,7 +144,9 @@ def test_staff_record_an_access_request_and_export_answers_in_words_and_notes(st
     assert "The request is recorded" in page
     assert first["reference"] in page and second["reference"] in page
     assert "Asked to call back =SUM(A1)" in page
-    assert 'data-answer="intense_pain">Yes' in page
+    assert 'data-answer="intense_pain">Yes' in page and "Neck and base of the skull" in page
+    assert "Intense pain needs a health professional" in page and "Consult a health professional" in page
+    assert "Contacted" in page and "Postpone the session" in page
 
     link = dbmod_link(page)
     download = staff_client.get(link)
@@ -149,9 +155,12 @@ def test_staff_record_an_access_request_and_export_answers_in_words_and_notes(st
     header, cells = table[0], {row[0]: row for row in table[1:]}
     assert header[-1] == "Notes" and set(cells) == {first["reference"], second["reference"]}
     row = cells[first["reference"]]
-    assert "'=SUM(A1)" in row[-1] or row[-1].endswith("Asked to call back =SUM(A1)")
-    assert "Asked to call back" in row[-1] and cells[second["reference"]][-1] == ""
-    assert "Yes" in row and "Neck" in " ".join(row)
+    assert row[-1].endswith(": Asked to call back =SUM(A1)") and cells[second["reference"]][-1] == ""
+    assert "Yes" in row and "Neck and base of the skull" in row     # answers in words, not codes
+    assert "'=HYPERLINK(\"http://x\")" in row                      # neutralised as the dashboard export does
+    assert "Consult a health professional" in row                   # the outcome
+    assert "Contacted" in row and "Postpone the session" in row     # status and decision
+    assert any(cell.startswith("Intense pain needs a health professional") for cell in row)    # the reasons
 
     recorded = db.execute("SELECT kind, channel, received_on, on_behalf, staff_id, screenings FROM data_requests"
                           ).fetchall()
