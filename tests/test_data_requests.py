@@ -2,8 +2,10 @@
 the same person at the centre; the request recorded (never who asked); then an export (CSV and a
 printable page) or the erasure of them all at once. Runs on both engines."""
 import csv
+import html
 import io
 import json
+import re
 from datetime import date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -11,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import CENTRE, RED_FLAGS, STAFF_PASSWORD, add_centre, csrf_token_from, database_of, login
 
-from screening.store import accounts, review
+from screening.store import accounts, retention, review
 from screening.store import db as dbmod
 from screening.store import requests as store
 
@@ -31,16 +33,20 @@ def shared(make_submission, contact, *, name=NAME, centre=CENTRE, **overrides):
 
 
 def person_refs(client, number) -> set[str]:
-    """The references ticked on the person page of screening `number`."""
+    """The references listed on the person page of screening `number`."""
     response = client.get(f"/staff/submissions/{number}/person")
     assert response.status_code == 200
-    page = response.get_data(as_text=True)
-    return {ref for ref in dbmod_refs(page)}
+    return set(listed_refs(response.get_data(as_text=True)))
 
 
-def dbmod_refs(page: str) -> list[str]:
-    import re
+def listed_refs(page: str) -> list[str]:
+    """The references of the screenings listed on a person page, in order."""
     return re.findall(r'data-person-screening="([A-Z0-9-]+)"', page)
+
+
+def csv_link(page: str) -> str:
+    """The printable page's link to the CSV file."""
+    return html.unescape(re.search(r'href="([^"]+)" data-request-csv', page).group(1))
 
 
 def form(numbers, **fields):
@@ -148,7 +154,7 @@ def test_staff_record_an_access_request_and_export_answers_in_words_and_notes(st
     assert "Intense pain needs a health professional" in page and "Consult a health professional" in page
     assert "Contacted" in page and "Postpone the session" in page
 
-    link = dbmod_link(page)
+    link = csv_link(page)
     download = staff_client.get(link)
     assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
     table = list(csv.reader(io.StringIO(download.get_data(as_text=True).lstrip("\ufeff"))))
@@ -174,12 +180,6 @@ def test_staff_record_an_access_request_and_export_answers_in_words_and_notes(st
                       "received_on": date.today().isoformat(), "on_behalf": True, "count": 2}
     assert all(e[2] is None for e in entries)
     assert db.execute("SELECT count(*) FROM submissions").fetchone()[0] == 2     # nothing erased
-
-
-def dbmod_link(page: str) -> str:
-    import html
-    import re
-    return html.unescape(re.search(r'href="([^"]+)" data-request-csv', page).group(1))
 
 
 def test_the_export_pages_need_the_requests_own_screenings(staff_client, make_submission, db):
@@ -268,6 +268,26 @@ def test_an_erasure_of_screenings_erased_meanwhile_does_nothing(staff_client, ma
     assert db.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
 
 
+def test_a_list_that_changed_before_the_post_is_shown_again(staff_client, make_submission, db, monkeypatch):
+    one = shared(make_submission, "ana@example.org")
+    two = shared(make_submission, "ana@example.org")
+    real_erase = store.erase
+
+    def colleague_first(conn, request, ids, member, *, centre):
+        """A colleague erases the second one between the page and this POST."""
+        retention.erase_submission(conn, two["id"], centre=CENTRE, staff=None)
+        return real_erase(conn, request, ids, member, centre=centre)
+
+    monkeypatch.setattr(store, "erase", colleague_first)
+    response = staff_client.post(f"/staff/submissions/{one['number']}/person",
+                                 data=form([one["number"], two["number"]], kind="erasure", confirm="y"))
+    assert response.status_code == 409
+    page = response.get_data(as_text=True)
+    assert "was erased in the meantime" in page and listed_refs(page) == [one["reference"]]
+    assert db.execute("SELECT count(*) FROM data_requests").fetchone()[0] == 0
+    assert db.execute("SELECT reference FROM submissions").fetchall()[0][0] == one["reference"]
+
+
 # --- refusals ---------------------------------------------------------------------------------------
 
 TOMORROW = (date.today() + timedelta(days=2)).isoformat()
@@ -293,8 +313,9 @@ def test_bad_input_is_refused_at_its_field_and_nothing_is_stored(staff_client, m
                                                                   message):
     ana = shared(make_submission, "ana@example.org")
     other = shared(make_submission, "other@example.org")
-    b_sub = shared(make_submission, "ana@example.org", centre=OTHER)
-    names = {"OTHER": str(other["number"]), "B": str(b_sub["number"] + 5)}
+    b_subs = [shared(make_submission, "ana@example.org", centre=OTHER) for _ in range(3)]
+    assert b_subs[-1]["number"] > other["number"]       # a number of centre B's that centre A does not have
+    names = {"OTHER": str(other["number"]), "B": str(b_subs[-1]["number"])}
     data = form([ana["number"]], **change)
     if "screening" in change:
         data["screening"] = [names.get(n, n) for n in change["screening"]]
@@ -303,7 +324,7 @@ def test_bad_input_is_refused_at_its_field_and_nothing_is_stored(staff_client, m
     page = response.get_data(as_text=True)
     assert f'id="{field}-error"' in page and message in page
     assert db.execute("SELECT count(*) FROM data_requests").fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM submissions").fetchone()[0] == 3
+    assert db.execute("SELECT count(*) FROM submissions").fetchone()[0] == 5
     assert db.execute("SELECT count(*) FROM audit_log WHERE action LIKE 'data_request%' OR action = 'erase'"
                       ).fetchone()[0] == 0
 
