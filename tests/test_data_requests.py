@@ -189,7 +189,7 @@ def test_the_export_pages_need_the_requests_own_screenings(staff_client, make_su
     request_id = db.execute("SELECT id FROM data_requests").fetchone()[0]
     assert staff_client.get(done.headers["Location"]).status_code == 200
     sig = parse_qs(urlsplit(done.headers["Location"]).query)["sig"][0]
-    for numbers in ([bea["number"]], [ana["number"], bea["number"]], [], ["x"]):
+    for numbers in ([bea["number"]], [ana["number"], bea["number"]], [], ["x"], ["\u00b2"], ["9" * 40]):
         for query in ({"n": [str(n) for n in numbers], "sig": sig}, {"n": [str(n) for n in numbers]}):
             for page in ("print", "export.csv"):
                 assert staff_client.get(f"/staff/requests/{request_id}/{page}", query_string=query).status_code == 404
@@ -299,11 +299,14 @@ TOMORROW = (date.today() + timedelta(days=2)).isoformat()
     ({"screening": ["B"]}, "screening", "Tick only shared screenings from this list."),
     ({"screening": ["999"]}, "screening", "Tick only shared screenings from this list."),
     ({"screening": ["-1"]}, "screening", "Tick only shared screenings from this list."),
+    ({"screening": ["\u00b2"]}, "screening", "Tick only shared screenings from this list."),
+    ({"screening": ["1" * 40]}, "screening", "Tick only shared screenings from this list."),
     ({"kind": "delete"}, "kind", "Choose what the person asks for."),
     ({"kind": None}, "kind", "Choose what the person asks for."),
     ({"channel": "fax"}, "channel", "Choose how the request came."),
     ({"received_on": "31/12/2025"}, "received_on", "Enter the date as year-month-day"),
     ({"received_on": "2025-02-30"}, "received_on", "Enter the date as year-month-day"),
+    ({"received_on": "2025-W01-1"}, "received_on", "Enter the date as year-month-day"),
     ({"received_on": ""}, "received_on", "Enter the date the request was received."),
     ({"received_on": TOMORROW}, "received_on", "The date cannot be in the future."),
     ({"asked_by": "Maria Ferrer"}, "asked_by", "Choose who asked."),

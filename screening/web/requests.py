@@ -14,6 +14,7 @@ import csv
 import hashlib
 import hmac
 import io
+import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,10 @@ CHANNEL_LABELS = {"phone": _l("By phone"), "email": _l("By e-mail"), "in_person"
 ASKED_BY_LABELS = {"person": _l("The person themselves"), "on_behalf": _l("Someone on the person's behalf")}
 
 
+# a day as the date field sends it (date.fromisoformat alone would also take '2025-W01-1')
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 class RequestForm(FlaskForm):
     """Only the CSRF token: the fields are read and checked in `_read` (the template words the errors)."""
 
@@ -43,6 +48,12 @@ class RequestForm(FlaskForm):
 def _today() -> date:
     """Today in the centre's time zone."""
     return datetime.now(ZoneInfo(staff.centre_zone())).date()
+
+
+def _is_number(text: str) -> bool:
+    """Whether `text` is a screening's number as a form or link carries it (ASCII digits: '²' is a
+    digit to Python, not to int())."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _read(form, listed: dict[int, dict]) -> tuple[dict, dict[str, str]]:
@@ -53,7 +64,7 @@ def _read(form, listed: dict[int, dict]) -> tuple[dict, dict[str, str]]:
     errors: dict[str, str] = {}
     numbers = set()
     for text in values["screening"]:
-        number = int(text) if text.isdigit() and len(text) < 19 else None
+        number = int(text) if _is_number(text) else None
         if number not in listed:
             errors["screening"] = "unknown"       # not in this list: another person's or centre's, or none
             break
@@ -66,7 +77,7 @@ def _read(form, listed: dict[int, dict]) -> tuple[dict, dict[str, str]]:
     if values["channel"] not in store.CHANNELS:
         errors["channel"] = "invalid"
     try:
-        received = date.fromisoformat(values["received_on"]) if len(values["received_on"]) == 10 else None
+        received = date.fromisoformat(values["received_on"]) if DAY.fullmatch(values["received_on"]) else None
     except ValueError:
         received = None
     if not values["received_on"]:
@@ -136,7 +147,7 @@ def _signature(request_id: int, numbers) -> str:
 def _access(request_id: int) -> list[dict]:
     """The screenings of a recorded access request named by the URL's numbers, or a 404."""
     numbers = request.args.getlist("n")
-    if not numbers or any(not n.isdigit() or len(n) > 18 for n in numbers):
+    if not numbers or not all(_is_number(n) for n in numbers):
         abort(404)
     if not hmac.compare_digest(request.args.get("sig", ""), _signature(request_id, {int(n) for n in numbers})):
         abort(404)
