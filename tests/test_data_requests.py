@@ -83,6 +83,15 @@ def test_the_list_finds_the_same_phone_however_it_is_written(staff_client, make_
     assert person_refs(staff_client, another["number"]) == {another["reference"]}
 
 
+def test_a_phone_list_says_what_it_cannot_match(staff_client, make_submission):
+    by_phone = shared(make_submission, "612 34 56 78")
+    by_mail = shared(make_submission, "ana@example.org")
+    def page(sub):
+        return staff_client.get(f"/staff/submissions/{sub['number']}/person").get_data(as_text=True)
+
+    assert "data-phone-hint" in page(by_phone) and "data-phone-hint" not in page(by_mail)
+
+
 def test_a_contact_that_is_neither_matches_only_itself(staff_client, make_submission):
     one = shared(make_submission, "ask at the desk")
     shared(make_submission, "ask at the desk")
