@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import browser_helpers
@@ -39,6 +40,8 @@ from playwright.sync_api import expect, sync_playwright
 from screening import create_app
 from screening.store import accounts, links
 from screening.store import db as dbmod
+from screening.store import requests as data_requests
+from screening.web import requests as request_pages
 
 SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", "back-and-neck-massage",
          "deep-tissue-massage"]
@@ -60,6 +63,7 @@ class Site:
     database: Path
     invite_token: str = ""
     reset_token: str = ""
+    print_path: str = ""        # the printable page of a recorded access request (web/requests.py)
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +102,17 @@ def site(tmp_path_factory):
         # a session on another browser, so that My account lists one with its "End" button
         accounts.attempt_login(conn, STAFF_EMAIL, STAFF_PASSWORD, "127.0.0.2", max_failures=5, lock_seconds=900,
                                secret=app.config["SECRET_KEY"], browser="Samsung Internet/Android")
+        # a recorded access request for that screening, for its printable page
+        request_id = data_requests.record_access(
+            conn, data_requests.DataRequest("access", "phone", date.today(), False),
+            [dbmod.find_by_reference(conn, reference)["id"]], admin, centre=CENTRE)
+        with app.test_request_context():
+            signature = request_pages._signature(request_id, [submission_id])
     finally:
         conn.close()
     with live_server(app) as url:
-        yield Site(url, submission_id, database, invite_token, reset_token)
+        printable = f"/staff/requests/{request_id}/print?n={submission_id}&sig={signature}"
+        yield Site(url, submission_id, database, invite_token, reset_token, printable)
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +219,8 @@ STAFF_PAGES = {
     "staff-audit": visit("/staff/audit"),
     "staff-account": visit("/staff/account"),
     "staff-team": visit("/staff/team"),
+    "staff-person": visit("/staff/submissions/{site.submission_id}/person"),
+    "staff-person-print": lambda page, site, lang="en": page.goto(f"{site.print_path}&lang={lang}"),
 }
 ALL_PAGES = PUBLIC_PAGES | STAFF_PAGES
 
@@ -245,6 +258,8 @@ EXPECTED = {
     "staff-reset": "[data-link-form] #new_password_again",
     "staff-link-gone": "[data-link-gone]",
     "staff-team": "[data-member='joan@centre.example'] [data-throttled]",
+    "staff-person": "[data-person-list] input[type=checkbox]:checked",
+    "staff-person-print": "[data-print-screening] [data-answer=intense_pain]",
 }
 OVERFLOW = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 # the label box of every radio and checkbox on screen (follow-ups hidden by the script are skipped)
