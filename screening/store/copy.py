@@ -45,6 +45,8 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("outbox", "id"),
     ("health", "id"),
     ("share_attempts", "id"),
+    ("withdrawal_attempts", "id"),
+    ("retired_references", "reference"),
     ("centre_numbers", "centre"),
 )
 TABLE_NAMES = tuple(name for name, _key in TABLES)
