@@ -86,7 +86,7 @@ BOTH_ENGINES = {
     "test_search_engines", "test_search_fts", "test_share_limit", "test_staff_session_end",
     "test_status_history", "test_storage", "test_submission_detail", "test_centre_routes", "test_staff_cli",
     "test_cli", "test_privacy", "test_route_guard",
-    "test_account_page", "test_login_devices",
+    "test_account_page", "test_login_devices", "test_withdrawal",
 }
 
 
