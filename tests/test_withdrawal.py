@@ -336,3 +336,58 @@ def test_the_confirmation_and_the_done_page_come_back_in_the_chosen_language(cli
     again = post(client, {"done_copy": copy, "switch_language": "es"}, path="/withdraw?lang=es")
     assert again.status_code == 200 and '<html lang="es"' in again.text and f'data-withdrawn="{reference}"' in again.text
     assert len(list(db.query("SELECT * FROM audit_log WHERE action = 'withdrawn'"))) == 1
+
+
+# --- across app servers (sql.GUARANTEES) --------------------------------------------------------------------
+
+def _from_threads(target, call, n=8):
+    """Run call(conn) in n threads at once, each with its own connection; the results or exceptions."""
+    import threading
+    barrier, results = threading.Barrier(n), []
+
+    def run():
+        conn = dbmod.connect(target)
+        try:
+            barrier.wait()
+            results.append(call(conn))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            results.append(e)
+        finally:
+            conn.close()
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def keys(n):
+    return {"address_key": f"address:{n}", "reference_key": "reference:same"}
+
+
+def test_a_pair_confirmed_from_many_servers_at_once_erases_once_and_is_audited_once(app, db):
+    reference, code = store(db)
+    counter = iter(range(100))
+    results = _from_threads(database_of(app), lambda conn: withdrawal.withdraw(
+        conn, reference=reference, code=code, key=withdrawal.key_from_secret(SECRET), centre=CENTRE,
+        **keys(next(counter))))
+    # the others find nothing (counted as wrong pairs of that reference, until its limit)
+    assert [r for r in results if isinstance(r, Exception) and not isinstance(r, withdrawal.TooManyAttempts)] == []
+    assert [r.reference for r in results if isinstance(r, withdrawal.Withdrawable)] == [reference]
+    assert count(db, "audit_log", "action = 'withdrawn'") == 1
+
+
+def test_wrong_pairs_from_many_servers_at_once_never_pass_the_limit(app, db):
+    reference, _code = store(db)
+    counter = iter(range(100))
+
+    def attempt(conn):
+        try:
+            return withdrawal.find(conn, reference=reference, code=withdrawal.new_code(),
+                                   key=withdrawal.key_from_secret(SECRET), centre=CENTRE, **keys(next(counter)))
+        except withdrawal.TooManyAttempts:
+            return "limited"
+    results = _from_threads(database_of(app), attempt, n=withdrawal.REFERENCE_LIMIT + 4)
+    assert results.count("limited") == 4 and results.count(None) == withdrawal.REFERENCE_LIMIT
+    assert count(db, "withdrawal_attempts", "key = 'reference:same'") == withdrawal.REFERENCE_LIMIT
