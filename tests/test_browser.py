@@ -37,9 +37,8 @@ from conftest import CENTRE
 from playwright.sync_api import expect, sync_playwright
 
 from screening import create_app
-from screening.store import accounts
+from screening.store import accounts, withdrawal
 from screening.store import db as dbmod
-from screening.store import withdrawal
 
 SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", "back-and-neck-massage",
          "deep-tissue-massage"]

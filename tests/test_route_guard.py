@@ -23,7 +23,8 @@ PUBLIC = [
     r"/api/v1/.*",
     r"/staff/login",
     r"/centres",                                             # the directory of centres
-    r"/c/<centre>/(services/<slug>|screening/<slug>)?",      # a centre's public pages
+    r"/withdraw",                                            # a client takes back what they sent
+    r"/c/<centre>/(services/<slug>|screening/<slug>|withdraw)?",      # a centre's public pages
 ]
 CANARY = "Zebedee Canary-Name"
 

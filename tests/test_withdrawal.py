@@ -57,7 +57,8 @@ def count(db, table, where="1 = 1", params=()):
 def test_a_client_shares_then_takes_their_answers_back_through_the_pages(csrf_app, db, make_staff):
     client = csrf_app.test_client()
     page = client.get(FORM).text
-    result = client.post(FORM, data=shared(nonce=hidden_value(page, "nonce"), csrf_token=hidden_value(page, "csrf_token")))
+    result = client.post(FORM, data=shared(nonce=hidden_value(page, "nonce"),
+                                           csrf_token=hidden_value(page, "csrf_token")))
     assert result.status_code == 200
     reference, code = pair_of(result.text)
     assert result.text.count("data-withdrawal-code") == 1
@@ -129,7 +130,8 @@ def test_wrong_code_unknown_reference_used_code_and_another_centres_reference_re
         mine, my_code = store(conn, nonce="a" * 20)
         used, used_code = store(conn, nonce="b" * 20)
         theirs, their_code = store(conn, centre=OTHER, nonce="c" * 20)
-        assert post(client, {"reference": used, "code": used_code, "confirm": "yes", "step": "confirm"}).status_code == 200
+        withdrawn = post(client, {"reference": used, "code": used_code, "confirm": "yes", "step": "confirm"})
+        assert withdrawn.status_code == 200
         wrong = withdrawal.new_code()
         answers = {
             "wrong code": post(client, {"reference": mine, "code": wrong}, path=f"/c/{CENTRE}/withdraw"),
@@ -334,7 +336,8 @@ def test_the_confirmation_and_the_done_page_come_back_in_the_chosen_language(cli
     done = post(client, {"reference": reference, "code": code, "step": "confirm", "confirm": "yes"})
     copy = hidden_value(done.text, "done_copy")
     again = post(client, {"done_copy": copy, "switch_language": "es"}, path="/withdraw?lang=es")
-    assert again.status_code == 200 and '<html lang="es"' in again.text and f'data-withdrawn="{reference}"' in again.text
+    assert again.status_code == 200 and '<html lang="es"' in again.text
+    assert f'data-withdrawn="{reference}"' in again.text
     assert len(list(db.query("SELECT * FROM audit_log WHERE action = 'withdrawn'"))) == 1
 
 

@@ -677,7 +677,7 @@ def store_screening(db, *, nonce: str, record: dict[str, Any], centre: str,
     (withdrawal.key_from_secret), a new row gets a withdrawal code: its keyed hash is stored, the
     code itself only returned. A reference is never one that was given before (retired ones too).
     """
-    from . import withdrawal     # it imports this module
+    from . import withdrawal  # it imports this module
     if not centre:
         raise ValueError("a screening must belong to a centre")
     record = {**record, "centre": centre}
