@@ -394,3 +394,10 @@ def test_wrong_pairs_from_many_servers_at_once_never_pass_the_limit(app, db):
     results = _from_threads(database_of(app), attempt, n=withdrawal.REFERENCE_LIMIT + 4)
     assert results.count("limited") == 4 and results.count(None) == withdrawal.REFERENCE_LIMIT
     assert count(db, "withdrawal_attempts", "key = 'reference:same'") == withdrawal.REFERENCE_LIMIT
+
+
+def test_the_recent_withdrawals_are_the_centres_own(client, db):
+    reference, code = store(db)
+    assert post(client, {"reference": reference, "code": code, "step": "confirm", "confirm": "yes"}).status_code == 200
+    assert [w["reference"] for w in withdrawal.recent(db, centre=CENTRE)] == [reference]
+    assert withdrawal.recent(db, centre=OTHER) == []
