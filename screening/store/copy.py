@@ -48,6 +48,7 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("withdrawal_attempts", "id"),
     ("retired_references", "reference"),
     ("centre_numbers", "centre"),
+    ("maintenance", "name"),
 )
 TABLE_NAMES = tuple(name for name, _key in TABLES)
 BATCH = 1000

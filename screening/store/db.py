@@ -460,6 +460,12 @@ def m013_staff_accounts(db) -> None:
     db.execute("ALTER TABLE outbox ADD COLUMN token $TEXT")
 
 
+def m017_retention(db) -> None:
+    """When each piece of the app's own upkeep last ran (store/retention.py: the daily purge of
+    expired screenings claims its day here, so that one app server runs it, not each of them)."""
+    db.execute("CREATE TABLE maintenance (name $TEXT PRIMARY KEY, last_run_at $TEXT NOT NULL)")
+
+
 def m016_withdrawal(db) -> None:
     """A client takes back what they sent (store/withdrawal.py).
 
@@ -486,6 +492,7 @@ PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
                        ("m011_session_browser", m011_session_browser),
                        ("m012_login_devices", m012_login_devices),
                        ("m013_staff_accounts", m013_staff_accounts),
+                       ("m017_retention", m017_retention),
                        ("m016_withdrawal", m016_withdrawal)]
 for _name, _function in PORTABLE_MIGRATIONS:
     migrations(name=_name)(_function)
