@@ -137,8 +137,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # imported here, not at the top: cli imports create_app from this module
     from . import cli
-    from .web import account, api, auth, links, notify, public, requests, staff, team, upkeep
+    from .web import account, api, auth, links, notify, public, requests, staff, team, upkeep, withdraw
     app.register_blueprint(public.bp)
+    app.register_blueprint(withdraw.bp)    # a client takes back what they sent
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)      # the JSON API takes no cookies, so it needs no CSRF token
     auth.init_app(app)          # staff login, sessions, g.staff

@@ -38,7 +38,7 @@ from conftest import CENTRE
 from playwright.sync_api import expect, sync_playwright
 
 from screening import create_app
-from screening.store import accounts, links
+from screening.store import accounts, links, withdrawal
 from screening.store import db as dbmod
 from screening.store import requests as data_requests
 from screening.web import requests as request_pages
@@ -49,6 +49,7 @@ FORM = "/screening/decontracting-back-massage"
 STAFF_EMAIL = "admin@centre.example"
 STAFF_PASSWORD = "correct horse battery staple"
 LANGUAGES = ["en", "ca", "es"]
+SECRET_KEY = "browser-test-secret-" + "x" * 32
 # SCREENSHOTS=docs/screenshots (see the README) saves what the accessibility test looked at, per language
 SCREENSHOTS = os.environ.get("SCREENSHOTS")
 SCREENSHOT_PAGES = {"questionnaire", "questionnaire-refused", "result-proceed-shared", "result-tell-centre",
@@ -71,7 +72,7 @@ def site(tmp_path_factory):
     """The app on a real server, with an admin account and one shared submission already stored."""
     require_chromium()
     database = tmp_path_factory.mktemp("browser") / "browser.db"
-    app = create_app({"SECRET_KEY": "browser-test-secret-" + "x" * 32, "DATABASE": str(database),
+    app = create_app({"SECRET_KEY": SECRET_KEY, "DATABASE": str(database),
                       "WTF_CSRF_ENABLED": True})
     conn = dbmod.connect(database)
     try:
@@ -99,6 +100,9 @@ def site(tmp_path_factory):
             "suggestions": ["neck_tension"], "rules_version": "test", "locale": "en",
             "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}, centre=CENTRE)
         submission_id = dbmod.find_by_reference(conn, reference)["number"]   # as staff URLs name it
+        # a screening its client took back, so that the dashboard lists it
+        with dbmod.immediate(conn):
+            dbmod.audit(conn, action=withdrawal.ACTION, reference="WDRN-2345", centre=CENTRE)
         # a session on another browser, so that My account lists one with its "End" button
         accounts.attempt_login(conn, STAFF_EMAIL, STAFF_PASSWORD, "127.0.0.2", max_failures=5, lock_seconds=900,
                                secret=app.config["SECRET_KEY"], browser="Samsung Internet/Android")
@@ -191,6 +195,35 @@ def visit(path):
     return go
 
 
+def withdrawing(step: str):
+    """The withdrawal form filled and sent: with a pair that opens nothing ("refused"), with a
+    screening's own pair (the confirmation, "confirm"), then confirmed ("done"). The screening is
+    stored here, straight into the database, with a code of its own (no share limit spent)."""
+    def go(page, site, lang="en"):
+        reference, code = "ZZZZ-9999", withdrawal.new_code()
+        if step != "refused":
+            conn = dbmod.connect(site.database)
+            try:
+                stored = dbmod.store_screening(conn, nonce=f"withdraw-{step}-{lang}", centre=CENTRE, resend_within=0,
+                                               withdrawal_key=withdrawal.key_from_secret(SECRET_KEY), record={
+                    "service": "decontracting-back-massage", "outcome": "proceed", "answers": {"fever": "no"},
+                    "fired_rules": [], "suggestions": [], "rules_version": "test", "locale": lang,
+                    "name": "Wanda Withdraw", "contact": "wanda@example.org", "consent_at": dbmod.now()})
+            finally:
+                conn.close()
+            reference, code = stored.reference, stored.withdrawal_code
+        page.goto(f"/withdraw?lang={lang}")
+        page.fill("#reference", reference)
+        page.fill("#code", code)
+        with page.expect_navigation():
+            page.locator("#withdraw-form button.button--primary").click()
+        if step == "done":
+            with page.expect_navigation():
+                page.locator("main form:not([hidden]) button[type=submit]").click()
+    go.__doc__ = f"the withdrawal form: {step}"
+    return go
+
+
 PUBLIC_PAGES = {
     "index": visit("/"),
     **{f"service-{slug}": visit(f"/services/{slug}") for slug in SLUGS},
@@ -210,6 +243,10 @@ PUBLIC_PAGES = {
     "staff-invitation": visit("/staff/invitation/{site.invite_token}"),
     "staff-reset": visit("/staff/reset/{site.reset_token}"),
     "staff-link-gone": visit("/staff/reset/no-such-token"),
+    "withdraw": visit("/withdraw"),
+    "withdraw-refused": withdrawing("refused"),
+    "withdraw-confirm": withdrawing("confirm"),
+    "withdraw-done": withdrawing("done"),
 }
 STAFF_PAGES = {
     "staff-dashboard": visit("/staff/"),
@@ -247,7 +284,11 @@ EXPECTED = {
     "directory": "[data-matches] ~ .centre-list [data-centre]",
     "not-found": "main > p > a[href='/']",
     "staff-login": "#password",
-    "staff-dashboard": "text=Ana Client",
+    "withdraw": "form#withdraw-form",
+    "withdraw-refused": "#error-summary a[href='#reference']",
+    "withdraw-confirm": "[data-withdraw-confirm]",
+    "withdraw-done": "[data-withdrawn]",
+    "staff-dashboard": "[data-withdrawn='WDRN-2345']",
     "staff-submission": "text=ana@example.org",
     "staff-rules": "[data-rule='intense_pain']",
     "staff-rules-simulate": "select#service",

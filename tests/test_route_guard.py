@@ -25,7 +25,8 @@ PUBLIC = [
     r"/staff/forgot",                                        # ask for a reset link (answers alike for any address)
     r"/staff/(reset|invitation)/<token>",                    # the pages of e-mailed account links
     r"/centres",                                             # the directory of centres
-    r"/c/<centre>/(services/<slug>|screening/<slug>)?",      # a centre's public pages
+    r"/withdraw",                                            # a client takes back what they sent
+    r"/c/<centre>/(services/<slug>|screening/<slug>|withdraw)?",      # a centre's public pages
 ]
 CANARY = "Zebedee Canary-Name"
 

@@ -45,6 +45,8 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("outbox", "id"),
     ("health", "id"),
     ("share_attempts", "id"),
+    ("withdrawal_attempts", "id"),
+    ("retired_references", "reference"),
     ("centre_numbers", "centre"),
     ("maintenance", "name"),
     ("data_requests", "id"),

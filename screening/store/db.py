@@ -466,6 +466,26 @@ def m017_retention(db) -> None:
     db.execute("CREATE TABLE maintenance (name $TEXT PRIMARY KEY, last_run_at $TEXT NOT NULL)")
 
 
+def m016_withdrawal(db) -> None:
+    """A client takes back what they sent (store/withdrawal.py).
+
+    - submissions.withdrawal_code_hash: the keyed hash of the screening's withdrawal code (never
+      the code); NULL for rows stored before, or without a code (they cannot be withdrawn by code).
+    - retired_references: the references of screenings erased, purged or withdrawn, which are never
+      given again (not personal data: a random code). Seeded from the audit trail's erasures.
+    - withdrawal_attempts: wrong reference and code pairs per keyed hash of an address or of a
+      reference, pruned after the window, as share_attempts.
+    - an index for the dashboard's recent withdrawals (the audit entries of one action)."""
+    db.execute("ALTER TABLE submissions ADD COLUMN withdrawal_code_hash $TEXT")
+    db.execute("CREATE TABLE retired_references (reference $TEXT PRIMARY KEY)")
+    db.execute("INSERT INTO retired_references (reference) SELECT DISTINCT reference FROM audit_log"
+               " WHERE action = 'erase' AND reference IS NOT NULL ON CONFLICT (reference) DO NOTHING")
+    db.execute("CREATE TABLE withdrawal_attempts (id $ID_PK, key $TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)")
+    db.execute("CREATE INDEX idx_withdrawal_attempts_key_at ON withdrawal_attempts (key, at)")
+    db.execute("CREATE INDEX idx_withdrawal_attempts_at ON withdrawal_attempts (at)")
+    db.execute("CREATE INDEX idx_audit_log_centre_action_at ON audit_log (centre, action, at)")
+
+
 def m018_data_requests(db) -> None:
     """A person's request to see or erase their data, answered by staff (store/requests.py).
 
@@ -490,6 +510,7 @@ PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
                        ("m011_session_browser", m011_session_browser),
                        ("m012_login_devices", m012_login_devices),
                        ("m013_staff_accounts", m013_staff_accounts),
+                       ("m016_withdrawal", m016_withdrawal),
                        ("m017_retention", m017_retention),
                        ("m018_data_requests", m018_data_requests)]
 for _name, _function in PORTABLE_MIGRATIONS:
@@ -646,6 +667,9 @@ class Stored:
     reference: str
     stored: bool
     replaces: bool = False
+    # the withdrawal code, in clear only here, on the way to the result page (only its keyed hash is
+    # stored); None when nothing was stored now ("already sent": it was shown then) or without a key
+    withdrawal_code: str | None = None
 
 
 class ShareLimitReached(Exception):
@@ -661,7 +685,8 @@ SHARE_WINDOW = 3600.0     # seconds over which shares per address are counted
 
 def store_screening(db, *, nonce: str, record: dict[str, Any], centre: str,
                     notify: bool = False, limit_key: str | None = None, limit: int = 0,
-                    window: float = SHARE_WINDOW, resend_within: float = RESEND_WINDOW) -> Stored:
+                    window: float = SHARE_WINDOW, resend_within: float = RESEND_WINDOW,
+                    withdrawal_key: bytes | None = None) -> Stored:
     """Store a shared screening once per (nonce, fingerprint); the reference exists only after COMMIT.
 
     The same form sent again with the same content (a refresh) stores nothing and returns the first
@@ -674,8 +699,11 @@ def store_screening(db, *, nonce: str, record: dict[str, Any], centre: str,
     seconds, counted inside the same BEGIN IMMEDIATE so every worker sees one count; over it,
     ShareLimitReached and nothing is stored. With `notify`, a notice is queued in the transaction.
     The screening belongs to `centre` (a slug; its staff alone see it); the centre is part of the
-    fingerprint, so the same form sent to two centres is two screenings.
+    fingerprint, so the same form sent to two centres is two screenings. With `withdrawal_key`
+    (withdrawal.key_from_secret), a new row gets a withdrawal code: its keyed hash is stored, the
+    code itself only returned. A reference is never one that was given before (retired ones too).
     """
+    from . import withdrawal  # it imports this module
     if not centre:
         raise ValueError("a screening must belong to a centre")
     record = {**record, "centre": centre}
@@ -708,29 +736,35 @@ def store_screening(db, *, nonce: str, record: dict[str, Any], centre: str,
             created_at = now()
             for _ in range(10):
                 reference = new_reference()
-                if not db.execute("SELECT 1 FROM submissions WHERE reference = ?", [reference]).fetchone():
+                # never one given before: neither a stored screening's nor an erased or withdrawn one's
+                if not db.execute("SELECT 1 FROM submissions WHERE reference = ? UNION ALL"
+                                  " SELECT 1 FROM retired_references WHERE reference = ?",
+                                  [reference, reference]).fetchone():
                     break
             else:  # pragma: no cover - 10 collisions in a space of 31^8
                 raise StorageError("could not find a free reference")
+            code = withdrawal.new_code() if withdrawal_key else None
             number = db.execute("INSERT INTO centre_numbers (centre, last) VALUES (?, 1) ON CONFLICT (centre)"
                                 " DO UPDATE SET last = centre_numbers.last + 1 RETURNING last", [centre]).fetchone()[0]
             row_id = db.execute(
                 "INSERT INTO submissions (reference, nonce, fingerprint, resend_key, number, service, outcome,"
                 " answers, fired_rules, suggestions, rules_version, locale, name, contact, consent_at, created_at,"
-                " status, centre, search_name, search_words, search_contact, search_phone, search_ref)"
+                " status, centre, search_name, search_words, search_contact, search_phone, search_ref,"
+                " withdrawal_code_hash)"
                 " VALUES (:reference, :nonce, :fingerprint, :resend_key, :number, :service, :outcome, :answers,"
                 " :fired_rules, :suggestions, :rules_version, :locale, :name, :contact, :consent_at, :created_at,"
-                " 'new', :centre, :search_name, :search_words, :search_contact, :search_phone, :search_ref)"
-                " RETURNING id",
+                " 'new', :centre, :search_name, :search_words, :search_contact, :search_phone, :search_ref,"
+                " :withdrawal_code_hash) RETURNING id",
                 {**{k: None for k in STORED_FIELDS}, **row, "reference": reference, "nonce": nonce,
                  "fingerprint": mark, "resend_key": same, "number": number, "created_at": created_at,
+                 "withdrawal_code_hash": withdrawal.code_hash(withdrawal_key, reference, code) if code else None,
                  **search_columns(record.get("name", ""), record.get("contact", ""), reference)}).fetchone()[0]
             if notify:
                 db.execute("INSERT INTO outbox (submission_id, reference, created_at, attempts, next_attempt_at)"
                            " VALUES (?, ?, ?, 0, ?)", [row_id, reference, created_at, created_at])
     except DatabaseError as e:
         raise StorageError(str(e)) from e
-    return Stored(reference, True, replaces=bool(earlier))
+    return Stored(reference, True, replaces=bool(earlier), withdrawal_code=code)
 
 
 def _row_fingerprint(columns: list) -> str:

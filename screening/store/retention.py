@@ -22,8 +22,11 @@ from . import db as dbmod
 log = logging.getLogger(__name__)
 
 # Children first: notes have a foreign key to submissions; outbox rows would otherwise
-# keep sending notices for a submission that no longer exists.
+# keep sending notices for a submission that no longer exists. First of all, the references are
+# retired: store_screening never gives one again (store/withdrawal.py).
 _DELETE = (
+    "INSERT INTO retired_references (reference) SELECT reference FROM submissions WHERE id IN $IDS(?)"
+    " ON CONFLICT (reference) DO NOTHING",
     "DELETE FROM notes WHERE submission_id IN $IDS(?)",
     "DELETE FROM outbox WHERE submission_id IN $IDS(?)",
     "DELETE FROM submissions WHERE id IN $IDS(?)",
@@ -38,7 +41,8 @@ MAX_DAYS = 36500
 
 
 def _delete(db, ids: list[int]) -> None:
-    """Delete these submissions with their notes and queued notices (inside the caller's transaction)."""
+    """Delete these submissions with their notes and queued notices, and retire their references
+    (inside the caller's transaction)."""
     for statement in _DELETE:
         db.execute(statement, [ids])
 

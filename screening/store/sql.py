@@ -131,9 +131,14 @@ GUARANTEES = (
     ("each centre's numbers are given once, in order",
      "INSERT ... ON CONFLICT DO UPDATE ... RETURNING on centre_numbers (a row lock); unique (centre, number)",
      "tests/test_engines.py::test_same_form_from_many_threads_is_stored_once"),
-    ("a reference is never given twice",
-     "unique index on reference, checked before the insert",
-     "tests/test_storage.py"),
+    ("a reference is never given twice, not even after its screening was erased, purged or withdrawn",
+     "unique index on reference, and the references kept in retired_references, checked before the insert",
+     "tests/test_storage.py, tests/test_withdrawal.py::test_a_withdrawn_reference_is_never_given_again"),
+    ("a withdrawal erases its screening once, and wrong pairs are counted by every server",
+     "lock('withdraw:<address key>') then lock('withdraw:<reference key>'), then count, look up, and "
+     "erase or count the failure, in one transaction",
+     "tests/test_withdrawal.py::test_a_pair_confirmed_from_many_servers_at_once_erases_once_and_is_audited_once, "
+     "tests/test_withdrawal.py::test_wrong_pairs_from_many_servers_at_once_never_pass_the_limit"),
     ("a notice is sent once by one sender at a time",
      "claim: SELECT ... FOR UPDATE SKIP LOCKED and a lease, in one transaction",
      "tests/test_engines.py::test_outbox_claims_never_overlap"),

@@ -30,7 +30,7 @@ from werkzeug.exceptions import NotFound
 
 from ..core import engine
 from ..core.rules import LOCALES, RuleSet
-from ..store import db
+from ..store import db, withdrawal
 from . import database, forms, i18n, notify, upkeep
 from .database import get_db
 
@@ -274,7 +274,10 @@ def submit(slug):
     if form.share.data == "yes":
         try:
             stored = _store(form, decision)
-            sent = {"reference": stored.reference, "stored": stored.stored, "replaces": stored.replaces}
+            # the withdrawal code is in clear only here and in the page's signed copy (its language
+            # switch): None on an "already sent" page, which says it was shown when it was sent
+            sent = {"reference": stored.reference, "stored": stored.stored, "replaces": stored.replaces,
+                    "withdrawal_code": stored.withdrawal_code}
         except db.ShareLimitReached as e:
             # the client still sees the result (it may say "consult"); the page says it was not sent
             not_sent, status, headers = "limited", 429, {"Retry-After": str(e.retry_after)}
@@ -366,10 +369,11 @@ def zone_name(moment: datetime) -> str:
     return name if locale() == "en" else name[:1].lower() + name[1:]
 
 
-def share_limit_key(remote_addr: str | None) -> str:
+def share_limit_key(remote_addr: str | None, purpose: bytes = b"share-limit") -> str:
     """The client's address as a keyed hash (an address is personal data; the table never holds
     it). IPv6 counts per /64, the block one subscriber usually gets, so that hopping between its
-    addresses does not escape the limit."""
+    addresses does not escape the limit. `purpose` keeps one limit's keys from being another's
+    (the withdrawal form's attempts: web/withdraw.py)."""
     try:
         address = ipaddress.ip_address(remote_addr or "")
     except ValueError:
@@ -379,7 +383,7 @@ def share_limit_key(remote_addr: str | None) -> str:
             address = address.ipv4_mapped
         network = str(ipaddress.IPv6Network((int(address), 64), strict=False) if address.version == 6 else address)
     secret = str(current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(secret, b"share-limit\0" + network.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(secret, purpose + b"\0" + network.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _store(form, decision) -> db.Stored:
@@ -397,7 +401,8 @@ def _store(form, decision) -> db.Stored:
         result = db.store_screening(get_db(), nonce=forms.nonce_of(form), record=record, centre=centre.slug,
                                     notify=wants_notice,
                                     limit_key=share_limit_key(request.remote_addr),
-                                    limit=current_app.config["SHARE_LIMIT_PER_HOUR"])
+                                    limit=current_app.config["SHARE_LIMIT_PER_HOUR"],
+                                    withdrawal_key=withdrawal.key_from_secret(current_app.config["SECRET_KEY"]))
     except db.ShareLimitReached:
         log.warning("shared screening refused: share limit per address reached; nothing stored")
         raise

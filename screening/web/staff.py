@@ -40,7 +40,7 @@ from ..core.characters import forbidden_characters
 from ..core.engine import AnswerErrors, describe_condition, question_text, screen
 from ..core.rules import RuleSet
 from ..store import db as dbmod
-from ..store import review
+from ..store import review, withdrawal
 from . import auth, database, i18n, public, upkeep
 from . import filters as params
 from .auth import admin_required, require_staff, staff_centre
@@ -182,9 +182,11 @@ def _dashboard(filters, errors, page=None, status=200):
     counts = store().attention_counts()
     chosen = request.args.get("sep")
     separator = chosen if chosen in reading.SEPARATORS else default_separator()
+    # screenings the clients took back lately (reference and when: nothing else is left of them)
+    withdrawn = withdrawal.recent(get_db(), centre=store().centre)
     return render_template("staff/dashboard.html", filters=filters, errors=errors, page=page, counts=counts,
                            args=request.args, statuses=dbmod.STATUSES, notice=request.args.get("notice"),
-                           separator=separator), status
+                           separator=separator, withdrawn=withdrawn), status
 
 
 @bp.get("/")
