@@ -202,15 +202,25 @@ def verify(db, staff_id: int, code: str | None, key: bytes) -> str | None:
     return "recovery"
 
 
-def new_recovery_codes(db, staff: dict[str, Any], code: str, key: bytes) -> list[str] | None:
+def new_recovery_codes(db, staff: dict[str, Any], code: str, key: bytes, *, max_failures: int,
+                       lock_seconds: float) -> tuple[list[str] | None, float]:
     """New recovery codes in place of the old ones, when `code` is a current code (or an unused
-    recovery code) of the account; else None."""
+    recovery code) of the account: (codes, 0); else (None, 0), or (None, seconds) while refused.
+    A wrong code counts as a failed login of the account (as a wrong current password does on My
+    account), so that a stolen session cannot guess codes faster than the login form."""
+    keys = {"account": accounts.account_key(staff["id"])}
+    refused, _failures, pending = accounts.count_attempt(
+        db, keys, max_failures=max_failures, lock_seconds=lock_seconds, shown=staff["email"],
+        centre=staff["centre"], refused_actions=CODE_ACTIONS)
+    if refused:
+        return None, refused[1]
     if verify(db, staff["id"], code, key) is None:
-        return None
+        return None, 0.0
     with immediate(db):
+        accounts.forgive_attempt(db, keys, pending)
         codes = _store_codes(db, staff["id"], key, now())
         audit(db, action="second_factor_set", staff=staff, detail="recovery codes")
-    return codes
+    return codes, 0.0
 
 
 # --- the login's code step -------------------------------------------------------------------------
