@@ -317,14 +317,15 @@ def totp_code(conn, email: str) -> str:
     person never does (they wait for the next code): then the last step is wound back, which is
     what a person's waiting would do."""
     import pyotp
-    totp = pyotp.TOTP(TOTP_SECRETS[accounts.normalize_email(email)])
-    last = conn.execute("SELECT totp_last_step FROM staff WHERE email = ?", [accounts.normalize_email(email)]).fetchone()
+    email = accounts.normalize_email(email)
+    totp = pyotp.TOTP(TOTP_SECRETS[email])
+    last = conn.execute("SELECT totp_last_step FROM staff WHERE email = ?", [email]).fetchone()
     now_step = totp.timecode(time.time())
     for step in (now_step, now_step + 1):
         if last is None or last[0] is None or step > last[0]:
             return totp.generate_otp(step)
     with conn.transaction():
-        conn.execute("UPDATE staff SET totp_last_step = ? WHERE email = ?", [now_step - 1, accounts.normalize_email(email)])
+        conn.execute("UPDATE staff SET totp_last_step = ? WHERE email = ?", [now_step - 1, email])
     return totp.generate_otp(now_step)
 
 

@@ -464,7 +464,8 @@ def load_session(db, token: str | None, *, idle_minutes: float,
     """The account (id, email, name, role, centre, second_factor: whether one is set) behind a
     cookie token, or None when the session does not exist, is pending (the second factor is still
     to come: second_factor.pending_staff reads those), has been idle too long, has lived too long,
-    or its account is inactive. An expired session is deleted. last_seen_at is written at most once a minute, to keep requests cheap."""
+    or its account is inactive. An expired session is deleted. last_seen_at is written at most
+    once a minute, to keep requests cheap."""
     if not token or len(token) > 128:
         return None
     sid = session_id(token)
