@@ -33,11 +33,11 @@ from browser_helpers import (
     submit_any_language,
     tab_to,
 )
-from conftest import CENTRE
+from conftest import CENTRE, give_second_factor, totp_code
 from playwright.sync_api import expect, sync_playwright
 
 from screening import create_app
-from screening.store import accounts
+from screening.store import accounts, second_factor
 from screening.store import db as dbmod
 
 SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", "back-and-neck-massage",
@@ -70,8 +70,9 @@ def site(tmp_path_factory):
     conn = dbmod.connect(database)
     try:
         # an admin sees the longest staff menu, the hardest case for a phone-width header
-        accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin", role="admin",
-                              centre=CENTRE)
+        admin = accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin",
+                                      role="admin", centre=CENTRE)
+        give_second_factor(conn, admin, app.config["SECRET_KEY"])     # admins must have one (the default)
         reference, _ = dbmod.store_submission(conn, nonce="browser-nonce-1", record={
             "service": "decontracting-back-massage", "outcome": "consult_professional",
             "answers": {f: "no" for f in RED_FLAGS} | {"intense_pain": "yes", "professional_cleared": "no",
@@ -83,8 +84,11 @@ def site(tmp_path_factory):
             "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now()}, centre=CENTRE)
         submission_id = dbmod.find_by_reference(conn, reference)["number"]   # as staff URLs name it
         # a session on another browser, so that My account lists one with its "End" button
-        accounts.attempt_login(conn, STAFF_EMAIL, STAFF_PASSWORD, "127.0.0.2", max_failures=5, lock_seconds=900,
-                               secret=app.config["SECRET_KEY"], browser="Samsung Internet/Android")
+        limits = {"max_failures": 5, "lock_seconds": 900}
+        pending = accounts.attempt_login(conn, STAFF_EMAIL, STAFF_PASSWORD, "127.0.0.2", **limits,
+                                         secret=app.config["SECRET_KEY"], browser="Samsung Internet/Android")
+        assert second_factor.attempt_code(conn, pending.token, totp_code(conn, STAFF_EMAIL), "127.0.0.2", **limits,
+                                          key=second_factor.derive_key(app.config["SECRET_KEY"])).staff
     finally:
         conn.close()
     with live_server(app) as url:
@@ -110,10 +114,22 @@ def staff_state(browser, site):
     page.fill("#password", STAFF_PASSWORD)
     with page.expect_navigation():
         page.get_by_role("button", name="Log in").click()
+    page.fill("#code", code_of(site))         # the second factor's step
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
     assert page.url.rstrip("/").endswith("/staff"), page.url
     state = context.storage_state()
     context.close()
     return state
+
+
+def code_of(site) -> str:
+    """The admin's authenticator app's code, as the server will take it now."""
+    conn = dbmod.connect(site.database)
+    try:
+        return totp_code(conn, STAFF_EMAIL)
+    finally:
+        conn.close()
 
 
 @pytest.fixture
@@ -167,6 +183,15 @@ def visit(path):
     return go
 
 
+def code_page(page, site, lang="en"):
+    """The login's code step: the right password of an account with a second factor leads there."""
+    page.goto(f"/staff/login?lang={lang}")
+    page.fill("#email", STAFF_EMAIL)
+    page.fill("#password", STAFF_PASSWORD)
+    with page.expect_navigation():
+        page.locator("form.login-form button[type=submit]").click()
+
+
 PUBLIC_PAGES = {
     "index": visit("/"),
     **{f"service-{slug}": visit(f"/services/{slug}") for slug in SLUGS},
@@ -182,6 +207,7 @@ PUBLIC_PAGES = {
     "directory": visit("/centres"),
     "not-found": visit("/services/no-such-massage"),
     "staff-login": visit("/staff/login"),
+    "staff-login-code": code_page,
 }
 STAFF_PAGES = {
     "staff-dashboard": visit("/staff/"),
@@ -190,6 +216,7 @@ STAFF_PAGES = {
     "staff-rules-simulate": visit("/staff/rules/simulate"),
     "staff-audit": visit("/staff/audit"),
     "staff-account": visit("/staff/account"),
+    "staff-second-factor": visit("/staff/account/second-factor"),
 }
 ALL_PAGES = PUBLIC_PAGES | STAFF_PAGES
 
@@ -222,6 +249,8 @@ EXPECTED = {
     "staff-rules-simulate": "select#service",
     "staff-audit": "[data-audit]",
     "staff-account": "[data-sessions] [data-session]:not([data-current]) form",
+    "staff-login-code": "input#code[name=code]",
+    "staff-second-factor": "[data-qr] svg[role=img]",
 }
 OVERFLOW = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 # the label box of every radio and checkbox on screen (follow-ups hidden by the script are skipped)

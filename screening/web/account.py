@@ -155,7 +155,8 @@ def end_others():
 def _qr_svg(uri: str) -> str:
     """The QR code of `uri` as an inline SVG: paths with presentation attributes, no style
     attribute or element (our CSP forbids inline styles), named for screen readers."""
-    svg = segno.make(uri, error="m").svg_inline(scale=5, border=4, dark="#000", light="#fff")
+    # a viewBox and no size: the stylesheet sizes it to fit a phone
+    svg = segno.make(uri, error="l").svg_inline(scale=4, border=4, dark="#000", light="#fff", omitsize=True)
     return svg.replace("<svg ", '<svg role="img" aria-label="{}" '.format(
         str(_l("QR code to scan with your authenticator app")).replace('"', "")), 1)
 
