@@ -322,3 +322,23 @@ def test_the_code_page_posts_with_its_csrf_token(csrf_app, make_staff):
     bare.post("/staff/login", data={"email": other["email"], "password": other["password"],
                                     "csrf_token": csrf_token_from(html)})
     assert bare.post(CODE_PAGE, data={"code": pyotp.TOTP(other["totp"]).now()}).status_code == 400
+
+
+def test_setting_up_again_asks_for_a_code_of_the_current_factor(app, make_staff, db):
+    """A stolen session cannot swap the member's second factor for its own: a code of the current
+    app, or a recovery code (the phone is lost), is asked too."""
+    admin = make_staff(role="admin")
+    old_codes = second_factor.enable(db, admin, admin["totp"], KEY)
+    client = app.test_client()
+    login(client, admin["email"], admin["password"])
+    key, carried = setup_form(client)
+    new_code = pyotp.TOTP(key).now()
+    missing = client.post(SETUP, data={"setup": carried, "code": new_code})
+    assert missing.status_code == 422 and "Enter a code of your current app" in missing.get_data(as_text=True)
+    wrong = client.post(SETUP, data={"setup": carried, "code": new_code, "current_code": "zzzzz-zzzzz"})
+    assert wrong.status_code == 422 and "That code of your current app is wrong" in wrong.get_data(as_text=True)
+    assert second_factor.verify(db, admin["id"], old_codes[1], KEY) == "recovery"    # still the old factor
+    done = client.post(SETUP, data={"setup": carried, "code": new_code, "current_code": old_codes[0]})
+    assert done.status_code == 200 and len(re.findall(r"<li><code>", done.get_data(as_text=True))) == 10
+    assert second_factor.verify(db, admin["id"], old_codes[2], KEY) is None
+    assert second_factor.verify(db, admin["id"], pyotp.TOTP(admin["totp"]).now(), KEY) is None

@@ -110,6 +110,11 @@ def _matching_step(secret: str, code: str, at: float | None = None) -> int | Non
     return found
 
 
+def matches(secret: str, code: str | None) -> bool:
+    """Whether `code` is a code of `secret` now (for a set-up, before anything else is checked)."""
+    return _matching_step(secret, normalize(code)) is not None
+
+
 def _new_codes() -> list[str]:
     return ["".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_LENGTH))
             for _ in range(RECOVERY_CODES)]
@@ -202,22 +207,34 @@ def verify(db, staff_id: int, code: str | None, key: bytes) -> str | None:
     return "recovery"
 
 
-def new_recovery_codes(db, staff: dict[str, Any], code: str, key: bytes, *, max_failures: int,
-                       lock_seconds: float) -> tuple[list[str] | None, float]:
-    """New recovery codes in place of the old ones, when `code` is a current code (or an unused
-    recovery code) of the account: (codes, 0); else (None, 0), or (None, seconds) while refused.
-    A wrong code counts as a failed login of the account (as a wrong current password does on My
-    account), so that a stolen session cannot guess codes faster than the login form."""
+def check_current(db, staff: dict[str, Any], code: str | None, key: bytes, *, max_failures: int,
+                  lock_seconds: float) -> tuple[bool, float]:
+    """Before a change to the second factor (new recovery codes, setting it up again): whether
+    `code` is a current code of the account's app or an unused recovery code (then used), and
+    how long the account is still refused (0.0 when not). A wrong code counts as a failed login of
+    the account (as a wrong current password does on My account), so that a stolen session
+    cannot guess codes faster than the login form."""
     keys = {"account": accounts.account_key(staff["id"])}
     refused, _failures, pending = accounts.count_attempt(
         db, keys, max_failures=max_failures, lock_seconds=lock_seconds, shown=staff["email"],
         centre=staff["centre"], refused_actions=CODE_ACTIONS)
     if refused:
-        return None, refused[1]
+        return False, refused[1]
     if verify(db, staff["id"], code, key) is None:
-        return None, 0.0
+        return False, 0.0
     with immediate(db):
         accounts.forgive_attempt(db, keys, pending)
+    return True, 0.0
+
+
+def new_recovery_codes(db, staff: dict[str, Any], code: str, key: bytes, *, max_failures: int,
+                       lock_seconds: float) -> tuple[list[str] | None, float]:
+    """New recovery codes in place of the old ones, when `code` passes check_current: (codes, 0);
+    else (None, 0), or (None, seconds) while the account is refused."""
+    ok, wait = check_current(db, staff, code, key, max_failures=max_failures, lock_seconds=lock_seconds)
+    if not ok:
+        return None, wait
+    with immediate(db):
         codes = _store_codes(db, staff["id"], key, now())
         audit(db, action="second_factor_set", staff=staff, detail="recovery codes")
     return codes, 0.0

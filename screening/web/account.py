@@ -44,9 +44,11 @@ class EndOthersForm(FlaskForm):
 
 class SetupForm(FlaskForm):
     """The set-up of a second factor: the new secret, carried encrypted (second_factor.begin), and
-    a code of the app that scanned it."""
+    a code of the app that scanned it; when one is set already, a code of the current one (or a
+    recovery code) too, so that a stolen session cannot swap the member's factor for its own."""
     setup = HiddenField()
     code = StringField(_l("Code from the app"), validators=[InputRequired()])
+    current_code = StringField(_l("A code of your current app, or a recovery code"))
 
 
 class RecoveryForm(FlaskForm):
@@ -64,7 +66,9 @@ NOTICES = {"password": _l("Your password is changed. Your other sessions have en
 CODE_ERRORS = {"missing": _l("Enter the 6-digit code from your authenticator app"),
                "wrong": _l("That code is wrong or was already used: type the code the app shows now"),
                "locked": _l("Too many wrong codes: try again later"),
-               "expired": _l("This set-up was started too long ago: scan the new code below and try again")}
+               "expired": _l("This set-up was started too long ago: scan the new code below and try again"),
+               "missing_current": _l("Enter a code of your current app, or one of your recovery codes"),
+               "wrong_current": _l("That code of your current app is wrong or was already used")}
 
 
 def _token() -> str | None:
@@ -161,14 +165,14 @@ def _qr_svg(uri: str) -> str:
         str(_l("QR code to scan with your authenticator app")).replace('"', "")), 1)
 
 
-def _setup_page(secret: str, carried: str, form: SetupForm | None = None, *, error: str | None = None,
+def _setup_page(secret: str, carried: str, form: SetupForm | None = None, *, errors: dict | None = None,
                 status: int = 200):
     centre = auth.staff_centre()
     issuer = f"{second_factor.ISSUER} ({centre.name})" if centre is not None else second_factor.ISSUER
     form = form or SetupForm(formdata=None)
     form.setup.data = carried
-    form.code.data = ""
-    return render_template("staff/second_factor.html", form=form, error=error, code_errors=CODE_ERRORS,
+    form.code.data = form.current_code.data = ""        # a code never comes back in a page
+    return render_template("staff/second_factor.html", form=form, errors=errors or {}, code_errors=CODE_ERRORS,
                            qr=_qr_svg(second_factor.provisioning_uri(secret, g.staff["email"], issuer)),
                            key=second_factor.group(secret, 4),
                            status=second_factor.status(get_db(), g.staff["id"]),
@@ -192,12 +196,25 @@ def second_factor_confirm():
     secret = second_factor.read_setup(key, form.setup.data)
     if secret is None:              # tampered with, or too old: a new secret to scan
         secret, carried = second_factor.begin(key)
-        return _setup_page(secret, carried, form, error="expired", status=422)
-    if not form.validate():
-        return _setup_page(secret, form.setup.data, form, error="missing", status=422)
+        return _setup_page(secret, carried, form, errors={"code": "expired"}, status=422)
+    replacing = second_factor.has_second_factor(get_db(), g.staff["id"])
+    if not form.validate() or (replacing and not (form.current_code.data or "").strip()):
+        missing = {"code": "missing"} if form.code.errors else {}
+        if replacing and not (form.current_code.data or "").strip():
+            missing["current_code"] = "missing_current"
+        return _setup_page(secret, form.setup.data, form, errors=missing, status=422)
+    if not second_factor.matches(secret, form.code.data):
+        return _setup_page(secret, form.setup.data, form, errors={"code": "wrong"}, status=422)
+    if replacing:           # checked last: a recovery code typed here is used up
+        ok, wait = second_factor.check_current(get_db(), g.staff, form.current_code.data, key,
+                                               **auth._throttle_settings())
+        if not ok:
+            page = _setup_page(secret, form.setup.data, form, status=429 if wait else 422,
+                               errors={"current_code": "locked" if wait else "wrong_current"})
+            return (*page, {"Retry-After": str(max(1, math.ceil(wait)))}) if wait else page
     codes = second_factor.confirm(get_db(), g.staff, secret, form.code.data, key)
     if codes is None:
-        return _setup_page(secret, form.setup.data, form, error="wrong", status=422)
+        return _setup_page(secret, form.setup.data, form, errors={"code": "wrong"}, status=422)
     return _codes_page(codes, first=True)
 
 
