@@ -181,6 +181,15 @@ def test_the_secret_is_stored_encrypted_and_another_secret_key_cannot_use_it(mak
     assert second_factor.verify(db, admin["id"], pyotp.TOTP(admin["totp"]).now(), KEY) == "totp"
 
 
+def test_an_app_with_another_secret_key_refuses_the_codes(make_app, make_staff):
+    admin = make_staff(role="admin")
+    other = make_app(SECRET_KEY="another-secret-key-" + "y" * 32).test_client()
+    password_step(other, admin)
+    refused = post_code(other, pyotp.TOTP(admin["totp"]).now())
+    assert refused.status_code == 200 and "That code is wrong" in refused.get_data(as_text=True)
+    assert other.get("/staff/").status_code == 302
+
+
 def test_the_code_step_is_throttled_and_a_known_browser_is_not_blocked_by_a_strangers_codes(make_app, make_staff,
                                                                                              db):
     app = make_app(LOGIN_MAX_FAILURES=3)
@@ -238,8 +247,16 @@ def test_with_the_default_policy_an_admin_sets_up_a_second_factor_before_any_oth
     admin = make_staff(role="admin", second_factor=False)
     client = app.test_client()
     assert login(client, admin["email"], admin["password"]).status_code == 302
-    for path in ("/staff/", "/staff/account", "/staff/rules", "/staff/audit"):
+    # every staff page that can be opened without an id in its address (and needs a login: not
+    # the login pages themselves, nor any other page for the logged out)
+    stranger = app.test_client()
+    paths = [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/staff")
+             and "GET" in rule.methods and not rule.arguments and rule.endpoint != "account.second_factor"
+             and (stranger.get(rule.rule).location or "").startswith("/staff/login?")]
+    assert {"/staff/", "/staff/account", "/staff/rules", "/staff/audit"} <= set(paths)
+    for path in paths:
         assert forced(client, path), path
+    assert client.post("/staff/account/sessions/end-others").location == SETUP
     json = client.get("/staff/", headers={"Accept": "application/json"})
     assert json.status_code == 403 and json.get_json()["error"] == "second_factor_required"
     page = client.get(SETUP)

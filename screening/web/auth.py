@@ -233,9 +233,10 @@ def login_page(form: LoginForm | None = None, *, status: int = 200, failed: bool
 
 
 def check_login(*, away: bool = False, **page):
-    """Log in with the posted form: the new session's token (g.staff is then the account), or the
-    login form again as a response (with its errors; 429 with Retry-After when this browser is
-    refused for a while). `away`: the form was posted to a staff page rather than /staff/login,
+    """Log in with the posted form: the new session's token (g.staff is then the account), or a
+    response: the login form again (with its errors; 429 with Retry-After when this browser is
+    refused for a while), or, for an account with a second factor, the redirect to the code page
+    with the pending session's cookie. `away`: the form was posted to a staff page rather than /staff/login,
     which answers a refusal with 401. Nothing waits here: a throttled browser is refused at once."""
     form = LoginForm()
     if request.method == "GET" or not form.validate_on_submit():
