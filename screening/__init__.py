@@ -137,13 +137,19 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # imported here, not at the top: cli imports create_app from this module
     from . import cli
-    from .web import account, api, auth, notify, public, staff
+    from .web import account, api, auth, links, notify, public, requests, staff, team, upkeep
     app.register_blueprint(public.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)      # the JSON API takes no cookies, so it needs no CSRF token
     auth.init_app(app)          # staff login, sessions, g.staff
     app.register_blueprint(staff.bp)   # the review pages (dashboard, detail, export, audit, rules)
     app.register_blueprint(account.bp)     # My account: one's own password and sessions
+    app.register_blueprint(team.bp)        # the team page: an admin runs the centre's accounts
+    app.register_blueprint(links.bp)       # /staff/forgot and the pages of e-mailed account links
+    for view in (links.reset, links.invitation):
+        csrf.exempt(view)       # they check their form's token themselves: see web/links.py
+    app.register_blueprint(requests.bp)    # a person's request: their screenings, exported or erased
     notify.init_app(app)        # the background sender of e-mail notices
+    upkeep.init_app(app)        # the daily purge of screenings past their centre's retention
     cli.init_app(app)           # check-rules, staff, purge, send-notices
     return app

@@ -15,8 +15,8 @@ from flask.cli import AppGroup, FlaskGroup, ScriptInfo, with_appcontext
 from .core.centres import CENTRES_DIR, load_centres
 from .core.checker import RulesRefused
 from .core.rules import RulesError, load_rules
-from .store import accounts, db, outbox, retention
-from .web import database, notify
+from .store import accounts, db, outbox, retention, team
+from .web import database, notify, upkeep
 
 
 def _create_app() -> Flask:
@@ -260,34 +260,100 @@ def reset_password_command(email):
     click.echo(f"New password set for {staff['email']}; its sessions have ended.")
 
 
+@staff_cli.command("unlock")
+@click.argument("email")
+def unlock_command(email):
+    """Lift every login throttle of an account (its known browsers' and unknown browsers'), as
+    the team page's "Lift the throttle" does. Audited as done by the operator.
+
+    \b
+    Example: screening staff unlock ana@centre.example
+    """
+    conn = _db()
+    try:
+        staff = accounts.find_staff(conn, email)
+        if staff is None:
+            _fail("unknown")
+        forgotten = team.lift_throttle(conn, admin=None, staff_id=staff["id"], centre=staff["centre"])
+    finally:
+        conn.close()
+    click.echo(f"Lifted the throttles of {staff['email']} ({forgotten} recent failed login(s) forgotten).")
+
+
+@staff_cli.command("reset-2fa")
+@click.argument("email")
+def reset_2fa_command(email):
+    """Remove an account's second factor (its authenticator key and recovery codes) and end its
+    sessions: the way back for a member, or a centre's last admin, who lost both phone and codes.
+    The member sets a new one at the next login when the policy asks for one. The same as the
+    team page's "Remove the second factor"; audited as done by the operator.
+
+    \b
+    Example: screening staff reset-2fa ana@centre.example
+    """
+    conn = _db()
+    try:
+        staff = accounts.find_staff(conn, email)
+        if staff is None:
+            _fail("unknown")
+        removed = team.remove_second_factor(conn, admin=None, staff_id=staff["id"], centre=staff["centre"])
+    finally:
+        conn.close()
+    if removed:
+        click.echo(f"Removed the second factor of {staff['email']}; its sessions have ended.")
+    else:
+        click.echo(f"{staff['email']} has no second factor: nothing to remove.")
+
+
 # --- screening purge -----------------------------------------------------------------------------
 
 @click.command("purge")
-@click.option("--older-than", "days", required=True, type=click.IntRange(0, retention.MAX_DAYS),
+@click.option("--older-than", "days", type=click.IntRange(0, retention.MAX_DAYS),
               metavar="DAYS", help="Delete the submissions created more than DAYS days ago.")
+@click.option("--expired", is_flag=True,
+              help="Delete each centre's submissions older than its own retention (retention_days in its "
+                   "file, else SCREENING_RETENTION_DAYS), as the app does by itself once a day.")
 @click.option("--centre", default=None, metavar="SLUG",
               help="Only this centre's submissions (default: every centre's).")
 @with_appcontext
-def purge_command(days: int, centre: str | None) -> None:
-    """Delete shared submissions older than DAYS days, with their notes, and remove their
-    bytes from the database files. Run it from cron to keep data no longer than needed.
+def purge_command(days: int | None, expired: bool, centre: str | None) -> None:
+    """Delete shared submissions older than DAYS days, or past their centre's retention, with
+    their notes, and remove their bytes from the database files. The app purges expired ones by
+    itself once a day (SCREENING_AUTO_PURGE); run this from cron if you prefer.
 
     \b
     Example: screening purge --older-than 365
              screening purge --older-than 90 --centre exemple-barcelona
+             screening purge --expired
     """
+    if (days is None) == (not expired):
+        raise click.UsageError("give either --older-than DAYS or --expired")
+    if expired and centre is not None:
+        raise click.UsageError("--expired purges every centre by its own retention; --centre goes with --older-than")
     centres = current_app.extensions.get("screening.centres", {})
     if centre is not None and centre not in centres:
         raise click.ClickException(f"there is no centre {centre!r}; the centres are: {', '.join(centres)}")
     try:
         conn = _db()
         try:
-            deleted = retention.purge(conn, days, centre=centre)
+            if expired:
+                deleted = retention.purge_expired(
+                    conn, {slug: upkeep.retention_days(current_app, c) for slug, c in centres.items()},
+                    int(current_app.config["RETENTION_DAYS"]))
+            else:
+                deleted = retention.purge(conn, days, centre=centre)
         finally:
             conn.close()
     except (db.StorageError, *db.OperationalError) as e:
         # each batch is its own transaction: the ones before the failure stay deleted
         raise click.ClickException(f"the purge stopped: the database cannot be written ({e})") from None
+    if expired:
+        for slug, count in deleted.items():
+            click.echo(f"Deleted {count} submissions of centre {slug} older than "
+                       f"{upkeep.retention_days(current_app, centres.get(slug))} days.")
+        if not deleted:
+            click.echo("There were no submissions to look at.")
+        return
     click.echo(f"Deleted {deleted} submissions older than {days} days"
                + (f" of centre {centre}." if centre else "."))
 
@@ -297,8 +363,9 @@ def purge_command(days: int, centre: str | None) -> None:
 @click.command("send-notices")
 @with_appcontext
 def send_notices_command() -> None:
-    """Send the queued e-mail notices that are due, once; exit 1 if one could not be sent
-    (it stays queued and is retried later). Run it from cron to retry failed notices.
+    """Send the queued e-mails that are due, once: notices to the centres, and account e-mails
+    (invitations, password resets); exit 1 if one could not be sent (it stays queued and is
+    retried later). Run it from cron to retry failed ones.
 
     Example (crontab): */5 * * * * screening send-notices
     """
@@ -306,7 +373,9 @@ def send_notices_command() -> None:
     if not notify.sending_enabled(app):
         click.echo("Notices are off: set SCREENING_SMTP_HOST, and notify_to in the centres' files or "
                    "SCREENING_NOTIFY_TO, to turn them on.")
-        return
+        if not notify.account_mail_enabled(app.config):
+            return
+        # account e-mails (invitations, password resets) still go out
     result = notify.drain(app)
     conn = _db()
     try:

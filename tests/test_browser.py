@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import browser_helpers
@@ -37,8 +38,10 @@ from conftest import CENTRE, give_second_factor, totp_code
 from playwright.sync_api import expect, sync_playwright
 
 from screening import create_app
-from screening.store import accounts, second_factor
+from screening.store import accounts, links, second_factor
 from screening.store import db as dbmod
+from screening.store import requests as data_requests
+from screening.web import requests as request_pages
 
 SLUGS = ["decontracting-back-massage", "back-massage", "decontracting-massage", "back-and-neck-massage",
          "deep-tissue-massage"]
@@ -50,7 +53,7 @@ LANGUAGES = ["en", "ca", "es"]
 SCREENSHOTS = os.environ.get("SCREENSHOTS")
 SCREENSHOT_PAGES = {"questionnaire", "questionnaire-refused", "result-proceed-shared", "result-tell-centre",
                     "result-consult-suggestions", "result-fever", "staff-dashboard", "staff-submission",
-                    "staff-account"}
+                    "staff-account", "staff-team"}
 
 
 @dataclass
@@ -58,6 +61,9 @@ class Site:
     url: str
     submission_id: int
     database: Path
+    invite_token: str = ""
+    reset_token: str = ""
+    print_path: str = ""        # the printable page of a recorded access request (web/requests.py)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +79,17 @@ def site(tmp_path_factory):
         admin = accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin",
                                       role="admin", centre=CENTRE)
         give_second_factor(conn, admin, app.config["SECRET_KEY"])     # admins must have one (the default)
+        # the team page with a colleague who has a second factor and is throttled, and a pending
+        # invitation; the pages of an invitation link and of a reset link
+        colleague = accounts.create_staff(conn, email="joan@centre.example", password=STAFF_PASSWORD,
+                                          name="Joan Serra", centre=CENTRE)
+        conn.execute("UPDATE staff SET totp_secret = 'sealed' WHERE id = ?", [colleague["id"]])
+        for _ in range(5):
+            accounts.attempt_login(conn, colleague["email"], "wrong", "127.0.0.3", max_failures=5, lock_seconds=900,
+                                   secret=app.config["SECRET_KEY"])
+        _, invite_token = links.invite(conn, admin=admin, email="nova@centre.example", name="Nova Vidal",
+                                       role="staff", language="ca", mail=False)
+        _, reset_token = links.send_reset(conn, staff_id=colleague["id"], centre=CENTRE, mail=False)
         reference, _ = dbmod.store_submission(conn, nonce="browser-nonce-1", record={
             "service": "decontracting-back-massage", "outcome": "consult_professional",
             "answers": {f: "no" for f in RED_FLAGS} | {"intense_pain": "yes", "professional_cleared": "no",
@@ -89,10 +106,17 @@ def site(tmp_path_factory):
                                          secret=app.config["SECRET_KEY"], browser="Samsung Internet/Android")
         assert second_factor.attempt_code(conn, pending.token, totp_code(conn, STAFF_EMAIL), "127.0.0.2", **limits,
                                           key=second_factor.derive_key(app.config["SECRET_KEY"])).staff
+        # a recorded access request for that screening, for its printable page
+        request_id = data_requests.record_access(
+            conn, data_requests.DataRequest("access", "phone", date.today(), False),
+            [dbmod.find_by_reference(conn, reference)["id"]], admin, centre=CENTRE)
+        with app.test_request_context():
+            signature = request_pages._signature(request_id, [submission_id])
     finally:
         conn.close()
     with live_server(app) as url:
-        yield Site(url, submission_id, database)
+        printable = f"/staff/requests/{request_id}/print?n={submission_id}&sig={signature}"
+        yield Site(url, submission_id, database, invite_token, reset_token, printable)
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +232,10 @@ PUBLIC_PAGES = {
     "not-found": visit("/services/no-such-massage"),
     "staff-login": visit("/staff/login"),
     "staff-login-code": code_page,
+    "staff-forgot": visit("/staff/forgot"),
+    "staff-invitation": visit("/staff/invitation/{site.invite_token}"),
+    "staff-reset": visit("/staff/reset/{site.reset_token}"),
+    "staff-link-gone": visit("/staff/reset/no-such-token"),
 }
 STAFF_PAGES = {
     "staff-dashboard": visit("/staff/"),
@@ -217,6 +245,9 @@ STAFF_PAGES = {
     "staff-audit": visit("/staff/audit"),
     "staff-account": visit("/staff/account"),
     "staff-second-factor": visit("/staff/account/second-factor"),
+    "staff-team": visit("/staff/team"),
+    "staff-person": visit("/staff/submissions/{site.submission_id}/person"),
+    "staff-person-print": lambda page, site, lang="en": page.goto(f"{site.print_path}&lang={lang}"),
 }
 ALL_PAGES = PUBLIC_PAGES | STAFF_PAGES
 
@@ -251,6 +282,13 @@ EXPECTED = {
     "staff-account": "[data-sessions] [data-session]:not([data-current]) form",
     "staff-login-code": "input#code[name=code]",
     "staff-second-factor": "[data-qr] svg[role=img]",
+    "staff-forgot": "form input#email",
+    "staff-invitation": "[data-link-form] #new_password_again",
+    "staff-reset": "[data-link-form] #new_password_again",
+    "staff-link-gone": "[data-link-gone]",
+    "staff-team": "[data-member='joan@centre.example'] [data-throttled]",
+    "staff-person": "[data-person-list] input[type=checkbox]:checked",
+    "staff-person-print": "[data-print-screening] [data-answer=intense_pain]",
 }
 OVERFLOW = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 # the label box of every radio and checkbox on screen (follow-ups hidden by the script are skipped)

@@ -22,6 +22,8 @@ PUBLIC = [
     r"/static/<path:filename>",
     r"/api/v1/.*",
     r"/staff/login",
+    r"/staff/forgot",                                        # ask for a reset link (answers alike for any address)
+    r"/staff/(reset|invitation)/<token>",                    # the pages of e-mailed account links
     r"/centres",                                             # the directory of centres
     r"/c/<centre>/(services/<slug>|screening/<slug>)?",      # a centre's public pages
 ]

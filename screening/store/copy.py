@@ -31,7 +31,7 @@ from .sql import is_postgres
 
 # Every table of the app, as (name, primary key), in an order in which each table comes after the
 # tables its foreign keys point at (notes -> submissions and staff; staff_sessions, login_devices,
-# recovery_codes and account_links -> staff).
+# recovery_codes, account_links and data_requests -> staff).
 TABLES: tuple[tuple[str, str], ...] = (
     ("staff", "id"),
     ("submissions", "id"),
@@ -46,6 +46,8 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("health", "id"),
     ("share_attempts", "id"),
     ("centre_numbers", "centre"),
+    ("maintenance", "name"),
+    ("data_requests", "id"),
 )
 TABLE_NAMES = tuple(name for name, _key in TABLES)
 BATCH = 1000

@@ -460,12 +460,38 @@ def m013_staff_accounts(db) -> None:
     db.execute("ALTER TABLE outbox ADD COLUMN token $TEXT")
 
 
+def m017_retention(db) -> None:
+    """When each piece of the app's own upkeep last ran (store/retention.py: the daily purge of
+    expired screenings claims its day here, so that one app server runs it, not each of them)."""
+    db.execute("CREATE TABLE maintenance (name $TEXT PRIMARY KEY, last_run_at $TEXT NOT NULL)")
+
+
+def m018_data_requests(db) -> None:
+    """A person's request to see or erase their data, answered by staff (store/requests.py).
+
+    - data_requests: one row per recorded request: its kind ('access' or 'erasure'), the channel it
+      came by ('phone', 'email', 'in_person', 'post'), the day it was received (the centre's day,
+      YYYY-MM-DD), whether the person or someone on their behalf asked (on_behalf 0 or 1), the
+      staff member who recorded it, when, and how many screenings it covered. Never the requester's
+      name, contact or the screenings' references: it outlives what it erased.
+    - indexes that find one person's screenings within a centre in one probe: by the folded e-mail
+      (search_contact) and by the phone's digits (search_phone)."""
+    db.execute("CREATE TABLE data_requests (id $ID_PK, centre $TEXT NOT NULL, kind $TEXT NOT NULL,"
+               " channel $TEXT NOT NULL, received_on $TEXT NOT NULL, on_behalf INTEGER NOT NULL,"
+               " staff_id BIGINT REFERENCES staff (id), created_at $TEXT NOT NULL, screenings INTEGER NOT NULL)")
+    db.execute("CREATE INDEX idx_data_requests_centre_created_at ON data_requests (centre, created_at)")
+    db.execute("CREATE INDEX idx_submissions_centre_search_contact ON submissions (centre, search_contact)")
+    db.execute("CREATE INDEX idx_submissions_centre_search_phone ON submissions (centre, search_phone)")
+
+
 # The migrations from m010 on, written once for both engines: SQLite records them with the rest
 # (sqlite-utils' Migrations), PostgreSQL after its baseline (engine_postgres.migrate).
 PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
                        ("m011_session_browser", m011_session_browser),
                        ("m012_login_devices", m012_login_devices),
-                       ("m013_staff_accounts", m013_staff_accounts)]
+                       ("m013_staff_accounts", m013_staff_accounts),
+                       ("m017_retention", m017_retention),
+                       ("m018_data_requests", m018_data_requests)]
 for _name, _function in PORTABLE_MIGRATIONS:
     migrations(name=_name)(_function)
 

@@ -1,6 +1,10 @@
-"""The outbox of e-mail notices: every SQL statement of web/notify.py's sender.
+"""The outbox of e-mails: every SQL statement of web/notify.py's sender.
 
-A row is queued by db.store_screening in the same transaction as its submission. Each row is
+Two sorts of rows share the sender, the lease and the retries (`kind`): a notice to the centre
+('notice', queued by db.store_screening in the same transaction as its submission), and an
+account e-mail ('invite' or 'reset', queued by store/links.py with its link: `link_id`, and
+`token`, the link's token in clear, kept only until the e-mail is sent: the UPDATE that marks
+it sent wipes it, and a row given up or dropped keeps no token either). Each row is
 claimed inside a write transaction (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on PostgreSQL)
 with a lease (`claimed_until`), so two senders, in threads or
 processes, never send the same notice. Delivery is at least once: a crash after the server
@@ -35,11 +39,12 @@ def backoff(attempts: int) -> timedelta:
 # --- the outbox ---------------------------------------------------------------------------------
 
 def claim(db, *, now: datetime) -> dict | None:
-    """Take the oldest due notice that nobody else holds, for the length of a lease."""
+    """Take the oldest due e-mail that nobody else holds, for the length of a lease: id,
+    submission_id, reference, attempts, kind, link_id, token."""
     moment = _iso(now)
     with dbmod.immediate(db):
         row = db.execute(
-            "SELECT id, submission_id, reference, attempts FROM outbox"
+            "SELECT id, submission_id, reference, attempts, kind, link_id, token FROM outbox"
             " WHERE sent_at IS NULL AND attempts < ?"
             " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
             " AND (claimed_until IS NULL OR claimed_until <= ?)"
@@ -47,13 +52,17 @@ def claim(db, *, now: datetime) -> dict | None:
         if row is None:
             return None
         db.execute("UPDATE outbox SET claimed_until = ? WHERE id = ?", [_iso(now + LEASE), row[0]])
-    return dict(zip(("id", "submission_id", "reference", "attempts"), row, strict=True))
+    return dict(zip(CLAIMED, row, strict=True))
+
+
+CLAIMED = ("id", "submission_id", "reference", "attempts", "kind", "link_id", "token")
 
 
 def mark_sent(db, notice_id: int, *, now: datetime) -> None:
+    """The e-mail was accepted: mark it sent and wipe its link's token in the same UPDATE."""
     with dbmod.immediate(db):
-        db.execute("UPDATE outbox SET sent_at = ?, claimed_until = NULL, last_error = NULL WHERE id = ?",
-                   [_iso(now), notice_id])
+        db.execute("UPDATE outbox SET sent_at = ?, claimed_until = NULL, last_error = NULL, token = NULL"
+                   " WHERE id = ?", [_iso(now), notice_id])
 
 
 def mark_failed(db, notice: dict, error: BaseException, *, now: datetime) -> None:
@@ -62,17 +71,28 @@ def mark_failed(db, notice: dict, error: BaseException, *, now: datetime) -> Non
     attempts = notice["attempts"] + 1
     reason = f"{type(error).__name__}: {error}"[:300]
     with dbmod.immediate(db):
-        db.execute("UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ?, claimed_until = NULL"
-                   " WHERE id = ?", [attempts, reason, _iso(now + backoff(attempts)), notice["id"]])
+        # given up: the row is kept, its link's token is not (nobody will send it now)
+        db.execute("UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ?, claimed_until = NULL,"
+                   " token = CASE WHEN ? THEN NULL ELSE token END WHERE id = ?",
+                   [attempts, reason, _iso(now + backoff(attempts)), attempts >= MAX_ATTEMPTS, notice["id"]])
+    what = describe(notice)
     if attempts >= MAX_ATTEMPTS:
-        log.error("notice for %s not sent after %d attempts; giving up (row kept): %s",
-                  notice["reference"], attempts, reason)
+        log.error("%s not sent after %d attempts; giving up (row kept): %s", what, attempts, reason)
     else:
-        log.warning("notice for %s not sent (attempt %d), will retry: %s", notice["reference"], attempts, reason)
+        log.warning("%s not sent (attempt %d), will retry: %s", what, attempts, reason)
+
+
+def describe(notice: dict) -> str:
+    """How the log names an e-mail: a notice by its reference, an account e-mail by its row id
+    (never its address or its token)."""
+    if notice.get("kind", "notice") == "notice":
+        return f"notice for {notice['reference']}"
+    return f"{notice['kind']} e-mail {notice['id']}"
 
 
 def drop(db, notice_id: int) -> None:
-    """Forget a notice that must not be sent (its submission is gone, or needs no notice)."""
+    """Forget an e-mail that must not be sent (its submission is gone or needs no notice; its link
+    is used, expired or superseded), token and all."""
     with dbmod.immediate(db):
         db.execute("DELETE FROM outbox WHERE id = ?", [notice_id])
 
@@ -89,3 +109,18 @@ def given_up(db) -> int:
     """How many notices are kept unsent after the last attempt."""
     return db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND attempts >= ?",
                       [MAX_ATTEMPTS]).fetchone()[0]
+
+
+LINK_FIELDS = ("id", "kind", "centre", "email", "staff_id", "language", "expires_at", "staff_language")
+
+
+def link_for(db, notice: dict, *, now: datetime) -> dict | None:
+    """What an account e-mail needs of its link (kind, centre, address, the language it was made
+    with, the account's own language), or None when the link can no longer be used (used,
+    expired, superseded, or its account deactivated): the e-mail is then dropped."""
+    row = db.execute(
+        "SELECT l.id, l.kind, l.centre, l.email, l.staff_id, l.language, l.expires_at, s.language"
+        " FROM account_links l LEFT JOIN staff s ON s.id = l.staff_id"
+        " WHERE l.id = ? AND l.used_at IS NULL AND l.expires_at > ? AND (l.staff_id IS NULL OR s.active = 1)",
+        [notice["link_id"], _iso(now)]).fetchone()
+    return dict(zip(LINK_FIELDS, row, strict=True)) if row is not None else None

@@ -141,6 +141,23 @@ GUARANTEES = (
     ("a notice is sent once by one sender at a time",
      "claim: SELECT ... FOR UPDATE SKIP LOCKED and a lease, in one transaction",
      "tests/test_engines.py::test_outbox_claims_never_overlap"),
+    ("a centre keeps an active admin: its last one is never demoted or deactivated, even by two admins "
+     "demoting each other at once",
+     "lock('admins:<centre>'), then the acting admin checked again, the other active admins counted and the "
+     "change made, in one transaction (store/team.py)",
+     "tests/test_team_page.py::test_two_admins_demoting_each_other_at_once_leave_exactly_one_admin"),
+    ("an account link (invitation, reset) is used once",
+     "lock('link:<id>') and UPDATE ... SET used_at WHERE used_at IS NULL AND expires_at > now, in the transaction "
+     "that creates the account or sets the password (store/links.py)",
+     "tests/test_account_links.py::test_a_link_used_from_two_connections_at_once_works_once"),
+    ("the forgotten-password limit counts every server's requests",
+     "lock('forgot:<key>') on the e-mail's and the address's keys (in that order), then count and insert, "
+     "in one transaction (store/links.py)",
+     "tests/test_account_links.py::test_the_forgot_limit_counts_the_requests_of_every_connection"),
+    ("the daily purge of expired screenings runs once a day for the whole installation",
+     "claim_daily: lock('maintenance:retention'), then read and write the day's row of maintenance, in "
+     "one transaction",
+     "tests/test_retention_days.py::test_one_claim_a_day_however_many_workers_ask_at_once"),
     ("migrations are applied once when servers start together",
      "an advisory lock around the whole migration run (SQLite: BEGIN IMMEDIATE)",
      "tests/test_engines.py::test_servers_starting_together_migrate_once"),

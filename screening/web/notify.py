@@ -13,6 +13,14 @@ is sent anyway.
 The outbox's SQL (claims with a lease, so two senders never send the same notice; delivery at
 least once) is in store/outbox.py.
 
+Account e-mails (an invitation, a password reset: store/links.py) go through the same outbox,
+sender, lease and retries, as rows of their own kind, to the account's address, in the account's
+own language (else its centre's default language), from templates/email/invitation.txt and
+reset.txt. They need SMTP_HOST and BASE_URL (their link is built from BASE_URL alone, never from a
+request's Host header); without either, no row is queued and the team page shows the admin the
+link once instead (account_mail_enabled). A link used, expired or superseded by the time its
+e-mail is due is dropped unsent.
+
 A notice carries the reference, the outcome label, the service name and a link to the staff
 page: never the answers, the name, the contact or the notes (RELIABILITY.md point 18). It is
 rendered from templates/email/notice.txt, which does not autoescape, so it holds only codes and
@@ -28,10 +36,11 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from flask_babel import force_locale
 
-from ..store import outbox
+from ..store import links, outbox
 from . import database, i18n
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,8 @@ log = logging.getLogger(__name__)
 SMTP_TIMEOUT = 10                       # seconds per network operation
 THREAD_NAME = "screening-notices"
 TEMPLATE = "email/notice.txt"
+LINK_TEMPLATES = {"invite": "email/invitation.txt", "reset": "email/reset.txt"}
+LINK_PATHS = {"invite": "/staff/invitation/", "reset": "/staff/reset/"}
 
 
 class Drained(NamedTuple):
@@ -67,6 +78,18 @@ def enabled(config, centre=None, *, centres=None) -> bool:
 def sending_enabled(app) -> bool:
     """enabled() for an app: SMTP and some centre (or NOTIFY_TO) to send to."""
     return enabled(app.config, centres=app.extensions.get("screening.centres"))
+
+
+def account_mail_enabled(config) -> bool:
+    """Whether account e-mails (invitations, resets) can be sent: a mail server, and BASE_URL to
+    build their links from."""
+    return bool(config.get("SMTP_HOST")) and bool(config.get("BASE_URL"))
+
+
+def link_url(config, kind: str, token: str) -> str:
+    """The address of an account link: BASE_URL and the link's path, never the request's Host.
+    Without BASE_URL, the path alone (shown to an admin, whose browser completes it)."""
+    return (config.get("BASE_URL") or "").rstrip("/") + LINK_PATHS[kind] + token
 
 
 # --- the message --------------------------------------------------------------------------------
@@ -106,6 +129,43 @@ def compose(app, submission: dict) -> EmailMessage:
     return message
 
 
+def sender(config, centre) -> str:
+    """The From of an account e-mail: NOTIFY_FROM, else the centre's notice address, else
+    NOTIFY_TO's first, else no-reply at BASE_URL's host."""
+    if config.get("NOTIFY_FROM"):
+        return config["NOTIFY_FROM"]
+    to = recipients(config, centre)
+    if to:
+        return to[0]
+    return "no-reply@" + (urlsplit(config.get("BASE_URL") or "").hostname or "localhost")
+
+
+def compose_link(app, link: dict, token: str) -> EmailMessage:
+    """An account e-mail (invitation or reset) to the link's address, in the account's own
+    language, else the invitation's, else its centre's default. It holds the centre's name and
+    the link, nothing else of anyone. Needs an app context (render_template)."""
+    from flask import render_template
+
+    config = app.config
+    centre = app.extensions.get("screening.centres", {}).get(link["centre"])
+    language = link.get("staff_language") or link.get("language") or (
+        centre.default_language if centre is not None else i18n.default_language())
+    with force_locale(language):
+        text = render_template(LINK_TEMPLATES[link["kind"]], link=link_url(config, link["kind"], token),
+                               centre_name=centre.name if centre is not None else link["centre"],
+                               hours=int(links.VALIDITY[link["kind"]].total_seconds() // 3600))
+    head, _, body = text.lstrip().partition("\n\n")
+    message = EmailMessage()
+    message["Subject"] = head.removeprefix("Subject:").strip()
+    message["From"] = sender(config, centre)
+    message["To"] = link["email"]
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="screening.invalid")
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body.strip() + "\n")
+    return message
+
+
 def deliver(config, message: EmailMessage) -> None:
     """Hand one message to the SMTP server; raise unless it accepted it."""
     smtp = smtplib.SMTP(config["SMTP_HOST"], int(config.get("SMTP_PORT") or 25), timeout=SMTP_TIMEOUT)
@@ -123,36 +183,51 @@ def deliver(config, message: EmailMessage) -> None:
         except (smtplib.SMTPException, OSError):
             smtp.close()
     if refused:
-        log.warning("notice %s refused for %d of its recipients", message["Subject"], len(refused))
+        log.warning("e-mail %s refused for %d of its recipients", message["Message-ID"], len(refused))
 
 
 def drain(app, *, now: datetime | None = None) -> Drained:
     """Send every due notice once, one claimed row at a time, on a connection of its own.
     `now` lets tests move the clock past a backoff."""
     sent = failed = 0
-    if not sending_enabled(app):
+    if not app.config.get("SMTP_HOST"):
         return Drained(sent, failed)
     conn = database.open_for(app)
     try:
         with app.app_context():
             # a failed notice is due again only after its backoff, so this loop ends
             while (notice := outbox.claim(conn, now=now or datetime.now(UTC))) is not None:
-                submission = outbox.submission_for(conn, notice)
-                if submission is None or submission["outcome"] == "proceed":
+                message = _message(app, conn, notice, now=now or datetime.now(UTC))
+                if message is None:
                     outbox.drop(conn, notice["id"])
                     continue
                 try:
-                    deliver(app.config, compose(app, submission))
+                    deliver(app.config, message())
                 except Exception as e:  # any failure must leave the row queued
                     outbox.mark_failed(conn, notice, e, now=now or datetime.now(UTC))
                     failed += 1
                     continue
                 outbox.mark_sent(conn, notice["id"], now=now or datetime.now(UTC))
-                log.info("notice sent for %s", notice["reference"])
+                log.info("%s sent", outbox.describe(notice))
                 sent += 1
     finally:
         conn.close()
     return Drained(sent, failed)
+
+
+def _message(app, conn, notice: dict, *, now: datetime):
+    """How to build a claimed row's e-mail (a function, so that a failure to build it counts as a
+    failed attempt), or None when it must not be sent: a notice whose submission is gone or needs
+    none, an account e-mail whose link can no longer be used or that has no token."""
+    if notice.get("kind", "notice") == "notice":
+        submission = outbox.submission_for(conn, notice)
+        if submission is None or submission["outcome"] == "proceed":
+            return None
+        return lambda: compose(app, submission)
+    link = outbox.link_for(conn, notice, now=now)
+    if link is None or not notice.get("token") or not app.config.get("BASE_URL"):
+        return None
+    return lambda: compose_link(app, link, notice["token"])
 
 
 # --- waking a background sender -----------------------------------------------------------------
@@ -189,8 +264,8 @@ class _Waker:
 
 
 def wake(app) -> None:
-    """Send queued notices in the background; return at once. Call after the COMMIT."""
-    if sending_enabled(app):
+    """Send queued e-mails in the background; return at once. Call after the COMMIT."""
+    if app.config.get("SMTP_HOST"):
         app.extensions.setdefault("screening.notify", _Waker()).poke(app)
 
 

@@ -28,8 +28,9 @@ def set_headers(response):
     h = response.headers
     h.setdefault("Content-Security-Policy", CSP)
     h["X-Content-Type-Options"] = "nosniff"
-    # same-origin, not no-referrer: Flask-WTF's referrer check on HTTPS needs it (point 14)
-    h["Referrer-Policy"] = "same-origin"
+    # same-origin, not no-referrer: Flask-WTF's referrer check on HTTPS needs it (point 14); the
+    # pages of e-mailed links, whose URL holds a token, set no-referrer themselves (web/links.py)
+    h.setdefault("Referrer-Policy", "same-origin")
     h["X-Frame-Options"] = "DENY"
     h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
     if not request.path.startswith("/static/"):
