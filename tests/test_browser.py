@@ -7,11 +7,14 @@ each test opens its own browser context, so cookies and viewport never leak betw
 from __future__ import annotations
 
 import os
+import re
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import browser_helpers
+import pyotp
 import pytest
 from browser_helpers import (
     BLOCKING_IMPACTS,
@@ -723,3 +726,49 @@ def test_without_chromium_the_browser_tests_skip_locally_but_fail_in_ci(monkeypa
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
         browser_helpers.require_chromium()
+
+
+def test_a_member_sets_up_a_second_factor_then_logs_in_with_a_code_and_with_a_recovery_code(open_page, site):
+    """The second factor in a real browser (CSRF on): set up from My account by typing the key shown
+    as text into an app (pyotp here), the recovery codes shown once; then a login asks for the
+    code after the password, and a recovery code, typed in capitals, also works."""
+    conn = dbmod.connect(site.database)
+    try:
+        accounts.create_staff(conn, email="nil@centre.example", password=STAFF_PASSWORD, name="Nil Puig",
+                              centre=CENTRE)
+    finally:
+        conn.close()
+    page, console = open_page(LAPTOP)
+
+    def log_in():
+        page.goto("/staff/login?lang=en")
+        page.fill("#email", "nil@centre.example")
+        page.fill("#password", STAFF_PASSWORD)
+        page.locator("form.login-form button[type=submit]").click()
+
+    log_in()
+    expect(page.get_by_text("Logged in as Nil Puig")).to_be_visible()
+    page.goto("/staff/account")
+    page.get_by_role("link", name="Set up a second factor").click()
+    expect(page.locator("[data-qr] svg")).to_be_visible()
+    totp = pyotp.TOTP(page.locator("[data-setup-key]").inner_text().replace(" ", ""))
+    page.fill("#code", totp.now())
+    page.get_by_role("button", name="Turn on the second factor").click()
+    expect(page.locator("[data-recovery-codes] li")).to_have_count(10)
+    codes = page.locator("[data-recovery-codes] li").all_inner_texts()
+    page.get_by_role("button", name="Log out").click()
+
+    log_in()
+    expect(page).to_have_url(re.compile(r"/staff/login/code"))
+    page.fill("#code", totp.at(time.time() + 30))         # the next step: the set-up used this one
+    page.locator("form.login-form button[type=submit]").click()
+    expect(page.get_by_text("Logged in as Nil Puig")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+
+    log_in()
+    page.fill("#code", codes[0].upper())
+    page.locator("form.login-form button[type=submit]").click()
+    expect(page.get_by_text("Logged in as Nil Puig")).to_be_visible()
+    page.goto("/staff/account")
+    expect(page.locator("[data-second-factor-set]")).to_contain_text("You have 9 recovery codes left.")
+    assert console.csp_errors() == []          # the QR code's SVG included
