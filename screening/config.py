@@ -221,6 +221,8 @@ def settings(instance_path: str) -> dict[str, Setting]:
         "STAFF_SESSION_HOURS": number(10, 0.25, 7 * 24),
         "LOGIN_MAX_FAILURES": whole(5, 1, 100),
         "LOGIN_LOCK_MINUTES": number(15, 1, 7 * 24 * 60),
+        # who must set up a second factor (TOTP) before any staff page: admins, everyone, or off (optional)
+        "STAFF_2FA": choice("admins", "admins", "everyone", "off"),
         # no longer used (a throttled login is refused with Retry-After, no worker sleeps); still
         # accepted, so that an installation that sets it keeps starting
         "LOGIN_SLOWDOWN_SECONDS": number(0.25, 0, 3),

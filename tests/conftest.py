@@ -87,7 +87,7 @@ BOTH_ENGINES = {
     "test_status_history", "test_storage", "test_submission_detail", "test_centre_routes", "test_staff_cli",
     "test_cli", "test_privacy", "test_route_guard",
     "test_account_page", "test_login_devices", "test_retention_days", "test_team_page", "test_account_links",
-    "test_data_requests", "test_withdrawal",
+    "test_data_requests", "test_withdrawal", "test_second_factor",
 }
 
 
@@ -140,6 +140,9 @@ def database_target(engine, tmp_path, request):
     drop_database(server, name)
 
 
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+
+
 @pytest.fixture
 def make_app(database_target, engine):
     """Build an app on this test's database; keyword arguments override settings."""
@@ -148,7 +151,7 @@ def make_app(database_target, engine):
         # sets it (tests/test_share_limit.py). The daily purge is off unless a test sets it
         # (tests/test_retention_days.py): tests store screenings of any age on purpose, and a
         # purge thread started by their first request would delete them under their feet.
-        settings = {"TESTING": True, "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        settings = {"TESTING": True, "SECRET_KEY": TEST_SECRET_KEY,
                     "WTF_CSRF_ENABLED": False, "SHARE_LIMIT_PER_HOUR": 0, "AUTO_PURGE": False}
         settings["DATABASE_URL" if engine == "postgresql" else "DATABASE"] = database_target
         settings.update(config)
@@ -231,6 +234,8 @@ def make_submission(db):
 # --- staff accounts and logged-in clients (screening/store/accounts.py, screening/web/auth.py) ---------------
 
 import re  # noqa: E402
+import time  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 from argon2 import PasswordHasher  # noqa: E402
 
@@ -246,17 +251,39 @@ def _fast_logins(monkeypatch):
     monkeypatch.setattr(accounts, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
+# the TOTP secret of each account given a second factor by the tests, by e-mail: login() reads it
+TOTP_SECRETS: dict[str, str] = {}
+
+
+def give_second_factor(conn, staff: dict, secret_key: str = TEST_SECRET_KEY) -> str:
+    """Set up a second factor for an account straight through the store, as the set-up page would
+    after a confirmed code; remember its secret for login(); return the secret."""
+    import pyotp
+
+    from screening.store import second_factor
+    secret = pyotp.random_base32()
+    second_factor.enable(conn, staff, secret, second_factor.derive_key(secret_key))
+    TOTP_SECRETS[staff["email"]] = secret
+    return secret
+
+
 @pytest.fixture
-def make_staff(db):
+def make_staff(db, app):
     """Create a staff account: make_staff(role="admin", email=..., password=..., name=..., centre=...).
-    Returns the account (id, email, name, role, active, centre...) plus the "password" used."""
+    Returns the account (id, email, name, role, active, centre...) plus the "password" used. An
+    admin is given a second factor (SCREENING_STAFF_2FA=admins, the default, asks admins for one):
+    its secret is in "totp", and login() types its code; second_factor=False gives none."""
     counter = iter(range(10**9))
 
-    def build(role="staff", email=None, password=STAFF_PASSWORD, name=None, centre=CENTRE):
+    def build(role="staff", email=None, password=STAFF_PASSWORD, name=None, centre=CENTRE, second_factor=None):
         email = email or f"{role}{next(counter)}@centre.example"
         staff = accounts.create_staff(db, email=email, password=password, name=name or f"Sam {role.title()}",
                                       role=role, centre=centre)
-        return {**staff, "password": password}
+        TOTP_SECRETS.pop(staff["email"], None)
+        totp = None
+        if second_factor if second_factor is not None else role == "admin":
+            totp = give_second_factor(db, staff, app.config["SECRET_KEY"])
+        return {**staff, "password": password, "totp": totp}
     return build
 
 
@@ -267,7 +294,10 @@ def csrf_token_from(html: str) -> str | None:
 
 
 def login(client, email, password, next=None):
-    """Log in through the real login form (fetching its CSRF token first); returns the POST's response."""
+    """Log in through the real login form (fetching its CSRF token first); returns the POST's
+    response. When the account has a second factor (its secret in TOTP_SECRETS), the password's
+    redirect to the code page is followed and the code typed: the response is then the code
+    step's, the same redirect to the page after login as an account without one gets."""
     page = client.get("/staff/login")
     data = {"email": email, "password": password}
     token = csrf_token_from(page.get_data(as_text=True))
@@ -275,7 +305,46 @@ def login(client, email, password, next=None):
         data["csrf_token"] = token
     if next is not None:
         data["next"] = next
-    return client.post("/staff/login", data=data)
+    response = client.post("/staff/login", data=data)
+    if response.status_code == 302 and urlsplit(response.location).path == CODE_PAGE:
+        response = type_code(client, response.location, email)
+    return response
+
+
+CODE_PAGE = "/staff/login/code"
+
+
+def totp_code(conn, email: str) -> str:
+    """A code of the account's app that the server will take: of a later time step than the last
+    one accepted. Tests log the same account in several times within one 30-second step, which a
+    person never does (they wait for the next code): then the last step is wound back, which is
+    what a person's waiting would do."""
+    import pyotp
+    email = accounts.normalize_email(email)
+    totp = pyotp.TOTP(TOTP_SECRETS[email])
+    last = conn.execute("SELECT totp_last_step FROM staff WHERE email = ?", [email]).fetchone()
+    now_step = totp.timecode(time.time())
+    for step in (now_step, now_step + 1):
+        if last is None or last[0] is None or step > last[0]:
+            return totp.generate_otp(step)
+    with conn.transaction():
+        conn.execute("UPDATE staff SET totp_last_step = ? WHERE email = ?", [now_step - 1, email])
+    return totp.generate_otp(now_step)
+
+
+def type_code(client, location: str, email: str):
+    """On the code page the password led to, type the account's current code; the POST's response."""
+    page = client.get(location)
+    data = {}
+    token = csrf_token_from(page.get_data(as_text=True))
+    if token:
+        data["csrf_token"] = token
+    conn = dbmod.connect(database_of(client.application))
+    try:
+        data["code"] = totp_code(conn, email)
+    finally:
+        conn.close()
+    return client.post(location, data=data)
 
 
 def logged_in_client(app, make_staff, role="staff"):

@@ -7,8 +7,9 @@ import re
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pyotp
 import pytest
-from conftest import CENTRE, STAFF_PASSWORD, add_centre, csrf_token_from, database_of, edit, login
+from conftest import CENTRE, STAFF_PASSWORD, add_centre, csrf_token_from, database_of, edit, give_second_factor, login
 from test_notify import Server, settle
 
 from screening.store import accounts, links
@@ -44,8 +45,10 @@ def mail_app(make_app, server, rules_copy):
 def admin_of(app, centre=CENTRE, email=None):
     conn = dbmod.connect(database_of(app))
     try:
-        return accounts.create_staff(conn, email=email or f"admin@{centre}.example", password=STAFF_PASSWORD,
-                                     role="admin", centre=centre)
+        admin = accounts.create_staff(conn, email=email or f"admin@{centre}.example", password=STAFF_PASSWORD,
+                                      role="admin", centre=centre)
+        give_second_factor(conn, admin, app.config["SECRET_KEY"])      # admins must have one (the default)
+        return admin
     finally:
         conn.close()
 
@@ -104,7 +107,14 @@ def test_an_invitation_is_accepted_end_to_end_through_a_real_mail_server(mail_ap
     assert response.status_code == 302 and response.headers["Location"].startswith("/staff/login")
     assert "Your account is ready" in invitee.get(response.headers["Location"]).get_data(as_text=True)
     assert login(invitee, "nova@centre.example", NEW_PASSWORD).status_code == 302
-    assert invitee.get("/staff/team").status_code == 200          # invited as an admin
+    # invited as an admin: a second factor first (SCREENING_STAFF_2FA=admins, the default)
+    assert invitee.get("/staff/team").headers["Location"] == "/staff/account/second-factor"
+    setup = invitee.get("/staff/account/second-factor").get_data(as_text=True)
+    key = re.search(r"data-setup-key>([A-Z2-7 ]+)<", setup).group(1).replace(" ", "")
+    carried = re.search(r'name="setup" value="([^"]+)"', setup).group(1)
+    assert invitee.post("/staff/account/second-factor",
+                        data={"setup": carried, "code": pyotp.TOTP(key).now()}).status_code == 200
+    assert invitee.get("/staff/team").status_code == 200
     conn = conn_of(mail_app)
     try:
         row = conn.execute("SELECT name, role, centre, language FROM staff WHERE email = 'nova@centre.example'"

@@ -45,12 +45,19 @@ def test_emails_are_unique_whatever_their_case(db, make_staff):
 
 
 def test_right_password_starts_a_session_that_loads_the_account(db, make_staff):
-    staff = make_staff(role="admin")
+    staff = make_staff(role="admin", second_factor=False)
     result = accounts.attempt_login(db, staff["email"].upper(), staff["password"], "10.0.0.1", **LIMITS)
-    assert result.staff["id"] == staff["id"] and result.token
+    assert result.staff["id"] == staff["id"] and result.token and not result.pending
     assert accounts.load_session(db, result.token, **TIMEOUTS) == {
         "id": staff["id"], "email": staff["email"], "name": staff["name"], "role": "admin",
-        "centre": "exemple-barcelona"}
+        "centre": "exemple-barcelona", "second_factor": False}
+
+
+def test_with_a_second_factor_the_right_password_starts_a_pending_session_only(db, make_staff):
+    staff = make_staff(role="admin")
+    result = accounts.attempt_login(db, staff["email"], staff["password"], "10.0.0.1", **LIMITS)
+    assert result.pending and result.token and result.device is None
+    assert accounts.load_session(db, result.token, **TIMEOUTS) is None
 
 
 def test_the_token_itself_is_not_stored(db, make_staff):

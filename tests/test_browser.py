@@ -7,11 +7,14 @@ each test opens its own browser context, so cookies and viewport never leak betw
 from __future__ import annotations
 
 import os
+import re
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import browser_helpers
+import pyotp
 import pytest
 from browser_helpers import (
     BLOCKING_IMPACTS,
@@ -34,11 +37,11 @@ from browser_helpers import (
     submit_any_language,
     tab_to,
 )
-from conftest import CENTRE
+from conftest import CENTRE, give_second_factor, totp_code
 from playwright.sync_api import expect, sync_playwright
 
 from screening import create_app
-from screening.store import accounts, links, withdrawal
+from screening.store import accounts, links, second_factor, withdrawal
 from screening.store import db as dbmod
 from screening.store import requests as data_requests
 from screening.web import requests as request_pages
@@ -79,6 +82,7 @@ def site(tmp_path_factory):
         # an admin sees the longest staff menu, the hardest case for a phone-width header
         admin = accounts.create_staff(conn, email=STAFF_EMAIL, password=STAFF_PASSWORD, name="Sam Admin",
                                       role="admin", centre=CENTRE)
+        give_second_factor(conn, admin, app.config["SECRET_KEY"])     # admins must have one (the default)
         # the team page with a colleague who has a second factor and is throttled, and a pending
         # invitation; the pages of an invitation link and of a reset link
         colleague = accounts.create_staff(conn, email="joan@centre.example", password=STAFF_PASSWORD,
@@ -104,8 +108,11 @@ def site(tmp_path_factory):
         with dbmod.immediate(conn):
             dbmod.audit(conn, action=withdrawal.ACTION, reference="WDRN-2345", centre=CENTRE)
         # a session on another browser, so that My account lists one with its "End" button
-        accounts.attempt_login(conn, STAFF_EMAIL, STAFF_PASSWORD, "127.0.0.2", max_failures=5, lock_seconds=900,
-                               secret=app.config["SECRET_KEY"], browser="Samsung Internet/Android")
+        limits = {"max_failures": 5, "lock_seconds": 900}
+        pending = accounts.attempt_login(conn, STAFF_EMAIL, STAFF_PASSWORD, "127.0.0.2", **limits,
+                                         secret=app.config["SECRET_KEY"], browser="Samsung Internet/Android")
+        assert second_factor.attempt_code(conn, pending.token, totp_code(conn, STAFF_EMAIL), "127.0.0.2", **limits,
+                                          key=second_factor.derive_key(app.config["SECRET_KEY"])).staff
         # a recorded access request for that screening, for its printable page
         request_id = data_requests.record_access(
             conn, data_requests.DataRequest("access", "phone", date.today(), False),
@@ -138,10 +145,22 @@ def staff_state(browser, site):
     page.fill("#password", STAFF_PASSWORD)
     with page.expect_navigation():
         page.get_by_role("button", name="Log in").click()
+    page.fill("#code", code_of(site))         # the second factor's step
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
     assert page.url.rstrip("/").endswith("/staff"), page.url
     state = context.storage_state()
     context.close()
     return state
+
+
+def code_of(site) -> str:
+    """The admin's authenticator app's code, as the server will take it now."""
+    conn = dbmod.connect(site.database)
+    try:
+        return totp_code(conn, STAFF_EMAIL)
+    finally:
+        conn.close()
 
 
 @pytest.fixture
@@ -224,6 +243,15 @@ def withdrawing(step: str):
     return go
 
 
+def code_page(page, site, lang="en"):
+    """The login's code step: the right password of an account with a second factor leads there."""
+    page.goto(f"/staff/login?lang={lang}")
+    page.fill("#email", STAFF_EMAIL)
+    page.fill("#password", STAFF_PASSWORD)
+    with page.expect_navigation():
+        page.locator("form.login-form button[type=submit]").click()
+
+
 PUBLIC_PAGES = {
     "index": visit("/"),
     **{f"service-{slug}": visit(f"/services/{slug}") for slug in SLUGS},
@@ -239,6 +267,7 @@ PUBLIC_PAGES = {
     "directory": visit("/centres"),
     "not-found": visit("/services/no-such-massage"),
     "staff-login": visit("/staff/login"),
+    "staff-login-code": code_page,
     "staff-forgot": visit("/staff/forgot"),
     "staff-invitation": visit("/staff/invitation/{site.invite_token}"),
     "staff-reset": visit("/staff/reset/{site.reset_token}"),
@@ -255,6 +284,7 @@ STAFF_PAGES = {
     "staff-rules-simulate": visit("/staff/rules/simulate"),
     "staff-audit": visit("/staff/audit"),
     "staff-account": visit("/staff/account"),
+    "staff-second-factor": visit("/staff/account/second-factor"),
     "staff-team": visit("/staff/team"),
     "staff-person": visit("/staff/submissions/{site.submission_id}/person"),
     "staff-person-print": lambda page, site, lang="en": page.goto(f"{site.print_path}&lang={lang}"),
@@ -294,6 +324,8 @@ EXPECTED = {
     "staff-rules-simulate": "select#service",
     "staff-audit": "[data-audit]",
     "staff-account": "[data-sessions] [data-session]:not([data-current]) form",
+    "staff-login-code": "input#code[name=code]",
+    "staff-second-factor": "[data-qr] svg[role=img]",
     "staff-forgot": "form input#email",
     "staff-invitation": "[data-link-form] #new_password_again",
     "staff-reset": "[data-link-form] #new_password_again",
@@ -735,3 +767,49 @@ def test_without_chromium_the_browser_tests_skip_locally_but_fail_in_ci(monkeypa
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
         browser_helpers.require_chromium()
+
+
+def test_a_member_sets_up_a_second_factor_then_logs_in_with_a_code_and_with_a_recovery_code(open_page, site):
+    """The second factor in a real browser (CSRF on): set up from My account by typing the key shown
+    as text into an app (pyotp here), the recovery codes shown once; then a login asks for the
+    code after the password, and a recovery code, typed in capitals, also works."""
+    conn = dbmod.connect(site.database)
+    try:
+        accounts.create_staff(conn, email="nil@centre.example", password=STAFF_PASSWORD, name="Nil Puig",
+                              centre=CENTRE)
+    finally:
+        conn.close()
+    page, console = open_page(LAPTOP)
+
+    def log_in():
+        page.goto("/staff/login?lang=en")
+        page.fill("#email", "nil@centre.example")
+        page.fill("#password", STAFF_PASSWORD)
+        page.locator("form.login-form button[type=submit]").click()
+
+    log_in()
+    expect(page.get_by_text("Logged in as Nil Puig")).to_be_visible()
+    page.goto("/staff/account")
+    page.get_by_role("link", name="Set up a second factor").click()
+    expect(page.locator("[data-qr] svg")).to_be_visible()
+    totp = pyotp.TOTP(page.locator("[data-setup-key]").inner_text().replace(" ", ""))
+    page.fill("#code", totp.now())
+    page.get_by_role("button", name="Turn on the second factor").click()
+    expect(page.locator("[data-recovery-codes] li")).to_have_count(10)
+    codes = page.locator("[data-recovery-codes] li").all_inner_texts()
+    page.get_by_role("button", name="Log out").click()
+
+    log_in()
+    expect(page).to_have_url(re.compile(r"/staff/login/code"))
+    page.fill("#code", totp.at(time.time() + 30))         # the next step: the set-up used this one
+    page.locator("form.login-form button[type=submit]").click()
+    expect(page.get_by_text("Logged in as Nil Puig")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+
+    log_in()
+    page.fill("#code", codes[0].upper())
+    page.locator("form.login-form button[type=submit]").click()
+    expect(page.get_by_text("Logged in as Nil Puig")).to_be_visible()
+    page.goto("/staff/account")
+    expect(page.locator("[data-second-factor-set]")).to_contain_text("You have 9 recovery codes left.")
+    assert console.csp_errors() == []          # the QR code's SVG included

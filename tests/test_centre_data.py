@@ -5,7 +5,7 @@ import multiprocessing
 import re
 
 import pytest
-from conftest import CENTRE, STAFF_PASSWORD, add_centre, database_of, login
+from conftest import CENTRE, STAFF_PASSWORD, add_centre, database_of, give_second_factor, login
 
 from screening import create_app
 from screening.config import SettingsError
@@ -161,6 +161,9 @@ def test_an_old_single_centre_database_loses_nothing_and_all_belongs_to_the_defa
     owners, after = centres_of(path)
     assert after == before
     assert owners == {t: [CENTRE] for t in dbmod.CENTRE_TABLES}
+    conn = dbmod.connect(path)
+    give_second_factor(conn, accounts.find_staff(conn, "old@centre.example"))   # an admin sets one up first
+    conn.close()
     client = app.test_client()
     assert login(client, "old@centre.example", STAFF_PASSWORD).status_code == 302
     dashboard = client.get("/staff/").get_data(as_text=True)
@@ -294,7 +297,9 @@ def test_staff_add_with_several_centres_takes_the_centre_named(two_centres_app):
 def test_an_admin_administers_its_own_centre_only(two_centres_app):
     conn = dbmod.connect(database_of(two_centres_app))
     b_admin = accounts.create_staff(conn, email="bea@b.example", password=STAFF_PASSWORD, role="admin", centre=OTHER)
+    give_second_factor(conn, b_admin)
     a_admin = accounts.create_staff(conn, email="ana@a.example", password=STAFF_PASSWORD, role="admin", centre=CENTRE)
+    give_second_factor(conn, a_admin)
     b_sub = stored(conn, OTHER, "Bea Client")
     conn.close()
     b, a = two_centres_app.test_client(), two_centres_app.test_client()
@@ -349,6 +354,7 @@ def test_purge_per_centre_or_all(two_centres_app):
 def test_staff_read_times_in_their_centres_zone_named(two_centres_app):
     conn = dbmod.connect(database_of(two_centres_app))
     b_admin = accounts.create_staff(conn, email="bea@b.example", password=STAFF_PASSWORD, role="admin", centre=OTHER)
+    give_second_factor(conn, b_admin)
     b_sub = stored(conn, OTHER, "Bea Client")
     with dbmod.immediate(conn):
         conn.execute("UPDATE submissions SET created_at = '2026-01-15T12:30:00.000000+00:00' WHERE id = ?",
@@ -368,6 +374,7 @@ def test_staff_read_times_in_their_centres_zone_named(two_centres_app):
 def test_every_staff_page_names_the_centre_whose_staff_is_logged_in(two_centres_app):
     conn = dbmod.connect(database_of(two_centres_app))
     b_admin = accounts.create_staff(conn, email="bea@b.example", password=STAFF_PASSWORD, role="admin", centre=OTHER)
+    give_second_factor(conn, b_admin)
     b_sub = stored(conn, OTHER, "Bea Client")
     conn.close()
     b = two_centres_app.test_client()

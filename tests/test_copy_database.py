@@ -11,7 +11,7 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from conftest import CENTRE, RED_FLAGS, login
+from conftest import CENTRE, RED_FLAGS, give_second_factor, login
 
 from screening import create_app
 from screening.store import accounts, copy, engine_sqlite
@@ -205,6 +205,8 @@ def test_an_old_installation_arrives_whole_and_the_app_runs_on_the_copy(old_inst
         with dbmod.immediate(conn):
             dbmod.audit(conn, action="test")
         assert conn.execute("SELECT max(id) FROM audit_log").fetchone()[0] == 10
+        # the old installation's admin sets up a second factor (admins must have one, the default)
+        give_second_factor(conn, accounts.find_staff(conn, "ana@centre.example"), KEY)
     finally:
         conn.close()
 

@@ -8,7 +8,7 @@ import html
 import re
 
 import pytest
-from conftest import CENTRE, SLUGS, STAFF_PASSWORD, add_centre, database_of, login
+from conftest import CENTRE, SLUGS, STAFF_PASSWORD, add_centre, database_of, give_second_factor, login
 
 from screening.store import accounts, review
 from screening.store import db as dbmod
@@ -122,6 +122,8 @@ def two_centres(make_app, rules_copy):
             made.setdefault(centre, []).append(dbmod.find_by_reference(conn, reference))
     staff = {centre: accounts.create_staff(conn, email=f"admin@{centre}.example", password=STAFF_PASSWORD,
                                            role="admin", centre=centre) for centre in (CENTRE, OTHER)}
+    for admin in staff.values():
+        give_second_factor(conn, admin, app.config["SECRET_KEY"])
     b_sub = made[OTHER][-1]
     review.add_note(conn, b_sub["id"], B_NOTE, staff[OTHER], centre=OTHER)
     review.set_status(conn, b_sub["id"], "reviewed", "postpone", staff[OTHER], centre=OTHER)

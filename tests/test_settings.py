@@ -23,6 +23,7 @@ BAD = {
     "RULES_DIR": ["{tmp}/no-such-rules", "{file}"],
     "SECRET_KEY": ["too-short-a-key"],
     "MAX_CONTENT_LENGTH": ["64k", "0", "1e12", "65536.5"],
+    "STAFF_2FA": ["admin", "all", "no", ""],
     "SESSION_COOKIE_SECURE": ["yes", "1", "True"],
     "SESSION_COOKIE_HTTPONLY": ["no", "0"],
     "SESSION_COOKIE_SAMESITE": ["Loose", "null", ""],

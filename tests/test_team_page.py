@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from conftest import CENTRE, STAFF_PASSWORD, add_centre, database_of, login
+from conftest import give_second_factor as set_up_second_factor
 
 from screening.store import accounts, team
 from screening.store import db as dbmod
@@ -62,7 +63,8 @@ def test_the_admin_sees_the_centres_accounts_with_role_login_second_factor_and_t
     assert "Last login:" in joan and "never" in joan
     assert "data-second-factor>set<" in joan
     assert re.search(r"data-throttled>refused for \d+ more minutes?<", joan)
-    assert "data-second-factor>not set<" in mine and "data-throttled>none<" in mine
+    # the admin has a second factor (admins must: SCREENING_STAFF_2FA=admins, the default)
+    assert "data-second-factor>set<" in mine and "data-throttled>none<" in mine
 
 
 def test_another_centres_account_is_a_404_exactly_like_an_unknown_handle(make_app, rules_copy):
@@ -70,7 +72,9 @@ def test_another_centres_account_is_a_404_exactly_like_an_unknown_handle(make_ap
     app = make_app(RULES_DIR=str(rules_copy))
     conn = dbmod.connect(database_of(app))
     a = accounts.create_staff(conn, email="a@a.example", password=STAFF_PASSWORD, role="admin", centre=CENTRE)
+    set_up_second_factor(conn, a)      # admins must have one (the default)
     b = accounts.create_staff(conn, email="b@b.example", password=STAFF_PASSWORD, role="admin", centre=OTHER)
+    set_up_second_factor(conn, b)      # admins must have one (the default)
     b_client = app.test_client()
     assert login(b_client, b["email"], STAFF_PASSWORD).status_code == 302
     b_handle = handle_of(page(b_client), b["email"])
@@ -281,6 +285,7 @@ def test_a_pending_invitation_is_listed_and_can_be_cancelled(admin_client, db):
 def test_the_team_page_carries_a_csrf_token_in_every_form_and_refuses_a_post_without(csrf_app):
     conn = dbmod.connect(database_of(csrf_app))
     admin = accounts.create_staff(conn, email="a@centre.example", password=STAFF_PASSWORD, role="admin", centre=CENTRE)
+    set_up_second_factor(conn, admin)      # admins must have one (the default)
     conn.close()
     client = csrf_app.test_client()
     assert login(client, admin["email"], STAFF_PASSWORD).status_code == 302

@@ -258,6 +258,7 @@ class LoginResult:
     retry_after: float = 0.0
     kind: str | None = None
     device: str | None = None
+    pending: bool = False       # the password was right; the second factor is still to come
 
 
 def _throttled(db, key: str, at: float, *, max_failures: int, lock_seconds: float) -> tuple[int, float]:
@@ -295,6 +296,67 @@ def audit_refusal(db, *, action: str, detail: str, centre: str | None) -> None:
         audit(db, action=action, detail=detail, centre=centre)
 
 
+def login_keys(db, staff_id: int | None, device_token: str | None, remote_addr: str | None, *,
+               unknown: str | None = None) -> tuple[int | None, dict[str, str]]:
+    """What judges a login step: the browser's device row id for the account (None when it is not
+    known to it) and the throttle keys, {"device": ...} for a known browser, else {"account": ...,
+    "address": ...}. `unknown`: the key standing for an e-mail nobody has (staff_id None)."""
+    device_id = _device(db, staff_id, device_token) if staff_id is not None else None
+    if device_id is not None:
+        return device_id, {"device": device_key(device_id)}
+    return None, {"account": account_key(staff_id) if staff_id is not None else unknown,
+                  "address": address_key(remote_addr)}
+
+
+def count_attempt(db, keys: dict[str, str], *, max_failures: int, lock_seconds: float, shown: str,
+                  centre: str | None, refused_actions: dict[str, str] | None = None
+                  ) -> tuple[tuple[str, float] | None, int, dict[str, int]]:
+    """Count one attempt (a password or a second-factor code) against `keys`, before it is checked:
+    (refused, failures, pending). `refused` is (kind, seconds) when a key is still refused (the
+    attempt is then counted nowhere, and audited once an hour as refused_actions[kind]); else
+    `pending` holds the failure row inserted per key kind, to take back when the attempt succeeds.
+    One count at a time per key, across app servers (lock('login:<key>'))."""
+    refused: tuple[str, float] | None = None
+    failures, pending = 0, {}
+    with immediate(db):
+        for key in keys.values():
+            db.lock("login:" + key)
+        at = time.time()            # after the locks: no failure counted before is later than this
+        db.execute("DELETE FROM login_failures WHERE at <= ?", [at - forget_seconds(max_failures, lock_seconds)])
+        for kind, key in keys.items():
+            count, wait = _throttled(db, key, at, max_failures=max_failures, lock_seconds=lock_seconds)
+            failures = max(failures, count)
+            if wait > 0 and (refused is None or wait > refused[1]):
+                refused = (kind, wait)
+        if refused:
+            audit_refusal(db, action=(refused_actions or REFUSED_ACTIONS)[refused[0]], detail=shown, centre=centre)
+        else:
+            pending = {kind: db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?) RETURNING id",
+                                        [key, at]).fetchone()[0] for kind, key in keys.items()}
+    return refused, failures, pending
+
+
+def forgive_attempt(db, keys: dict[str, str], pending: dict[str, int]) -> None:
+    """Inside a transaction, after a login is complete: wipe the failures of what judged it (the
+    account's, or this known browser's: a member's login does not hand strangers fresh tries) and
+    take back this attempt's own failure on the address, which keeps the others it made."""
+    db.execute("DELETE FROM login_failures WHERE key = ?", [keys.get("device") or keys["account"]])
+    if "address" in pending:
+        db.execute("DELETE FROM login_failures WHERE id = ?", [pending["address"]])
+
+
+def remember_device(db, staff_id: int, device_id: int | None, device_token: str | None, stamp: str) -> str:
+    """Inside a transaction, after a login is complete: the browser's device token, a new one
+    (stored hashed) when the browser was not known to the account."""
+    if device_id is None:
+        device = new_token()
+        db.execute("INSERT INTO login_devices (staff_id, token_hash, created_at, last_login_at)"
+                   " VALUES (?, ?, ?, ?)", [staff_id, session_id(device), stamp, stamp])
+        return device
+    db.execute("UPDATE login_devices SET last_login_at = ? WHERE id = ?", [stamp, device_id])
+    return device_token
+
+
 def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
                   max_failures: int, lock_seconds: float, secret: str | bytes,
                   devices: dict[int, str] | None = None, replaces: str | None = None,
@@ -311,35 +373,22 @@ def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
     for no account is kept only as a keyed hash (`secret`), in the throttle table and the audit.
     `replaces` is the token of a session the browser already had: it is ended (fixation).
     `browser` is the browser family the session is shown with on My account ("Firefox/Android").
+
+    When the account has a second factor, the right password starts a *pending* session only
+    (`pending` in the result): it opens no staff page until the code step
+    (second_factor.attempt_code) turns it into a full one. The password attempt is then taken
+    back but the earlier failures stay, so that the code step is judged on them too (knowing the
+    password does not buy fresh guesses at the code), and the browser becomes known only then.
     """
     email = normalize_email(email)[:MAX_EMAIL]
     row = _find(db, email)
-    device_id = _device(db, row["id"], (devices or {}).get(row["id"])) if row else None
-    if device_id is not None:
-        keys = {"device": device_key(device_id)}
-    else:
-        keys = {"account": account_key(row["id"]) if row else email_key(secret, email),
-                "address": address_key(remote_addr)}
+    device_id, keys = login_keys(db, row["id"] if row else None, (devices or {}).get(row["id"]) if row else None,
+                                 remote_addr, unknown=email_key(secret, email))
     # what the audit names: an account's e-mail, or only a keyed hash of what was typed
     shown = row["email"] if row else "#" + keyed_hash(secret, email)[:12]
     centre = row["centre"] if row else None
-    refused: tuple[str, float] | None = None
-    failures = 0
-    with immediate(db):
-        for key in keys.values():   # across app servers on PostgreSQL: one count at a time per key
-            db.lock("login:" + key)
-        at = time.time()            # after the locks: no failure counted before is later than this
-        db.execute("DELETE FROM login_failures WHERE at <= ?", [at - forget_seconds(max_failures, lock_seconds)])
-        for kind, key in keys.items():
-            count, wait = _throttled(db, key, at, max_failures=max_failures, lock_seconds=lock_seconds)
-            failures = max(failures, count)
-            if wait > 0 and (refused is None or wait > refused[1]):
-                refused = (kind, wait)
-        if refused:
-            audit_refusal(db, action=REFUSED_ACTIONS[refused[0]], detail=shown, centre=centre)
-        else:
-            pending = {kind: db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?) RETURNING id",
-                                        [key, at]).fetchone()[0] for kind, key in keys.items()}
+    refused, failures, pending = count_attempt(db, keys, max_failures=max_failures, lock_seconds=lock_seconds,
+                                               shown=shown, centre=centre)
     if refused:
         verify_password(None, password)     # the same cost as any other refusal
         return LoginResult(None, True, failures, retry_after=refused[1], kind=refused[0])
@@ -352,29 +401,27 @@ def attempt_login(db, email: str, password: str, remote_addr: str | None, *,
         return LoginResult(None, False, failures)
 
     token = new_token()
+    staff = _public(row)
     with immediate(db):
         stamp = now()
-        # success wipes the failures of what judged it (the account's, or this known browser's:
-        # a member's login does not hand strangers fresh tries); the address keeps the others it made
-        db.execute("DELETE FROM login_failures WHERE key = ?", [keys.get("device") or keys["account"]])
-        if "address" in pending:
-            db.execute("DELETE FROM login_failures WHERE id = ?", [pending["address"]])
-        if device_id is None:
-            device = new_token()
-            db.execute("INSERT INTO login_devices (staff_id, token_hash, created_at, last_login_at)"
-                       " VALUES (?, ?, ?, ?)", [row["id"], session_id(device), stamp, stamp])
-        else:
-            device = devices[row["id"]]
-            db.execute("UPDATE login_devices SET last_login_at = ? WHERE id = ?", [stamp, device_id])
-        db.execute("UPDATE staff SET last_login_at = ? WHERE id = ?", [stamp, row["id"]])   # the team page's
+        second = db.execute("SELECT totp_secret IS NOT NULL FROM staff WHERE id = ?", [row["id"]]).fetchone()[0]
         if hasher.check_needs_rehash(row["password_hash"]):
             db.execute("UPDATE staff SET password_hash = ? WHERE id = ?", [hasher.hash(password), row["id"]])
         if replaces:
             db.execute("DELETE FROM staff_sessions WHERE id = ?", [session_id(replaces)])
+        if second:
+            for failure in pending.values():
+                db.execute("DELETE FROM login_failures WHERE id = ?", [failure])
+            db.execute("INSERT INTO staff_sessions (id, staff_id, created_at, last_seen_at, browser, pending)"
+                       " VALUES (?, ?, ?, ?, ?, 1)", [session_id(token), row["id"], stamp, stamp,
+                                                      (browser or None) and browser[:MAX_BROWSER]])
+            return LoginResult(staff, False, failures, token, pending=True)
+        forgive_attempt(db, keys, pending)
+        device = remember_device(db, row["id"], device_id, (devices or {}).get(row["id"]), stamp)
         db.execute("INSERT INTO staff_sessions (id, staff_id, created_at, last_seen_at, browser)"
                    " VALUES (?, ?, ?, ?, ?)", [session_id(token), row["id"], stamp, stamp,
                                                (browser or None) and browser[:MAX_BROWSER]])
-        staff = _public(row)
+        db.execute("UPDATE staff SET last_login_at = ? WHERE id = ?", [stamp, row["id"]])
         audit(db, action="login", staff=staff)
     return LoginResult(staff, False, failures, token, device=device)
 
@@ -414,24 +461,28 @@ def _ago(**delta: float) -> str:
 
 def load_session(db, token: str | None, *, idle_minutes: float,
                  session_hours: float) -> dict[str, Any] | None:
-    """The account (id, email, name, role, centre) behind a cookie token, or None when the session does not
-    exist, has been idle too long, has lived too long, or its account is inactive. An expired
-    session is deleted. last_seen_at is written at most once a minute, to keep requests cheap."""
+    """The account (id, email, name, role, centre, second_factor: whether one is set) behind a
+    cookie token, or None when the session does not exist, is pending (the second factor is still
+    to come: second_factor.pending_staff reads those), has been idle too long, has lived too long,
+    or its account is inactive. An expired session is deleted. last_seen_at is written at most
+    once a minute, to keep requests cheap."""
     if not token or len(token) > 128:
         return None
     sid = session_id(token)
     row = db.execute(
-        "SELECT s.created_at, s.last_seen_at, st.id, st.email, st.name, st.role, st.active, st.centre"
-        " FROM staff_sessions s JOIN staff st ON st.id = s.staff_id WHERE s.id = ?", [sid]).fetchone()
+        "SELECT s.created_at, s.last_seen_at, st.id, st.email, st.name, st.role, st.active, st.centre,"
+        " st.totp_secret IS NOT NULL FROM staff_sessions s JOIN staff st ON st.id = s.staff_id"
+        " WHERE s.id = ? AND s.pending = 0", [sid]).fetchone()
     if row is None:
         return None
-    created_at, last_seen_at, staff_id, email, name, role, active, centre = row
+    created_at, last_seen_at, staff_id, email, name, role, active, centre, second_factor = row
     if not active or last_seen_at <= _ago(minutes=idle_minutes) or created_at <= _ago(hours=session_hours):
         end_session(db, token)
         return None
     if last_seen_at <= _ago(seconds=LAST_SEEN_EVERY):
         db.execute("UPDATE staff_sessions SET last_seen_at = ? WHERE id = ?", [now(), sid])
-    return {"id": staff_id, "email": email, "name": name, "role": role, "centre": centre}
+    return {"id": staff_id, "email": email, "name": name, "role": role, "centre": centre,
+            "second_factor": bool(second_factor)}
 
 
 def end_session(db, token: str | None, *, staff: dict | None = None) -> None:
@@ -512,7 +563,7 @@ def list_sessions(db, staff_id: int, *, current: str | None, key: bytes, idle_mi
     (session_handle), `created_at`, `last_seen_at`, `browser` (family or None) and `current`."""
     own = session_id(current) if current else None
     rows = db.execute(
-        "SELECT id, created_at, last_seen_at, browser FROM staff_sessions WHERE staff_id = ?"
+        "SELECT id, created_at, last_seen_at, browser FROM staff_sessions WHERE staff_id = ? AND pending = 0"
         " AND last_seen_at > ? AND created_at > ? ORDER BY last_seen_at DESC, created_at DESC",
         [staff_id, _ago(minutes=idle_minutes), _ago(hours=session_hours)]).fetchall()
     sessions = [{"handle": session_handle(key, sid), "created_at": created_at, "last_seen_at": last_seen_at,

@@ -128,6 +128,10 @@ GUARANTEES = (
      "a live login_devices row for the signed device cookie's account makes 'device:<id>' the only key "
      "counted and checked for that login",
      "tests/test_engines.py::test_login_throttle_holds_across_connections, tests/test_login_devices.py"),
+    ("a second-factor code (of the app, or a recovery code) is accepted once, whichever server gets it",
+     "a conditional UPDATE: staff.totp_last_step set only when it is NULL or lower than the code's step, "
+     "recovery_codes.used_at only when NULL; the row count says which request won",
+     "tests/test_second_factor.py::test_the_same_code_sent_at_once_from_many_connections_is_accepted_once"),
     ("each centre's numbers are given once, in order",
      "INSERT ... ON CONFLICT DO UPDATE ... RETURNING on centre_numbers (a row lock); unique (centre, number)",
      "tests/test_engines.py::test_same_form_from_many_threads_is_stored_once"),

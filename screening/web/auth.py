@@ -18,7 +18,7 @@ from itsdangerous import BadData, URLSafeSerializer
 from wtforms import PasswordField, StringField
 from wtforms.validators import InputRequired
 
-from ..store import accounts
+from ..store import accounts, second_factor
 from .database import get_db
 
 COOKIE = "screening_staff"
@@ -38,6 +38,11 @@ class LoginForm(FlaskForm):
     """Email and password; the messages shown for each error are in the template."""
     email = StringField(_l("Email address"), validators=[InputRequired()])
     password = PasswordField(_l("Password"), validators=[InputRequired()])
+
+
+class CodeForm(FlaskForm):
+    """The login's second step: one field, `code`, for a code of the app or a recovery code (SPEC)."""
+    code = StringField(_l("Code"), validators=[InputRequired()])
 
 
 # --- the current staff member ------------------------------------------------------------------
@@ -87,10 +92,27 @@ def _refuse_anonymous():
     return redirect(url_for("auth.login", next=page_of(request.path)))
 
 
+# the pages an account that must set up a second factor may still open (logout is not guarded)
+SETUP_ENDPOINTS = ("account.second_factor", "account.second_factor_confirm")
+
+
+def must_set_up(staff: dict | None) -> bool:
+    """Whether SCREENING_STAFF_2FA makes this account set up a second factor before any other page."""
+    if not staff or staff.get("second_factor"):
+        return False
+    policy = current_app.config["STAFF_2FA"]
+    return policy == "everyone" or (policy == "admins" and staff["role"] == "admin")
+
+
 def require_staff():
-    """before_request of every staff blueprint: nothing passes without a live staff session."""
+    """before_request of every staff blueprint: nothing passes without a live staff session, and
+    an account that must set up a second factor (SCREENING_STAFF_2FA) is sent to do that first."""
     if g.get("staff") is None:
         return _refuse_anonymous()
+    if must_set_up(g.staff) and request.endpoint not in SETUP_ENDPOINTS:
+        if _wants_json():
+            return jsonify({"error": "second_factor_required", "fields": {}}), 403
+        return redirect(url_for("account.second_factor"))
     return None
 
 
@@ -132,6 +154,18 @@ def handle_key() -> bytes:
     every app server, and no use to anyone without it."""
     secret = str(current_app.config["SECRET_KEY"]).encode()
     return hashlib.sha256(b"screening staff session handles\0" + secret).digest()
+
+
+def second_factor_key() -> bytes:
+    """The key that encrypts TOTP secrets and keys recovery codes (second_factor.derive_key of the
+    app's secret): another SECRET_KEY cannot read them."""
+    return second_factor.derive_key(str(current_app.config["SECRET_KEY"]))
+
+
+def _throttle_settings() -> dict:
+    config = current_app.config
+    return {"max_failures": int(config["LOGIN_MAX_FAILURES"]),
+            "lock_seconds": float(config["LOGIN_LOCK_MINUTES"]) * 60}
 
 
 def _device_serializer() -> URLSafeSerializer:
@@ -199,9 +233,10 @@ def login_page(form: LoginForm | None = None, *, status: int = 200, failed: bool
 
 
 def check_login(*, away: bool = False, **page):
-    """Log in with the posted form: the new session's token (g.staff is then the account), or the
-    login form again as a response (with its errors; 429 with Retry-After when this browser is
-    refused for a while). `away`: the form was posted to a staff page rather than /staff/login,
+    """Log in with the posted form: the new session's token (g.staff is then the account), or a
+    response: the login form again (with its errors; 429 with Retry-After when this browser is
+    refused for a while), or, for an account with a second factor, the redirect to the code page
+    with the pending session's cookie. `away`: the form was posted to a staff page rather than /staff/login,
     which answers a refusal with 401. Nothing waits here: a throttled browser is refused at once."""
     form = LoginForm()
     if request.method == "GET" or not form.validate_on_submit():
@@ -226,6 +261,14 @@ def check_login(*, away: bool = False, **page):
 
     accounts.purge_expired_sessions(get_db(), **_settings())     # sessions nobody came back to
     _renew_csrf_secret()
+    if result.pending:
+        # the password was right, the second factor is to come: a pending session (it opens no
+        # page) and on to the code page. A note carried by an "away" login is lost here (only the
+        # login form carries it); the member comes back to the page it was typed on.
+        after = page.get("next_url") or (page.get("action") if away else None)
+        response = redirect(url_for("auth.login_code", next=after) if after else url_for("auth.login_code"))
+        response.set_cookie(COOKIE, result.token, **_cookie_flags())
+        return response
     g.staff = result.staff
     _remember_device(result.staff["id"], result.device)
     return result.token
@@ -249,6 +292,47 @@ def login():
     if not isinstance(token, str):
         return token
     return start_session(redirect(next_url or DASHBOARD), token)
+
+
+def code_page(form: CodeForm | None = None, *, status: int = 200, failed: bool = False, headers=None,
+              next_url: str | None = None):
+    """The login's code page as a response."""
+    return render_template("staff/login_code.html", form=form or CodeForm(formdata=None), failed=failed,
+                           locked=status == 429, next_url=next_url), status, headers or {}
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def login_code():
+    """The login's second step, after the right password of an account with a second factor: a
+    code of the authenticator app or a recovery code turns the pending session into a full one
+    (under a new cookie token). Throttled as the password is: 429 with Retry-After."""
+    next_url = safe_next(request.values.get("next"))
+    token = request.cookies.get(COOKIE)
+    if g.get("staff") is not None and request.method == "GET":
+        return redirect(next_url or DASHBOARD)
+    if second_factor.pending_staff(get_db(), token) is None:
+        # no password step, or it was too long ago: start again
+        return redirect(url_for("auth.login", next=next_url) if next_url else url_for("auth.login"))
+    form = CodeForm()
+    if request.method == "GET":
+        return code_page(form, next_url=next_url)
+    if not form.validate_on_submit():
+        return code_page(form, status=422, next_url=next_url)
+    result = second_factor.attempt_code(get_db(), token, form.code.data, request.remote_addr,
+                                        key=second_factor_key(), devices=dict(reversed(read_devices())),
+                                        **_throttle_settings())
+    form.code.data = ""          # a code never comes back in a page
+    if result.expired:
+        return redirect(url_for("auth.login", next=next_url) if next_url else url_for("auth.login"))
+    if result.locked:
+        return code_page(form, status=429, failed=True, next_url=next_url,
+                         headers={"Retry-After": str(max(1, math.ceil(result.retry_after)))})
+    if result.staff is None:
+        return code_page(form, status=200, failed=True, next_url=next_url)
+    _renew_csrf_secret()
+    g.staff = result.staff
+    _remember_device(result.staff["id"], result.device)
+    return start_session(redirect(next_url or DASHBOARD), result.token)
 
 
 @bp.route("/logout", methods=["POST"])

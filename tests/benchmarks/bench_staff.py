@@ -27,9 +27,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyotp
+
 from screening import create_app
 from screening.core import reading
-from screening.store import accounts, review
+from screening.store import accounts, review, second_factor
 from screening.store import db as dbmod
 from screening.store.sql import is_postgres
 from screening.web import filters as webfilters
@@ -268,11 +270,15 @@ def logged_in_client(app, target: str | Path | None = None):
     centre, who may read its audit trail)."""
     conn = dbmod.connect(str(target or app.config.get("DATABASE_URL") or app.config["DATABASE"]))
     email = f"bench{time.time_ns()}@centre.example"
-    accounts.create_staff(conn, email=email, password=PASSWORD, name="Bench", centre=CENTRE, role="admin")
+    staff = accounts.create_staff(conn, email=email, password=PASSWORD, name="Bench", centre=CENTRE, role="admin")
+    secret = pyotp.random_base32()       # admins must have a second factor (SCREENING_STAFF_2FA=admins)
+    second_factor.enable(conn, staff, secret, second_factor.derive_key(app.config["SECRET_KEY"]))
     conn.close()
     client = app.test_client()
     response = client.post("/staff/login", data={"email": email, "password": PASSWORD})
     assert response.status_code == 302, response.status_code
+    response = client.post(response.location, data={"code": pyotp.TOTP(secret).now()})
+    assert response.status_code == 302 and "/login" not in response.location, response.status_code
     return client
 
 
