@@ -392,15 +392,57 @@ def export_rows(connect, filters: Filters, words: ExportWords, page_size: int | 
 # --- audit trail -----------------------------------------------------------------------------------
 
 
-def list_audit(db, *, centre: str, reference: str = "",
+@dataclass(frozen=True)
+class AuditFilters:
+    """What the audit page is narrowed to; empty (or None) means "any". Days are the centre's
+    (YYYY-MM-DD, both included); `staff_id` is who did it, an account of the centre."""
+
+    reference: str = ""
+    staff_id: int | None = None
+    action: str = ""
+    date_from: str = ""
+    date_to: str = ""
+
+
+def audit_members(db, *, centre: str) -> list[dict[str, Any]]:
+    """Every account of `centre`, inactive ones too (what they did stays in the trail), for the
+    audit page's "who" filter: id, name, email, active; by name, then e-mail."""
+    rows = db.execute("SELECT id, name, email, active FROM staff WHERE centre = ? ORDER BY id",
+                      [centre]).fetchall()
+    members = [{"id": i, "name": name or "", "email": email, "active": bool(active)}
+               for i, name, email, active in rows]
+    return sorted(members, key=lambda m: (m["name"].casefold() or m["email"], m["email"]))
+
+
+def list_audit(db, *, centre: str, filters: AuditFilters | None = None, zone: str = "UTC",
                before: tuple[str, int] | None = None,
                size: int = AUDIT_PAGE_SIZE) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of `centre`'s audit trail, newest first; return (rows, the cursor of older entries
-    to pass as `before`, see parse_audit_cursor)."""
+    """A page of `centre`'s audit trail, newest first, narrowed by `filters` (days in the time
+    zone `zone`); return (rows, the cursor of older entries to pass as `before`, see
+    parse_audit_cursor).
+
+    Each filter has an index led by the centre and ending with the time (db.m009_audit_by_time,
+    m014_audit_filters), so a page walks only the entries it shows plus those it skips of the
+    other filters: (centre, reference, at), (centre, staff_id, at), (centre, action, at), else
+    (centre, at), which a date range narrows."""
+    filters = filters or AuditFilters()
     where, params = ["centre = ?"], [centre]
-    if reference:
+    if filters.reference:
         where.append("reference = ?")
-        params.append(reference)
+        params.append(filters.reference)
+    if filters.staff_id is not None:
+        where.append("staff_id = ?")
+        params.append(filters.staff_id)
+    if filters.action:
+        where.append("action = ?")
+        params.append(filters.action)
+    if filters.date_from:
+        where.append("at >= ?")
+        params.append(day_start(date.fromisoformat(filters.date_from), zone))
+    if filters.date_to:
+        # `at` is ISO text in UTC: everything before the next day's midnight in the centre
+        where.append("at < ?")
+        params.append(day_start(date.fromisoformat(filters.date_to) + timedelta(days=1), zone))
     skip = 0
     if before is not None:
         # entries of exactly the cursor's time come first in this order: skip those already shown
@@ -485,7 +527,12 @@ class CentreStore:
         """The centre's submissions as CSV cells in `words` (see export_rows)."""
         return export_rows(connect, filters, words, centre=self.centre)
 
-    def list_audit(self, *, reference: str = "",
+    def list_audit(self, filters: AuditFilters | None = None, *, reference: str = "",
                    before: tuple[str, int] | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of the centre's audit trail."""
-        return list_audit(self.db, centre=self.centre, reference=reference, before=before)
+        """A page of the centre's audit trail, narrowed by `filters` (or only by `reference`)."""
+        filters = filters or AuditFilters(reference=reference)
+        return list_audit(self.db, centre=self.centre, filters=filters, zone=self.zone, before=before)
+
+    def audit_members(self) -> list[dict[str, Any]]:
+        """The centre's accounts, inactive ones too, for the audit page's "who" filter."""
+        return audit_members(self.db, centre=self.centre)
