@@ -422,9 +422,11 @@ def list_audit(db, *, centre: str, filters: AuditFilters | None = None, zone: st
     parse_audit_cursor).
 
     Each filter has an index led by the centre and ending with the time (db.m009_audit_by_time,
-    m014_audit_filters), so a page walks only the entries it shows plus those it skips of the
-    other filters: (centre, reference, at), (centre, staff_id, at), (centre, action, at), else
-    (centre, at), which a date range narrows."""
+    m014_audit_filters), named for SQLite (which has no statistics to choose by, and chose the
+    member's index for a reference: 97 ms instead of 0.1 at 450,000 entries): a reference's few
+    entries first, else the member's of the action, the member's, the action's, or the centre's,
+    each narrowed by the days. A page then walks only the entries it shows, plus those of the
+    reference it skips for the other filters."""
     filters = filters or AuditFilters()
     where, params = ["centre = ?"], [centre]
     if filters.reference:
@@ -449,8 +451,19 @@ def list_audit(db, *, centre: str, filters: AuditFilters | None = None, zone: st
         where.append("at <= ?")
         params.append(before[0])
         skip = before[1]
-    sql = "SELECT id, at, staff_id, staff_email, action, submission_id, reference, detail, times FROM audit_log"
-    sql += " WHERE " + " AND ".join(where)
+    if filters.reference:
+        index = "idx_audit_log_centre_reference_at"
+    elif filters.staff_id is not None and filters.action:
+        index = "idx_audit_log_centre_staff_id_action_at"
+    elif filters.staff_id is not None:
+        index = "idx_audit_log_centre_staff_id_at"
+    elif filters.action:
+        index = "idx_audit_log_centre_action_at"
+    else:
+        index = "idx_audit_log_centre_at"
+    # the index is one of the fixed names above, never anything the request sent
+    columns = "id, at, staff_id, staff_email, action, submission_id, reference, detail, times"
+    sql = f"SELECT {columns} FROM audit_log $INDEXED_BY({index}) WHERE " + " AND ".join(where)  # noqa: S608
     cursor = db.execute(sql + " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?", [*params, size + 1, skip])
     names = [d[0] for d in cursor.description]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
