@@ -461,6 +461,8 @@ def test_repeated_refused_logins_are_one_entry_with_a_count(admin_client, make_s
     response = admin_client.get("/staff/audit", query_string={"action": "login_failed", "lang": "ca"})
     [(_, _, html)] = entries(response)
     assert "target@centre.example" in html.replace("<wbr>", "") and "(3 vegades)" in html
+    # nobody was logged in: not "the system", which is what purges old screenings
+    assert who([(None, None, html)]) == ["Algú sense sessió iniciada"]
 
 
 # --- the filtered pages stay on indexes -----------------------------------------------------------
