@@ -244,20 +244,21 @@ CHANGE_RE = re.compile(r"(status|decision): ([^;\s]+) -> ([^;\s]+)")
 PURGE_RE = re.compile(r"(\d+) submissions older than (\d+) days")
 
 
-# Every action the audit trail knows, in the order the audit page's filter lists them: the
-# screenings, then logins, then what members do to their own account, then what admins do to
-# others'. The page has words for each (web/staff.py AUDIT_ACTION_LABELS; a test checks both
-# lists agree); a code from a newer version that is not here still shows, as its code.
-AUDIT_ACTIONS = (
-    "view", "status", "note", "export", "erase", "purge",
-    "login", "logout", "login_failed", "login_locked", "login_address_locked", "login_device_locked",
-    "login_code_failed", "login_code_locked", "recovery_code_used",
-    "password_changed", "password_change_refused", "session_ended", "sessions_ended",
-    "second_factor_set", "second_factor_removed",
-    "password_reset_requested", "password_reset_sent", "password_reset_done",
-    "staff_invited", "invitation_cancelled", "invitation_accepted", "role_changed",
-    "staff_deactivated", "staff_reactivated", "throttle_lifted",
+# Every action the audit trail knows, grouped as the audit page's filter lists them: the
+# screenings, logging in, and accounts (what members do to their own and admins to others'). The
+# page has words for each (web/staff.py AUDIT_ACTION_LABELS; a test checks both lists agree); a
+# code from a newer version that is not here still shows, as its code.
+AUDIT_ACTION_GROUPS = (
+    ("screenings", ("view", "status", "note", "export", "erase", "purge")),
+    ("logins", ("login", "logout", "login_failed", "login_locked", "login_address_locked", "login_device_locked",
+                "login_code_failed", "login_code_locked", "recovery_code_used")),
+    ("accounts", ("password_changed", "password_change_refused", "session_ended", "sessions_ended",
+                  "second_factor_set", "second_factor_removed",
+                  "password_reset_requested", "password_reset_sent", "password_reset_done",
+                  "staff_invited", "invitation_cancelled", "invitation_accepted", "role_changed",
+                  "staff_deactivated", "staff_reactivated", "throttle_lifted")),
 )
+AUDIT_ACTIONS = tuple(code for _group, codes in AUDIT_ACTION_GROUPS for code in codes)
 
 
 # actions whose detail names the account they were done to (or tried on): its e-mail, or for a

@@ -360,6 +360,7 @@ AUDIT_ACTION_LABELS = {
     "staff_deactivated": _l("Deactivated an account"), "staff_reactivated": _l("Reactivated an account"),
     "throttle_lifted": _l("Lifted a login throttle"),
 }
+AUDIT_GROUP_LABELS = {"screenings": _l("Shared screenings"), "logins": _l("Logging in"), "accounts": _l("Accounts")}
 ROLE_LABELS = {"admin": _l("Admin"), "staff": _l("Staff member")}
 
 
@@ -382,7 +383,9 @@ def audit():
     keep = {name: value for name, value in (
         ("reference", filters.reference), ("member", shown["member"].strip() if filters.staff_id is not None else ""),
         ("action", filters.action), ("from", filters.date_from), ("to", filters.date_to)) if value}
-    page = {"members": members, "actions": [(code, AUDIT_ACTION_LABELS[code]) for code in reading.AUDIT_ACTIONS],
+    actions = [(AUDIT_GROUP_LABELS[group], [(code, AUDIT_ACTION_LABELS[code]) for code in codes])
+               for group, codes in reading.AUDIT_ACTION_GROUPS]
+    page = {"members": members, "actions": actions,
             "action_labels": AUDIT_ACTION_LABELS, "role_labels": ROLE_LABELS, "shown": shown, "keep": keep,
             "filters": filters, "errors": errors}
     if errors:
