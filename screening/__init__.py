@@ -137,7 +137,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # imported here, not at the top: cli imports create_app from this module
     from . import cli
-    from .web import account, api, auth, notify, public, staff
+    from .web import account, api, auth, notify, public, staff, upkeep
     app.register_blueprint(public.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)      # the JSON API takes no cookies, so it needs no CSRF token
@@ -145,5 +145,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(staff.bp)   # the review pages (dashboard, detail, export, audit, rules)
     app.register_blueprint(account.bp)     # My account: one's own password and sessions
     notify.init_app(app)        # the background sender of e-mail notices
+    upkeep.init_app(app)        # the daily purge of screenings past their centre's retention
     cli.init_app(app)           # check-rules, staff, purge, send-notices
     return app

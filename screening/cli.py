@@ -16,7 +16,7 @@ from .core.centres import CENTRES_DIR, load_centres
 from .core.checker import RulesRefused
 from .core.rules import RulesError, load_rules
 from .store import accounts, db, outbox, retention
-from .web import database, notify
+from .web import database, notify, upkeep
 
 
 def _create_app() -> Flask:
@@ -263,31 +263,52 @@ def reset_password_command(email):
 # --- screening purge -----------------------------------------------------------------------------
 
 @click.command("purge")
-@click.option("--older-than", "days", required=True, type=click.IntRange(0, retention.MAX_DAYS),
+@click.option("--older-than", "days", type=click.IntRange(0, retention.MAX_DAYS),
               metavar="DAYS", help="Delete the submissions created more than DAYS days ago.")
+@click.option("--expired", is_flag=True,
+              help="Delete each centre's submissions older than its own retention (retention_days in its "
+                   "file, else SCREENING_RETENTION_DAYS), as the app does by itself once a day.")
 @click.option("--centre", default=None, metavar="SLUG",
               help="Only this centre's submissions (default: every centre's).")
 @with_appcontext
-def purge_command(days: int, centre: str | None) -> None:
-    """Delete shared submissions older than DAYS days, with their notes, and remove their
-    bytes from the database files. Run it from cron to keep data no longer than needed.
+def purge_command(days: int | None, expired: bool, centre: str | None) -> None:
+    """Delete shared submissions older than DAYS days, or past their centre's retention, with
+    their notes, and remove their bytes from the database files. The app purges expired ones by
+    itself once a day (SCREENING_AUTO_PURGE); run this from cron if you prefer.
 
     \b
     Example: screening purge --older-than 365
              screening purge --older-than 90 --centre exemple-barcelona
+             screening purge --expired
     """
+    if (days is None) == (not expired):
+        raise click.UsageError("give either --older-than DAYS or --expired")
+    if expired and centre is not None:
+        raise click.UsageError("--expired purges every centre by its own retention; --centre goes with --older-than")
     centres = current_app.extensions.get("screening.centres", {})
     if centre is not None and centre not in centres:
         raise click.ClickException(f"there is no centre {centre!r}; the centres are: {', '.join(centres)}")
     try:
         conn = _db()
         try:
-            deleted = retention.purge(conn, days, centre=centre)
+            if expired:
+                deleted = retention.purge_expired(
+                    conn, {slug: upkeep.retention_days(current_app, c) for slug, c in centres.items()},
+                    int(current_app.config["RETENTION_DAYS"]))
+            else:
+                deleted = retention.purge(conn, days, centre=centre)
         finally:
             conn.close()
     except (db.StorageError, *db.OperationalError) as e:
         # each batch is its own transaction: the ones before the failure stay deleted
         raise click.ClickException(f"the purge stopped: the database cannot be written ({e})") from None
+    if expired:
+        for slug, count in deleted.items():
+            click.echo(f"Deleted {count} submissions of centre {slug} older than "
+                       f"{upkeep.retention_days(current_app, centres.get(slug))} days.")
+        if not deleted:
+            click.echo("There were no submissions to look at.")
+        return
     click.echo(f"Deleted {deleted} submissions older than {days} days"
                + (f" of centre {centre}." if centre else "."))
 

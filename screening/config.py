@@ -237,6 +237,10 @@ def settings(instance_path: str) -> dict[str, Setting]:
         "PROXY_COUNT": whole(0, 0, 10),                  # reverse proxies in front that set X-Forwarded-*
         "SHARE_LIMIT_PER_HOUR": whole(20, 0, 100_000),   # shares stored per client address an hour; 0: no limit
         "DEFAULT_CENTRE": text(None, _centre_slug),      # the centre the un-prefixed routes serve
+        # days a shared screening is kept when its centre's file says nothing (retention_days);
+        # the app deletes older ones by itself once a day when AUTO_PURGE is on
+        "RETENTION_DAYS": whole(365, 1, 36500),
+        "AUTO_PURGE": flag(True),
     }
 
 

@@ -86,7 +86,7 @@ BOTH_ENGINES = {
     "test_search_engines", "test_search_fts", "test_share_limit", "test_staff_session_end",
     "test_status_history", "test_storage", "test_submission_detail", "test_centre_routes", "test_staff_cli",
     "test_cli", "test_privacy", "test_route_guard",
-    "test_account_page", "test_login_devices",
+    "test_account_page", "test_login_devices", "test_retention_days",
 }
 
 
@@ -144,9 +144,11 @@ def make_app(database_target, engine):
     """Build an app on this test's database; keyword arguments override settings."""
     def build(**config):
         # every test client shares from 127.0.0.1: the per-address share limit is off unless a test
-        # sets it (tests/test_share_limit.py)
+        # sets it (tests/test_share_limit.py). The daily purge is off unless a test sets it
+        # (tests/test_retention_days.py): tests store screenings of any age on purpose, and a
+        # purge thread started by their first request would delete them under their feet.
         settings = {"TESTING": True, "SECRET_KEY": "test-secret-key-" + "x" * 32,
-                    "WTF_CSRF_ENABLED": False, "SHARE_LIMIT_PER_HOUR": 0}
+                    "WTF_CSRF_ENABLED": False, "SHARE_LIMIT_PER_HOUR": 0, "AUTO_PURGE": False}
         settings["DATABASE_URL" if engine == "postgresql" else "DATABASE"] = database_target
         settings.update(config)
         return create_app(settings)

@@ -49,6 +49,8 @@ BAD = {
                      "postgresql://db.example.org:port/screening", "sqlite:///tmp/screening.db"],
     "DATABASE_POOL_SIZE": ["0", "eight", "201", "2.5"],
     "DATABASE_WAIT_SECONDS": ["0", "-1", "61", "five"],
+    "RETENTION_DAYS": ["0", "a year", "36501", "30.5", "-7"],
+    "AUTO_PURGE": ["yes", "1", "off"],
 }
 
 

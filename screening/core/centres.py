@@ -22,6 +22,7 @@ SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 .()-]{5,22}[0-9]$")
 EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[A-Za-z]{2,}$")
 URL_RE = re.compile(r"^https?://[^\s<>\"]+$")
+MAX_RETENTION_DAYS = 36500      # a century: more than any retention period (store/retention.py's MAX_DAYS)
 # key -> (required, what it is); the order is the order of the documentation in the shipped file
 FIELDS = {
     "name": (True, "the centre's name as clients know it"),
@@ -33,6 +34,8 @@ FIELDS = {
     "timezone": (True, "an IANA time zone such as 'Europe/Madrid'"),
     "services": (True, "the slugs of the services it offers"),
     "notify_to": (False, "the e-mail address(es) notices of shared screenings go to, comma-separated"),
+    "retention_days": (False, f"how many days the centre keeps a shared screening, from 1 to {MAX_RETENTION_DAYS}"
+                              " (default: the installation's SCREENING_RETENTION_DAYS)"),
     "rules": (False, "the centre's own extra [[rules]], in the format of rules.toml"),
     "examples": (False, "the centre's own [[examples]], in the format of examples.toml"),
 }
@@ -60,6 +63,7 @@ class Centre:
     rules: tuple[Rule, ...] = ()         # its own extra rules, added to the shared ones
     examples: tuple[Example, ...] = ()   # its own examples, run against its rule set
     extra: str = ""       # a hash of its own rules and examples as parsed ("" when none): equal ones are proved once
+    retention_days: int | None = None    # days its shared screenings are kept; None: the installation's
 
     @property
     def file(self) -> str:
@@ -158,6 +162,10 @@ def load_centre(path: Path, catalogue: tuple[str, ...], shared: RuleSet | None =
         bad = [a for a in notify_to if not EMAIL_RE.match(a)]
         if bad or not notify_to:
             _fail(file, f"'notify_to' holds something that is not an e-mail address: {bad!r}", "notify_to")
+    retention_days = data.get("retention_days")
+    if retention_days is not None and (type(retention_days) is not int
+                                       or not 1 <= retention_days <= MAX_RETENTION_DAYS):
+        _fail(file, f"'retention_days' = {retention_days!r} is not {FIELDS['retention_days'][1]}", "retention_days")
     rules, examples, extra = _extra(file, data, shared, path.parent.parent)
     return Centre(
         slug=slug, name=_string(file, data, "name"), phone=_string(file, data, "phone", PHONE_RE),
@@ -166,6 +174,7 @@ def load_centre(path: Path, catalogue: tuple[str, ...], shared: RuleSet | None =
         timezone=_timezone(file, _string(file, data, "timezone")),
         services=_services(file, data["services"], catalogue), notify_to=notify_to,
         version=hashlib.sha256(raw).hexdigest()[:12], rules=rules, examples=examples, extra=extra,
+        retention_days=retention_days,
     )
 
 

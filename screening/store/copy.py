@@ -46,6 +46,7 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("health", "id"),
     ("share_attempts", "id"),
     ("centre_numbers", "centre"),
+    ("maintenance", "name"),
 )
 TABLE_NAMES = tuple(name for name, _key in TABLES)
 BATCH = 1000

@@ -460,8 +460,12 @@ def m013_staff_accounts(db) -> None:
     db.execute("ALTER TABLE outbox ADD COLUMN token $TEXT")
 
 
-# The migrations from m010 on, written once for both engines: SQLite records them with the rest
-# (sqlite-utils' Migrations), PostgreSQL after its baseline (engine_postgres.migrate).
+def m017_retention(db) -> None:
+    """When each piece of the app's own upkeep last ran (store/retention.py: the daily purge of
+    expired screenings claims its day here, so that one app server runs it, not each of them)."""
+    db.execute("CREATE TABLE maintenance (name $TEXT PRIMARY KEY, last_run_at $TEXT NOT NULL)")
+
+
 def m014_audit_filters(db) -> None:
     """The audit page's filters by who did it and by action (review.list_audit), each led by the
     centre and ending with the time like m009's, so that a page reads only the entries it shows:
@@ -473,10 +477,13 @@ def m014_audit_filters(db) -> None:
     db.execute("CREATE INDEX idx_audit_log_centre_staff_id_action_at ON audit_log (centre, staff_id, action, at)")
 
 
+# The migrations from m010 on, written once for both engines: SQLite records them with the rest
+# (sqlite-utils' Migrations), PostgreSQL after its baseline (engine_postgres.migrate).
 PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
                        ("m011_session_browser", m011_session_browser),
                        ("m012_login_devices", m012_login_devices),
                        ("m013_staff_accounts", m013_staff_accounts),
+                       ("m017_retention", m017_retention),
                        ("m014_audit_filters", m014_audit_filters)]
 for _name, _function in PORTABLE_MIGRATIONS:
     migrations(name=_name)(_function)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from . import db as dbmod
@@ -46,8 +47,11 @@ def cutoff(older_than_days: int, *, now: datetime | None = None) -> str:
     """The created_at value before which a submission is older than `older_than_days` days."""
     if not 0 <= older_than_days <= MAX_DAYS:
         raise ValueError(f"older_than_days must be from 0 to {MAX_DAYS}")
-    moment = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
-    # the same text format as db.now(), so that text comparison is time comparison
+    return _iso((now or datetime.now(UTC)) - timedelta(days=older_than_days))
+
+
+def _iso(moment: datetime) -> str:
+    """The same text format as db.now(), so that text comparison is time comparison."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -62,27 +66,67 @@ def centres_with_submissions(db) -> list[str]:
 
 
 def purge(db, older_than_days: int, *, centre: str | None = None,
-          staff: dict | None = None, batch: int = PURGE_BATCH) -> int:
+          staff: dict | None = None, batch: int = PURGE_BATCH, now: datetime | None = None) -> int:
     """Delete the submissions created more than `older_than_days` days ago, of one centre or (with
     no `centre`) of every centre, with their notes and notices, `batch` rows per BEGIN IMMEDIATE
     transaction so that shares are never held up for long; audit each centre's total in its own
     trail with its last batch; drop share attempts that no longer count; then checkpoint. Return
     how many submissions were deleted."""
-    before = cutoff(older_than_days)
+    before = cutoff(older_than_days, now=now)
     deleted = 0
     for each in [centre] if centre else centres_with_submissions(db) or [dbmod.INSTALLATION]:
         deleted += _purge_centre(db, each, before, older_than_days, staff, batch)
-    with dbmod.immediate(db):
-        # per-address counts of shares (keyed hashes) older than the window count nothing any more
-        db.execute("DELETE FROM share_attempts WHERE at <= ?", [time.time() - dbmod.SHARE_WINDOW])
-    checkpoint(db)
+    _after_purge(db)
     log.info("purged %d submissions older than %d days%s", deleted, older_than_days,
              f" of centre {centre}" if centre else "")
     return deleted
 
 
+def _after_purge(db) -> None:
+    """What every purge ends with: share counts that count nothing any more go, then the checkpoint."""
+    with dbmod.immediate(db):
+        # per-address counts of shares (keyed hashes) older than the window count nothing any more
+        db.execute("DELETE FROM share_attempts WHERE at <= ?", [time.time() - dbmod.SHARE_WINDOW])
+    checkpoint(db)
+
+
+def purge_expired(db, days_of: Mapping[str, int], default_days: int, *, now: datetime | None = None,
+                  batch: int = PURGE_BATCH, audit_none: bool = True) -> dict[str, int]:
+    """Delete every centre's screenings older than its own retention: `days_of[centre]`, else
+    `default_days` (a centre whose file is gone keeps the installation's). Audited in each
+    centre's trail as a purge (not when nothing went and `audit_none` is false: the daily run
+    would write a line a day). Return the number deleted per centre that had screenings."""
+    deleted = {}
+    for centre in centres_with_submissions(db):
+        days = days_of.get(centre, default_days)
+        deleted[centre] = _purge_centre(db, centre, cutoff(days, now=now), days, None, batch, audit_none)
+    _after_purge(db)
+    log.info("purged %d expired submissions", sum(deleted.values()))
+    return deleted
+
+
+DAILY = timedelta(days=1)
+DAILY_TASK = "retention"
+
+
+def claim_daily(db, *, now: datetime | None = None) -> bool:
+    """Whether the caller runs today's purge of expired screenings: True at most once a day for
+    the whole installation, whichever app server or worker asks first (the claim is a row of
+    `maintenance`, read and written in one transaction under a lock across servers)."""
+    moment = now or datetime.now(UTC)
+    with dbmod.immediate(db):
+        db.lock("maintenance:" + DAILY_TASK)
+        row = db.execute("SELECT last_run_at FROM maintenance WHERE name = ?", [DAILY_TASK]).fetchone()
+        if row is not None and row[0] > _iso(moment - DAILY):
+            return False
+        db.execute("INSERT INTO maintenance (name, last_run_at) VALUES (?, ?)"
+                   " ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at",
+                   [DAILY_TASK, _iso(moment)])
+    return True
+
+
 def _purge_centre(db, centre: str, before: str, older_than_days: int,
-                  staff: dict | None, batch: int) -> int:
+                  staff: dict | None, batch: int, audit_none: bool = True) -> int:
     """purge() for one centre, through its (centre, created_at, id) index."""
     deleted = 0
     while True:
@@ -93,7 +137,7 @@ def _purge_centre(db, centre: str, before: str, older_than_days: int,
             _delete(db, ids)
             deleted += len(ids)
             done = len(ids) < batch
-            if done:
+            if done and (deleted or audit_none):
                 # counts and days only: the audit trail outlives the data it describes
                 dbmod.audit(db, action="purge", staff=staff, centre=centre,
                             detail=f"{deleted} submissions older than {older_than_days} days")

@@ -137,6 +137,10 @@ GUARANTEES = (
     ("a notice is sent once by one sender at a time",
      "claim: SELECT ... FOR UPDATE SKIP LOCKED and a lease, in one transaction",
      "tests/test_engines.py::test_outbox_claims_never_overlap"),
+    ("the daily purge of expired screenings runs once a day for the whole installation",
+     "claim_daily: lock('maintenance:retention'), then read and write the day's row of maintenance, in "
+     "one transaction",
+     "tests/test_retention_days.py::test_one_claim_a_day_however_many_workers_ask_at_once"),
     ("migrations are applied once when servers start together",
      "an advisory lock around the whole migration run (SQLite: BEGIN IMMEDIATE)",
      "tests/test_engines.py::test_servers_starting_together_migrate_once"),

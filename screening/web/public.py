@@ -31,7 +31,7 @@ from werkzeug.exceptions import NotFound
 from ..core import engine
 from ..core.rules import LOCALES, RuleSet
 from ..store import db
-from . import database, forms, i18n, notify
+from . import database, forms, i18n, notify, upkeep
 from .database import get_db
 
 bp = Blueprint("public", __name__)
@@ -126,9 +126,12 @@ def fold(text: str) -> str:
 def template_helpers():
     """Let templates read translated texts: t(text) for a Text, txt('key') for rules/texts.toml."""
     loc, rs = locale(), ruleset()      # once per render: a result page asks txt() a dozen times
+    centre = _page_centre()
     return {"t": lambda text: text.get(loc) if text is not None else "",
             "txt": lambda key: rs.texts[key].get(loc), "locale": loc, "ruleset": rs,
-            "page_centre": _page_centre(), "several_centres": len(centres()) > 1}
+            "page_centre": centre, "several_centres": len(centres()) > 1,
+            # how many days the page's centre keeps a shared screening (the consent and the result say it)
+            "kept_days": upkeep.retention_days(current_app, centre)}
 
 
 def _page_centre():

@@ -41,7 +41,7 @@ from ..core.engine import AnswerErrors, describe_condition, question_text, scree
 from ..core.rules import RuleSet
 from ..store import accounts, review
 from ..store import db as dbmod
-from . import auth, database, i18n, public
+from . import auth, database, i18n, public, upkeep
 from . import filters as params
 from .auth import admin_required, require_staff, staff_centre
 from .database import get_db
@@ -131,8 +131,9 @@ def staff_time(iso: str | None) -> str:
 @bp.context_processor
 def staff_helpers():
     """Staff templates read the rules, the logged-in staff member and the words for the codes."""
-    rs = ruleset()
-    return {"rs": rs, "staff": g.get("staff"), "staff_centre": staff_centre(), "status_labels": STATUS_LABELS,
+    rs, centre = ruleset(), staff_centre()
+    return {"rs": rs, "staff": g.get("staff"), "staff_centre": centre, "status_labels": STATUS_LABELS,
+            "kept_days": upkeep.retention_days(current_app, centre),
             "decision_labels": DECISION_LABELS, "question_types": QUESTION_TYPE_LABELS,
             "describe": lambda condition: describe_condition(rs, condition, i18n.current())}
 
