@@ -163,15 +163,21 @@ def test_an_e_mail_nobody_has_is_kept_in_clear_neither_in_the_audit_nor_the_thro
     assert guess(app, typed.upper(), "198.51.100.1", 1) == [429]
 
 
+def entries(client):
+    """The audit page's table of entries (not its filter, which names every action)."""
+    page = client.get("/staff/audit").text
+    return page[page.index("<tbody>"):] if "<tbody>" in page else ""
+
+
 def test_the_audit_page_says_which_throttle_refused_and_how_many_times(app, make_staff):
     staff = make_staff()
     admin = logged_in_client(app, make_staff, role="admin")
     guess(app, staff["email"], "203.0.113.66", 5)
-    page = admin.get("/staff/audit").text
+    page = entries(admin)
     assert "Login refused: account locked" in page and "(2 times)" in page and "(3 times)" in page
     guess(app, "nobody@centre.example", "203.0.113.66", 1)      # the address is throttled now
-    page = admin.get("/staff/audit").text
+    page = entries(admin)
     assert "Login refused: too many failures from this address" not in page    # no account: not this centre's
     guess(app, staff["email"], "203.0.113.66", 1)
-    page = admin.get("/staff/audit").text
+    page = entries(admin)
     assert "(2 times)" not in page and page.count("(3 times)") == 2     # the same entry, counted on

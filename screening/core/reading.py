@@ -244,15 +244,52 @@ CHANGE_RE = re.compile(r"(status|decision): ([^;\s]+) -> ([^;\s]+)")
 PURGE_RE = re.compile(r"(\d+) submissions older than (\d+) days")
 
 
+# Every action the audit trail knows, grouped as the audit page's filter lists them: the
+# screenings, logging in, and accounts (what members do to their own and admins to others'). The
+# page has words for each (web/staff.py AUDIT_ACTION_LABELS; a test checks both lists agree); a
+# code from a newer version that is not here still shows, as its code.
+AUDIT_ACTION_GROUPS = (
+    ("screenings", ("view", "status", "note", "export", "erase", "purge")),
+    ("logins", ("login", "logout", "login_failed", "login_locked", "login_address_locked", "login_device_locked",
+                "login_code_failed", "login_code_locked", "recovery_code_used")),
+    ("accounts", ("password_changed", "password_change_refused", "session_ended", "sessions_ended",
+                  "second_factor_set", "second_factor_removed",
+                  "password_reset_requested", "password_reset_sent", "password_reset_done",
+                  "staff_invited", "invitation_cancelled", "invitation_accepted", "role_changed",
+                  "staff_deactivated", "staff_reactivated", "throttle_lifted")),
+)
+AUDIT_ACTIONS = tuple(code for _group, codes in AUDIT_ACTION_GROUPS for code in codes)
+
+
+# actions whose detail names the account they were done to (or tried on): its e-mail, or for a
+# login with an unknown e-mail a keyed hash of what was typed ("#" and 12 hex digits)
+ACCOUNT_DETAIL_ACTIONS = frozenset({
+    "login_failed", "login_locked", "login_address_locked", "login_device_locked",
+    "login_code_failed", "login_code_locked",
+    "second_factor_set", "second_factor_removed",
+    "password_reset_requested", "password_reset_sent", "password_reset_done",
+    "staff_invited", "invitation_cancelled", "invitation_accepted", "role_changed",
+    "staff_deactivated", "staff_reactivated", "throttle_lifted",
+})
+
+
+# actions whose detail is a count: the recovery codes left, the sessions ended
+COUNT_DETAIL_ACTIONS = frozenset({"recovery_code_used", "sessions_ended"})
+
+
 def audit_words(row: dict[str, Any]) -> dict[str, Any]:
     """What an audit entry's detail says, as data the page turns into a sentence: the new status
-    or decision of a change, the count and filter of an export, the count and days of a purge.
-    Entries written before a detail had this shape give only what can be read from them."""
+    or decision of a change, the count and filter of an export, the count and days of a purge, the
+    account an account action was done to (`target`, and `role` for a role change), the count of a
+    recovery code use (codes left) or of sessions ended. Entries written before a detail had this
+    shape give only what can be read from them."""
     detail = row.get("detail") or ""
-    words: dict[str, Any] = {"action": row["action"], "changes": [], "count": None, "days": None, "filters": {}}
-    if row["action"] == "status":
+    action = row["action"]
+    words: dict[str, Any] = {"action": action, "changes": [], "count": None, "days": None, "filters": {},
+                             "target": None, "role": None}
+    if action == "status":
         words["changes"] = [(field, None if new == "-" else new) for field, _old, new in CHANGE_RE.findall(detail)]
-    elif row["action"] == "export" and detail:
+    elif action == "export" and detail:
         try:
             data = json.loads(detail)
         except ValueError:
@@ -261,8 +298,16 @@ def audit_words(row: dict[str, Any]) -> dict[str, Any]:
             words["filters"], words["count"] = data.get("filters") or {}, data.get("count")
         elif isinstance(data, dict):      # an export recorded before the count was kept
             words["filters"] = data
-    elif row["action"] == "purge":
+    elif action == "purge":
         m = PURGE_RE.fullmatch(detail)
         if m:
             words["count"], words["days"] = int(m.group(1)), int(m.group(2))
+    elif action == "role_changed" and detail:
+        # "email:newrole"; an e-mail may not hold a colon, but split at the last one all the same
+        target, _sep, role = detail.rpartition(":")
+        words["target"], words["role"] = (target, role or None) if target else (detail, None)
+    elif action in ACCOUNT_DETAIL_ACTIONS and detail:
+        words["target"] = detail
+    elif action in COUNT_DETAIL_ACTIONS and detail.isascii() and detail.isdigit():
+        words["count"] = int(detail)
     return words

@@ -392,23 +392,78 @@ def export_rows(connect, filters: Filters, words: ExportWords, page_size: int | 
 # --- audit trail -----------------------------------------------------------------------------------
 
 
-def list_audit(db, *, centre: str, reference: str = "",
+@dataclass(frozen=True)
+class AuditFilters:
+    """What the audit page is narrowed to; empty (or None) means "any". Days are the centre's
+    (YYYY-MM-DD, both included); `staff_id` is who did it, an account of the centre."""
+
+    reference: str = ""
+    staff_id: int | None = None
+    action: str = ""
+    date_from: str = ""
+    date_to: str = ""
+
+
+def audit_members(db, *, centre: str) -> list[dict[str, Any]]:
+    """Every account of `centre`, inactive ones too (what they did stays in the trail), for the
+    audit page's "who" filter: id, name, email, active; by name, then e-mail."""
+    rows = db.execute("SELECT id, name, email, active FROM staff WHERE centre = ? ORDER BY id",
+                      [centre]).fetchall()
+    members = [{"id": i, "name": name or "", "email": email, "active": bool(active)}
+               for i, name, email, active in rows]
+    return sorted(members, key=lambda m: (m["name"].casefold() or m["email"], m["email"]))
+
+
+def list_audit(db, *, centre: str, filters: AuditFilters | None = None, zone: str = "UTC",
                before: tuple[str, int] | None = None,
                size: int = AUDIT_PAGE_SIZE) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of `centre`'s audit trail, newest first; return (rows, the cursor of older entries
-    to pass as `before`, see parse_audit_cursor)."""
+    """A page of `centre`'s audit trail, newest first, narrowed by `filters` (days in the time
+    zone `zone`); return (rows, the cursor of older entries to pass as `before`, see
+    parse_audit_cursor).
+
+    Each filter has an index led by the centre and ending with the time (db.m009_audit_by_time,
+    m014_audit_filters), named for SQLite (which has no statistics to choose by, and chose the
+    member's index for a reference: 97 ms instead of 0.1 at 450,000 entries): a reference's few
+    entries first, else the member's of the action, the member's, the action's, or the centre's,
+    each narrowed by the days. A page then walks only the entries it shows, plus those of the
+    reference it skips for the other filters."""
+    filters = filters or AuditFilters()
     where, params = ["centre = ?"], [centre]
-    if reference:
+    if filters.reference:
         where.append("reference = ?")
-        params.append(reference)
+        params.append(filters.reference)
+    if filters.staff_id is not None:
+        where.append("staff_id = ?")
+        params.append(filters.staff_id)
+    if filters.action:
+        where.append("action = ?")
+        params.append(filters.action)
+    if filters.date_from:
+        where.append("at >= ?")
+        params.append(day_start(date.fromisoformat(filters.date_from), zone))
+    if filters.date_to:
+        # `at` is ISO text in UTC: everything before the next day's midnight in the centre
+        where.append("at < ?")
+        params.append(day_start(date.fromisoformat(filters.date_to) + timedelta(days=1), zone))
     skip = 0
     if before is not None:
         # entries of exactly the cursor's time come first in this order: skip those already shown
         where.append("at <= ?")
         params.append(before[0])
         skip = before[1]
-    sql = "SELECT id, at, staff_id, staff_email, action, submission_id, reference, detail, times FROM audit_log"
-    sql += " WHERE " + " AND ".join(where)
+    if filters.reference:
+        index = "idx_audit_log_centre_reference_at"
+    elif filters.staff_id is not None and filters.action:
+        index = "idx_audit_log_centre_staff_id_action_at"
+    elif filters.staff_id is not None:
+        index = "idx_audit_log_centre_staff_id_at"
+    elif filters.action:
+        index = "idx_audit_log_centre_action_at"
+    else:
+        index = "idx_audit_log_centre_at"
+    # the index is one of the fixed names above, never anything the request sent
+    columns = "id, at, staff_id, staff_email, action, submission_id, reference, detail, times"
+    sql = f"SELECT {columns} FROM audit_log $INDEXED_BY({index}) WHERE " + " AND ".join(where)  # noqa: S608
     cursor = db.execute(sql + " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?", [*params, size + 1, skip])
     names = [d[0] for d in cursor.description]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -485,7 +540,12 @@ class CentreStore:
         """The centre's submissions as CSV cells in `words` (see export_rows)."""
         return export_rows(connect, filters, words, centre=self.centre)
 
-    def list_audit(self, *, reference: str = "",
+    def list_audit(self, filters: AuditFilters | None = None, *, reference: str = "",
                    before: tuple[str, int] | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of the centre's audit trail."""
-        return list_audit(self.db, centre=self.centre, reference=reference, before=before)
+        """A page of the centre's audit trail, narrowed by `filters` (or only by `reference`)."""
+        filters = filters or AuditFilters(reference=reference)
+        return list_audit(self.db, centre=self.centre, filters=filters, zone=self.zone, before=before)
+
+    def audit_members(self) -> list[dict[str, Any]]:
+        """The centre's accounts, inactive ones too, for the audit page's "who" filter."""
+        return audit_members(self.db, centre=self.centre)

@@ -1,14 +1,16 @@
 """The staff pages' URL parameters, read and checked: the dashboard's filter and page cursors,
-the audit page's cursor, ids in URLs. What they become is the store's (store/review.py: Filters
+the audit page's filter and cursor, ids in URLs. What they become is the store's (store/review.py: Filters
 and Cursor); the wording of each error code is in templates/staff/_review.html."""
 from __future__ import annotations
 
 import re
 from datetime import date, datetime
+from typing import Any
 
+from ..core.reading import AUDIT_ACTIONS
 from ..core.rules import OUTCOMES
-from ..store.db import STATUSES
-from ..store.review import MAX_ID, Cursor, Filters
+from ..store.db import STATUSES, normalize_reference
+from ..store.review import MAX_ID, AuditFilters, Cursor, Filters
 
 Q_MAX = 100
 
@@ -78,6 +80,18 @@ def parse_filters(args: dict[str, str], services: set[str]) -> tuple[Filters, di
             errors[field] = INVALID
         elif value:
             values[field] = value
+    _parse_days(args, values, errors)
+    q = " ".join((args.get("q") or "").split())
+    if len(q) > Q_MAX:
+        errors["q"] = TOO_LONG
+    elif q:
+        values["q"] = q
+    return Filters(**values), errors
+
+
+def _parse_days(args: dict[str, str], values: dict[str, str], errors: dict[str, str]) -> None:
+    """Read the `from` and `to` days (YYYY-MM-DD, both included) into values' date_from and
+    date_to, or their error codes into errors; a `to` before `from` is refused at `to`."""
     for field, key in (("from", "date_from"), ("to", "date_to")):
         value = args.get(field) or ""      # exactly as a date input sends it: not stripped
         if value and parse_day(value) is None:
@@ -87,12 +101,39 @@ def parse_filters(args: dict[str, str], services: set[str]) -> tuple[Filters, di
     if "date_from" in values and "date_to" in values and values["date_from"] > values["date_to"]:
         errors["to"] = FROM_AFTER_TO
         del values["date_to"]
-    q = " ".join((args.get("q") or "").split())
-    if len(q) > Q_MAX:
-        errors["q"] = TOO_LONG
-    elif q:
-        values["q"] = q
-    return Filters(**values), errors
+
+
+def parse_audit_filters(args: dict[str, str], members: dict[str, int]) -> tuple[AuditFilters, dict[str, str]]:
+    """Read and check the audit page's filter; return (filters, {field: error code}).
+
+    `members` maps the handle of each of the centre's accounts (accounts.staff_handle) to its id:
+    a handle not in it (mistyped, stale, or another centre's account) is refused at the field
+    like any other unknown value, so it tells nothing of whom it names. An action must be one of
+    the codes the page knows. Fields with an error are left out of the returned filters.
+    """
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    typed = (args.get("reference") or "").strip()
+    if typed:
+        reference = normalize_reference(typed)
+        if reference:
+            values["reference"] = reference
+        else:
+            errors["reference"] = INVALID
+    handle = (args.get("member") or "").strip()
+    if handle:
+        if handle in members:
+            values["staff_id"] = members[handle]
+        else:
+            errors["member"] = INVALID
+    action = (args.get("action") or "").strip()
+    if action:
+        if action in AUDIT_ACTIONS:
+            values["action"] = action
+        else:
+            errors["action"] = INVALID
+    _parse_days(args, values, errors)
+    return AuditFilters(**values), errors
 
 
 def parse_page(args: dict[str, str]) -> tuple[Cursor | None, Cursor | None, dict[str, str]]:

@@ -39,8 +39,8 @@ from ..core import reading
 from ..core.characters import forbidden_characters
 from ..core.engine import AnswerErrors, describe_condition, question_text, screen
 from ..core.rules import RuleSet
+from ..store import accounts, review, withdrawal
 from ..store import db as dbmod
-from ..store import review, withdrawal
 from . import auth, database, i18n, public, upkeep
 from . import filters as params
 from .auth import admin_required, require_staff, staff_centre
@@ -339,27 +339,64 @@ def erase(number: int):
 
 # --- audit trail -----------------------------------------------------------------------------------
 
+# the words for every action the audit trail knows (reading.AUDIT_ACTIONS): the filter's choices,
+# and the entry's "what" when its detail adds nothing to say
+AUDIT_ACTION_LABELS = {
+    "view": _l("Viewed"), "status": _l("Changed the status or decision"), "note": _l("Added a note"),
+    "export": _l("Exported to a spreadsheet"), "erase": _l("Erased"), "purge": _l("Deleted old shared screenings"),
+    "login": _l("Logged in"), "logout": _l("Logged out"), "login_failed": _l("Failed to log in"),
+    "login_locked": _l("Login refused: account locked"),
+    "login_address_locked": _l("Login refused: too many failures from this address"),
+    "login_device_locked": _l("Login refused: too many failures from this browser"),
+    "login_code_failed": _l("Wrong code from the authenticator app"),
+    "login_code_locked": _l("Login refused: too many wrong codes"),
+    "recovery_code_used": _l("Logged in with a recovery code"),
+    "password_changed": _l("Changed their password"),
+    "password_change_refused": _l("Password change refused: wrong current password"),
+    "session_ended": _l("Ended one of their sessions"), "sessions_ended": _l("Ended all their other sessions"),
+    "second_factor_set": _l("Set up a second factor"), "second_factor_removed": _l("Removed a second factor"),
+    "password_reset_requested": _l("Asked for a password reset"),
+    "password_reset_sent": _l("Sent a password reset link"),
+    "password_reset_done": _l("Set a new password with a reset link"),
+    "staff_invited": _l("Invited a new member"), "invitation_cancelled": _l("Cancelled an invitation"),
+    "invitation_accepted": _l("Accepted an invitation"), "role_changed": _l("Changed a member's role"),
+    "staff_deactivated": _l("Deactivated an account"), "staff_reactivated": _l("Reactivated an account"),
+    "throttle_lifted": _l("Lifted a login throttle"),
+}
+AUDIT_GROUP_LABELS = {"screenings": _l("Shared screenings"), "logins": _l("Logging in"), "accounts": _l("Accounts")}
+ROLE_LABELS = {"admin": _l("Admin"), "staff": _l("Staff member")}
+
+
 @bp.get("/audit")
 @admin_required
 def audit():
-    """The audit trail, newest first, optionally for one reference."""
-    errors = {}
-    typed = (request.args.get("reference") or "").strip()
-    reference = dbmod.normalize_reference(typed) if typed else ""
-    if typed and not reference:
-        errors["reference"] = params.INVALID
+    """The audit trail, newest first, narrowed by reference, who did it, action and days (all
+    combined, and kept by the page links). Who is named by the account's handle, never its id."""
+    key = auth.handle_key()
+    members = store().audit_members()
+    for member in members:
+        member["handle"] = accounts.staff_handle(key, member["id"])
+    filters, errors = params.parse_audit_filters(request.args, {m["handle"]: m["id"] for m in members})
     before_text = request.args.get("before") or ""
     before = params.parse_audit_cursor(before_text)
     if before_text and before is None:
         errors["before"] = params.INVALID
+    # the form shows each field as it was sent; the page links carry the filter as understood
+    shown = {name: request.args.get(name) or "" for name in ("reference", "member", "action", "from", "to")}
+    keep = {name: value for name, value in (
+        ("reference", filters.reference), ("member", shown["member"].strip() if filters.staff_id is not None else ""),
+        ("action", filters.action), ("from", filters.date_from), ("to", filters.date_to)) if value}
+    actions = [(AUDIT_GROUP_LABELS[group], [(code, AUDIT_ACTION_LABELS[code]) for code in codes])
+               for group, codes in reading.AUDIT_ACTION_GROUPS]
+    page = {"members": members, "actions": actions,
+            "action_labels": AUDIT_ACTION_LABELS, "role_labels": ROLE_LABELS, "shown": shown, "keep": keep,
+            "filters": filters, "errors": errors}
     if errors:
-        return render_template("staff/audit.html", rows=[], older=None, errors=errors, typed=typed,
-                               reference=reference), 400
-    rows, older = store().list_audit(reference=reference, before=before)
+        return render_template("staff/audit.html", rows=[], older=None, **page), 400
+    rows, older = store().list_audit(filters, before=before)
     for row in rows:
         row["words"] = reading.audit_words(row)
-    return render_template("staff/audit.html", rows=rows, older=older, errors=errors, typed=typed,
-                           reference=reference, paged=before is not None)
+    return render_template("staff/audit.html", rows=rows, older=older, paged=before is not None, **page)
 
 
 # --- rules -----------------------------------------------------------------------------------------
