@@ -525,3 +525,26 @@ def test_a_filtered_page_reads_an_index_led_by_the_centre_not_the_whole_trail(co
                            and filters.get("reference", reference) == reference
                            and (not start or at >= start) and (not end or at < end)), reverse=True)[:50]
         assert [row["at"] for row in page] == expected, filters
+
+
+@pytest.mark.parametrize(("lang", "said"), [
+    ("en", ["Recorded a person's request", "to erase their data, by phone, received 2026-11-30, asked on their "
+            "behalf: 2 shared screenings (request 7)", "Gave a person a copy of their screenings",
+            "CSV file: 1 shared screening (request 7)", "through request 7", "Withdrawn by the client"]),
+    ("ca", ["Ha registrat la petició d'una persona", "per esborrar les seves dades, per telèfon, rebuda el "
+            "2026-11-30, ho ha demanat algú en nom seu", "fitxer CSV", "per la petició 7", "Retirat pel client"])])
+def test_a_persons_request_and_a_withdrawal_read_in_words(db, admin_client, lang, said):
+    """A person's request (store/requests.py) and a client's withdrawal (store/withdrawal.py) say what
+    happened, never as JSON or a code: the request's kind, channel, day, who asked and how many."""
+    rows = [("data_request", '{"channel": "phone", "count": 2, "kind": "erasure", "on_behalf": true,'
+                             ' "received_on": "2026-11-30", "request": 7}', None),
+            ("data_request_export", '{"count": 1, "format": "csv", "request": 7}', None),
+            ("erase", '{"request": 7}', "ABCD-2345"), ("withdrawn", None, "WXYZ-2345")]
+    with dbmod.immediate(db):
+        for action, detail, reference in rows:
+            dbmod.audit(db, action=action, detail=detail, reference=reference, centre=CENTRE)
+    page = " ".join(admin_client.get(f"/staff/audit?lang={lang}").get_data(as_text=True).split())
+    page = page.replace("&#39;", "'")
+    for words in said:
+        assert words in page
+    assert '"request"' not in page and "&#34;request" not in page and ">withdrawn<" not in page

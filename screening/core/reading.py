@@ -249,7 +249,8 @@ PURGE_RE = re.compile(r"(\d+) submissions older than (\d+) days")
 # page has words for each (web/staff.py AUDIT_ACTION_LABELS; a test checks both lists agree); a
 # code from a newer version that is not here still shows, as its code.
 AUDIT_ACTION_GROUPS = (
-    ("screenings", ("view", "status", "note", "export", "erase", "purge")),
+    ("screenings", ("view", "status", "note", "export", "erase", "purge", "withdrawn", "data_request",
+                    "data_request_export")),
     ("logins", ("login", "logout", "login_failed", "login_locked", "login_address_locked", "login_device_locked",
                 "login_code_failed", "login_code_locked", "recovery_code_used")),
     ("accounts", ("password_changed", "password_change_refused", "session_ended", "sessions_ended",
@@ -273,6 +274,13 @@ ACCOUNT_DETAIL_ACTIONS = frozenset({
 })
 
 
+# actions whose detail is a person's request as JSON (store/requests.py): its number, kind, channel,
+# day received, whether on the person's behalf, the form of an export, how many screenings; an
+# erasure made through a request names the request the same way
+REQUEST_DETAIL_ACTIONS = frozenset({"data_request", "data_request_export", "erase"})
+REQUEST_FIELDS = ("request", "kind", "channel", "received_on", "on_behalf", "format")
+
+
 # actions whose detail is a count: the recovery codes left, the sessions ended
 COUNT_DETAIL_ACTIONS = frozenset({"recovery_code_used", "sessions_ended"})
 
@@ -286,7 +294,7 @@ def audit_words(row: dict[str, Any]) -> dict[str, Any]:
     detail = row.get("detail") or ""
     action = row["action"]
     words: dict[str, Any] = {"action": action, "changes": [], "count": None, "days": None, "filters": {},
-                             "target": None, "role": None}
+                             "target": None, "role": None, "request": None}
     if action == "status":
         words["changes"] = [(field, None if new == "-" else new) for field, _old, new in CHANGE_RE.findall(detail)]
     elif action == "export" and detail:
@@ -310,4 +318,13 @@ def audit_words(row: dict[str, Any]) -> dict[str, Any]:
         words["target"] = detail
     elif action in COUNT_DETAIL_ACTIONS and detail.isascii() and detail.isdigit():
         words["count"] = int(detail)
+    elif action in REQUEST_DETAIL_ACTIONS and detail.startswith("{"):
+        try:
+            data = json.loads(detail)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "request" in data:
+            words["request"] = {key: data.get(key) for key in REQUEST_FIELDS}
+            count = data.get("count")
+            words["count"] = count if isinstance(count, int) and not isinstance(count, bool) else None
     return words

@@ -362,6 +362,14 @@ AUDIT_ACTION_LABELS = {
     "invitation_accepted": _l("Accepted an invitation"), "role_changed": _l("Changed a member's role"),
     "staff_deactivated": _l("Deactivated an account"), "staff_reactivated": _l("Reactivated an account"),
     "throttle_lifted": _l("Lifted a login throttle"),
+    "withdrawn": _l("Withdrawn by the client"), "data_request": _l("Recorded a person's request"),
+    "data_request_export": _l("Gave a person a copy of their screenings"),
+}
+# how a person's request is worded in the audit's details (store/requests.py's codes)
+REQUEST_LABELS = {
+    "access": _l("to see their data"), "erasure": _l("to erase their data"),
+    "phone": _l("by phone"), "email": _l("by e-mail"), "in_person": _l("in person"), "post": _l("by post"),
+    "csv": _l("CSV file"), "print": _l("printable page"),
 }
 AUDIT_GROUP_LABELS = {"screenings": _l("Shared screenings"), "logins": _l("Logging in"), "accounts": _l("Accounts")}
 ROLE_LABELS = {"admin": _l("Admin"), "staff": _l("Staff member")}
@@ -389,7 +397,7 @@ def audit():
     actions = [(AUDIT_GROUP_LABELS[group], [(code, AUDIT_ACTION_LABELS[code]) for code in codes])
                for group, codes in reading.AUDIT_ACTION_GROUPS]
     page = {"members": members, "actions": actions,
-            "action_labels": AUDIT_ACTION_LABELS, "role_labels": ROLE_LABELS, "shown": shown, "keep": keep,
+            "action_labels": AUDIT_ACTION_LABELS, "role_labels": ROLE_LABELS, "request_labels": REQUEST_LABELS, "shown": shown, "keep": keep,
             "filters": filters, "errors": errors}
     if errors:
         return render_template("staff/audit.html", rows=[], older=None, **page), 400
