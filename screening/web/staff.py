@@ -397,7 +397,8 @@ def audit():
     actions = [(AUDIT_GROUP_LABELS[group], [(code, AUDIT_ACTION_LABELS[code]) for code in codes])
                for group, codes in reading.AUDIT_ACTION_GROUPS]
     page = {"members": members, "actions": actions,
-            "action_labels": AUDIT_ACTION_LABELS, "role_labels": ROLE_LABELS, "request_labels": REQUEST_LABELS, "shown": shown, "keep": keep,
+            "action_labels": AUDIT_ACTION_LABELS, "role_labels": ROLE_LABELS, "request_labels": REQUEST_LABELS,
+            "shown": shown, "keep": keep,
             "filters": filters, "errors": errors}
     if errors:
         return render_template("staff/audit.html", rows=[], older=None, **page), 400
