@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime
 
-from ..store import retention
+from ..store import db, retention
 from . import database
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,12 @@ class _Upkeep:
             deleted = run_daily(app)
             if deleted:
                 log.info("daily purge: %d expired screenings deleted", sum(deleted.values()))
-        except Exception:
+        except Exception as e:
             # nothing is lost: the day stays claimed or not, and the next look (or cron) tries again
-            log.exception("daily purge failed")
+            if db.is_storage_failure(e):    # said in one line, as the pages' 503s are
+                log.warning("daily purge not run: the database cannot be written (%s: %s)", type(e).__name__, e)
+            else:
+                log.exception("daily purge failed")
         finally:
             with self.lock:
                 self.running = False
