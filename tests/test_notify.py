@@ -526,7 +526,8 @@ def test_without_notices_nothing_is_queued_and_the_withdrawal_still_works(make_a
     if mail == "no SMTP server":
         app = make_app(RULES_DIR=str(rules_copy))
     else:
-        app = make_app(**(settings(free_port()) | {"NOTIFY_TO": None}), RULES_DIR=str(without_centre_address(rules_copy)))
+        app = make_app(**(settings(free_port()) | {"NOTIFY_TO": None}),
+                       RULES_DIR=str(without_centre_address(rules_copy)))
     client = app.test_client()
     reference, code = pair_on(client.post("/screening/back-massage", data=shared(fever="yes")).text)
 
