@@ -3,10 +3,12 @@ sent once from the outbox even with two senders, retried when the server was dow
 holding up the client's page. A real SMTP server (aiosmtpd) listens on loopback."""
 import asyncio
 import email
+import re
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from email import policy
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -15,6 +17,7 @@ from conftest import CENTRE, all_no, database_of, edit
 
 from screening.store import db as dbmod
 from screening.store import outbox as outboxmod
+from screening.store import withdrawal
 from screening.web import notify
 
 WAIT = 30   # seconds: only a guard against a hang, never a measure of speed
@@ -402,3 +405,136 @@ def test_the_sender_logs_in_to_a_server_that_requires_it(make_app, password, sen
 def test_backoff_doubles_from_a_minute_up_to_six_hours():
     assert [outboxmod.backoff(n) for n in (1, 2, 3)] == [timedelta(minutes=m) for m in (1, 2, 4)]
     assert outboxmod.backoff(20) == timedelta(hours=6)
+
+
+# --- a client withdraws: the centre is told by e-mail (issue 16, item 1) ------------------------
+
+def pair_on(result_html: str) -> tuple[str, str]:
+    """The reference and the withdrawal code a result page shows."""
+    return (re.search(r"data-reference>([^<]+)<", result_html).group(1),
+            re.search(r"data-withdrawal-code>([^<]+)<", result_html).group(1))
+
+
+def withdraw(client, reference, code):
+    """Withdraw through the pages: the pair, then the confirmation."""
+    confirm = client.post("/withdraw", data={"reference": reference, "code": code})
+    assert confirm.status_code == 200, confirm.text
+    done = client.post("/withdraw", data={"reference": reference, "code": code, "step": "confirm",
+                                          "confirm": "yes"})
+    assert done.status_code == 200 and f'data-withdrawn="{reference}"' in done.text
+    return done
+
+
+def store_unsent(app, **overrides):
+    """A shared screening with its notice queued and no sender woken: its reference and code."""
+    conn = dbmod.connect(database_of(app))
+    record = {"service": "back-massage", "outcome": "tell_centre", "answers": {"fever": "yes"},
+              "fired_rules": [], "suggestions": [], "rules_version": "test", "locale": "en",
+              "name": "Ana Client", "contact": "ana@example.org", "consent_at": dbmod.now(), **overrides}
+    stored = dbmod.store_screening(conn, nonce=dbmod.new_reference(), record=record, centre=CENTRE, notify=True,
+                                   resend_within=0, withdrawal_key=withdrawal.key_from_secret(app.config["SECRET_KEY"]))
+    conn.close()
+    return stored.reference, stored.withdrawal_code
+
+
+def test_a_client_who_withdraws_is_reported_to_the_centre_by_email_and_nothing_else(notify_app, server):
+    client = notify_app.test_client()
+    result = client.post("/screening/back-massage", data=shared(fever="yes", notes="my left shoulder"))
+    reference, code = pair_on(result.text)
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) == 1)     # the new screening's notice
+    settle()
+
+    withdraw(client, reference, code)
+
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) == 2)
+    settle()
+    first, message = server.inbox.messages
+    body = message.get_content()
+    assert message["Subject"] == f"Screening {reference} withdrawn by the client"
+    assert message["Subject"] != first["Subject"]
+    assert message["To"] == CENTRE_ADDRESS and message["From"] == "screening@example.org"
+    assert f"The client withdrew screening {reference} on " in body
+    assert "Its answers and notes are erased." in body
+    raw = message.as_string()
+    for personal in ("Ana Client", "ana@example.org", "shoulder", "Back massage", "Consult a health professional",
+                     "/staff/submissions/"):
+        assert personal not in raw
+    [withdrawn] = outbox(notify_app)            # the sent notice's row went with the erasure
+    assert (withdrawn["kind"], withdrawn["submission_id"], withdrawn["reference"], withdrawn["centre"]) == \
+        ("withdrawn", None, reference, CENTRE)
+    assert withdrawn["sent_at"] is not None and withdrawn["token"] is None
+
+
+def test_the_queued_notice_of_a_withdrawn_screening_is_never_sent(notify_app, server):
+    reference, code = store_unsent(notify_app)
+    assert [row["kind"] for row in outbox(notify_app)] == ["notice"]
+
+    withdraw(notify_app.test_client(), reference, code)
+
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) == 1)
+    settle()
+    assert notify.drain(notify_app) == (0, 0)
+    [message] = server.inbox.messages
+    assert message["Subject"] == f"Screening {reference} withdrawn by the client"
+    assert [row["kind"] for row in outbox(notify_app)] == ["withdrawn"]
+
+
+def test_a_withdrawal_notice_is_retried_while_the_server_is_down_and_sent_once_it_is_up(make_app, down_server,
+                                                                                       rules_copy):
+    app = make_app(**settings(down_server.port), RULES_DIR=str(rules_copy))
+    reference, code = store_unsent(app)
+    withdraw(app.test_client(), reference, code)
+    settle()
+    [row] = outbox(app)
+    assert row["kind"] == "withdrawn" and row["sent_at"] is None and row["attempts"] == 1
+    assert "Error" in row["last_error"]
+
+    down_server.start()
+    assert notify.drain(app, now=datetime.now(UTC) + timedelta(hours=1)) == (1, 0)
+    assert notify.drain(app, now=datetime.now(UTC) + timedelta(hours=2)) == (0, 0)     # at most once here
+    [message] = down_server.inbox.messages
+    assert reference in message["Subject"]
+
+
+@pytest.mark.parametrize(("language", "subject", "sentence"), [
+    ("ca", "Qüestionari {} retirat pel client", "El client ha retirat el qüestionari {} el "),
+    ("es", "Cuestionario {} retirado por el cliente", "El cliente ha retirado el cuestionario {} el "),
+])
+def test_the_withdrawal_notice_is_in_the_centres_language_and_on_its_clock(make_app, server, rules_copy,
+                                                                           language, subject, sentence):
+    edit(rules_copy, "centres/exemple-barcelona.toml", 'default_language = "ca"', f'default_language = "{language}"')
+    edit(rules_copy, "centres/exemple-barcelona.toml", 'timezone = "Europe/Madrid"', 'timezone = "Pacific/Auckland"')
+    app = make_app(**settings(server.port), RULES_DIR=str(rules_copy))
+    reference, code = store_unsent(app)
+    client = app.test_client()
+    client.set_cookie("lang", "en")          # the client reads English; the centre still gets its own language
+    withdraw(client, reference, code)
+
+    server.inbox.wait_until(lambda inbox: len(inbox.messages) == 1)
+    settle()
+    [message] = server.inbox.messages
+    body = message.get_content()
+    assert message["Subject"] == subject.format(reference)
+    assert sentence.format(reference) in body
+    [row] = outbox(app)
+    local = datetime.fromisoformat(row["created_at"]).astimezone(ZoneInfo("Pacific/Auckland"))
+    assert f"{local.hour}:{local.minute:02d}" in body and str(local.year) in body
+
+
+@pytest.mark.parametrize("mail", ["no SMTP server", "no address for the centre"])
+def test_without_notices_nothing_is_queued_and_the_withdrawal_still_works(make_app, rules_copy, mail):
+    if mail == "no SMTP server":
+        app = make_app(RULES_DIR=str(rules_copy))
+    else:
+        app = make_app(**(settings(free_port()) | {"NOTIFY_TO": None}),
+                       RULES_DIR=str(without_centre_address(rules_copy)))
+    client = app.test_client()
+    reference, code = pair_on(client.post("/screening/back-massage", data=shared(fever="yes")).text)
+
+    withdraw(client, reference, code)
+
+    settle()
+    assert outbox(app) == []
+    conn = dbmod.connect(database_of(app))
+    assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 0
+    conn.close()

@@ -515,6 +515,13 @@ def m018_data_requests(db) -> None:
     db.execute("CREATE INDEX idx_submissions_centre_search_phone ON submissions (centre, search_phone)")
 
 
+def m020_withdrawal_notice(db) -> None:
+    """outbox.centre: the centre a 'withdrawn' notice goes to (store/withdrawal.py queues one when a
+    client withdraws; its submission is gone, so submission_id is NULL and the centre is kept here).
+    Other rows leave it NULL (a notice's centre is its submission's)."""
+    db.execute("ALTER TABLE outbox ADD COLUMN centre $TEXT")
+
+
 # The migrations from m010 on, written once for both engines: SQLite records them with the rest
 # (sqlite-utils' Migrations), PostgreSQL after its baseline (engine_postgres.migrate).
 PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
@@ -524,7 +531,8 @@ PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
                        ("m014_audit_filters", m014_audit_filters),
                        ("m016_withdrawal", m016_withdrawal),
                        ("m017_retention", m017_retention),
-                       ("m018_data_requests", m018_data_requests)]
+                       ("m018_data_requests", m018_data_requests),
+                       ("m020_withdrawal_notice", m020_withdrawal_notice)]
 for _name, _function in PORTABLE_MIGRATIONS:
     migrations(name=_name)(_function)
 

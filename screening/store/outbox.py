@@ -4,7 +4,10 @@ Two sorts of rows share the sender, the lease and the retries (`kind`): a notice
 ('notice', queued by db.store_screening in the same transaction as its submission), and an
 account e-mail ('invite' or 'reset', queued by store/links.py with its link: `link_id`, and
 `token`, the link's token in clear, kept only until the e-mail is sent: the UPDATE that marks
-it sent wipes it, and a row given up or dropped keeps no token either). Each row is
+it sent wipes it, and a row given up or dropped keeps no token either), and a notice to the
+centre that a client withdrew a screening ('withdrawn', queued by store/withdrawal.py in the
+transaction that erases it: the screening is gone, so submission_id is NULL and the row holds
+only the reference, the centre and, as created_at, the moment of the withdrawal). Each row is
 claimed inside a write transaction (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on PostgreSQL)
 with a lease (`claimed_until`), so two senders, in threads or
 processes, never send the same notice. Delivery is at least once: a crash after the server
@@ -40,11 +43,11 @@ def backoff(attempts: int) -> timedelta:
 
 def claim(db, *, now: datetime) -> dict | None:
     """Take the oldest due e-mail that nobody else holds, for the length of a lease: id,
-    submission_id, reference, attempts, kind, link_id, token."""
+    submission_id, reference, attempts, kind, link_id, token, centre, created_at."""
     moment = _iso(now)
     with dbmod.immediate(db):
         row = db.execute(
-            "SELECT id, submission_id, reference, attempts, kind, link_id, token FROM outbox"
+            "SELECT id, submission_id, reference, attempts, kind, link_id, token, centre, created_at FROM outbox"
             " WHERE sent_at IS NULL AND attempts < ?"
             " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
             " AND (claimed_until IS NULL OR claimed_until <= ?)"
@@ -55,7 +58,15 @@ def claim(db, *, now: datetime) -> dict | None:
     return dict(zip(CLAIMED, row, strict=True))
 
 
-CLAIMED = ("id", "submission_id", "reference", "attempts", "kind", "link_id", "token")
+CLAIMED = ("id", "submission_id", "reference", "attempts", "kind", "link_id", "token", "centre", "created_at")
+WITHDRAWN = "withdrawn"     # the kind of a row telling a centre that a client withdrew a screening
+
+
+def queue_withdrawn(db, *, reference: str, centre: str, at: str) -> None:
+    """Queue the notice that the client withdrew screening `reference` of `centre` at `at` (db.now()
+    text). Call inside the transaction that erases it: both happen or neither."""
+    db.execute("INSERT INTO outbox (kind, submission_id, reference, centre, created_at, attempts, next_attempt_at)"
+               " VALUES (?, NULL, ?, ?, ?, 0, ?)", [WITHDRAWN, reference, centre, at, at])
 
 
 def mark_sent(db, notice_id: int, *, now: datetime) -> None:
@@ -87,6 +98,8 @@ def describe(notice: dict) -> str:
     (never its address or its token)."""
     if notice.get("kind", "notice") == "notice":
         return f"notice for {notice['reference']}"
+    if notice["kind"] == WITHDRAWN:
+        return f"withdrawal notice for {notice['reference']}"
     return f"{notice['kind']} e-mail {notice['id']}"
 
 

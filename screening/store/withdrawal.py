@@ -19,11 +19,12 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from . import db as dbmod
-from . import retention
+from . import outbox, retention
 
 # Lower case, no 0/o, 1/i/l: read aloud and typed back without doubt. 31 ** 15 is about 2 ** 74.
 CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -109,10 +110,15 @@ def find(db, *, reference: str, code: str, key: bytes, centre: str | None,
 
 
 def withdraw(db, *, reference: str, code: str, key: bytes, centre: str | None,
-             address_key: str, reference_key: str) -> Withdrawable | None:
+             address_key: str, reference_key: str,
+             notify: Callable[[str], bool] | None = None) -> Withdrawable | None:
     """Erase the screening that `reference` and `code` open, as staff erasure does (notes and queued
     notices with it, its reference retired), record "withdrawn" in its centre's audit trail, then
-    make the bytes leave the files. None (and a failure counted) when the pair opens nothing."""
+    make the bytes leave the files. None (and a failure counted) when the pair opens nothing.
+
+    When `notify(centre)` says the centre gets e-mail notices, a 'withdrawn' row is queued in the
+    outbox in the same transaction (the reference and the centre, nothing else); the caller wakes
+    the sender after this returns."""
     try:
         with dbmod.immediate(db):
             _lock_and_check_limits(db, address_key, reference_key)
@@ -123,6 +129,8 @@ def withdraw(db, *, reference: str, code: str, key: bytes, centre: str | None,
             row_id, *shown = found
             retention._delete(db, [row_id])
             dbmod.audit(db, action=ACTION, reference=shown[0], centre=shown[2])
+            if notify is not None and notify(shown[2]):
+                outbox.queue_withdrawn(db, reference=shown[0], centre=shown[2], at=dbmod.now())
     except dbmod.DatabaseError as e:
         raise dbmod.StorageError(str(e)) from e
     retention.checkpoint(db)

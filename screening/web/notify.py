@@ -21,6 +21,13 @@ request's Host header); without either, no row is queued and the team page shows
 link once instead (account_mail_enabled). A link used, expired or superseded by the time its
 e-mail is due is dropped unsent.
 
+When a client withdraws a screening (web/withdraw.py), a 'withdrawn' row is queued in the same
+transaction as the erasure, if notices are on for its centre (`enabled`). Its e-mail, from
+templates/email/withdrawn.txt in the centre's default language, says that reference R was withdrawn
+by the client on a date (the centre's clock) and that its answers and notes are erased: nothing
+else. Its screening is gone, so it is never dropped for that; any queued notice of the erased
+screening was deleted with it and is never sent.
+
 A notice carries the reference, the outcome label, the service name and a link to the staff
 page: never the answers, the name, the contact or the notes (RELIABILITY.md point 18). It is
 rendered from templates/email/notice.txt, which does not autoescape, so it holds only codes and
@@ -48,6 +55,7 @@ log = logging.getLogger(__name__)
 SMTP_TIMEOUT = 10                       # seconds per network operation
 THREAD_NAME = "screening-notices"
 TEMPLATE = "email/notice.txt"
+WITHDRAWN_TEMPLATE = "email/withdrawn.txt"
 LINK_TEMPLATES = {"invite": "email/invitation.txt", "reset": "email/reset.txt"}
 LINK_PATHS = {"invite": "/staff/invitation/", "reset": "/staff/reset/"}
 
@@ -125,6 +133,36 @@ def compose(app, submission: dict) -> EmailMessage:
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="screening.invalid")
     message["Auto-Submitted"] = "auto-generated"      # RFC 3834: no auto-replies, please
+    message.set_content(body.strip() + "\n")
+    return message
+
+
+def compose_withdrawn(app, notice: dict) -> EmailMessage:
+    """The notice that a client withdrew screening `notice['reference']` of `notice['centre']`, at
+    `notice['created_at']`, to the centre's address, in its default language, on its clock. It holds
+    the reference and the date, nothing else. Needs an app context (render_template)."""
+    from flask import render_template
+
+    from ..core.reading import local_time
+
+    config = app.config
+    centre = app.extensions.get("screening.centres", {}).get(notice.get("centre"))
+    to = recipients(config, centre)
+    if not to:
+        raise LookupError(f"no address for the notices of centre {notice.get('centre')!r}")
+    language = centre.default_language if centre is not None else i18n.default_language()
+    zone = centre.timezone if centre is not None else config.get("TIMEZONE") or "UTC"
+    with force_locale(language):
+        text = render_template(WITHDRAWN_TEMPLATE, reference=notice["reference"],
+                               when=i18n.local_datetime(local_time(notice["created_at"], zone)))
+    head, _, body = text.lstrip().partition("\n\n")
+    message = EmailMessage()
+    message["Subject"] = head.removeprefix("Subject:").strip()
+    message["From"] = config.get("NOTIFY_FROM") or to[0]
+    message["To"] = ", ".join(to)
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="screening.invalid")
+    message["Auto-Submitted"] = "auto-generated"
     message.set_content(body.strip() + "\n")
     return message
 
@@ -218,7 +256,10 @@ def drain(app, *, now: datetime | None = None) -> Drained:
 def _message(app, conn, notice: dict, *, now: datetime):
     """How to build a claimed row's e-mail (a function, so that a failure to build it counts as a
     failed attempt), or None when it must not be sent: a notice whose submission is gone or needs
-    none, an account e-mail whose link can no longer be used or that has no token."""
+    none, an account e-mail whose link can no longer be used or that has no token. A withdrawal
+    notice has no submission (it was erased): it is always sent."""
+    if notice.get("kind") == outbox.WITHDRAWN:
+        return lambda: compose_withdrawn(app, notice)
     if notice.get("kind", "notice") == "notice":
         submission = outbox.submission_for(conn, notice)
         if submission is None or submission["outcome"] == "proceed":

@@ -31,7 +31,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from ..core.characters import forbidden_characters
 from ..store import db as dbmod
 from ..store import withdrawal
-from . import public
+from . import notify, public
 from .database import get_db
 
 bp = Blueprint("withdraw", __name__)
@@ -124,6 +124,9 @@ def check():
                  "key": withdrawal.key_from_secret(current_app.config["SECRET_KEY"]), **_limit_keys(reference)}
     act = withdrawal.withdraw if request.form.get("confirm") == "yes" and public.SWITCH not in request.form \
         else withdrawal.find
+    if act is withdrawal.withdraw:
+        # the centre's notice is queued with the erasure, when notices are on for that centre
+        arguments["notify"] = _notices_on
     try:
         found = act(get_db(), **arguments)
     except withdrawal.TooManyAttempts as e:
@@ -134,8 +137,15 @@ def check():
         return _form(typed, unknown=True, status=404)
     if act is withdrawal.withdraw:
         log.info("screening %s withdrawn by the client", found.reference)
+        if _notices_on(found.centre):
+            notify.wake(current_app._get_current_object())      # after the COMMIT
         return _done(reference=found.reference, centre=found.centre)
     return render_template("public/withdraw_confirm.html", typed=typed, found=found, **_described(found))
+
+
+def _notices_on(centre: str) -> bool:
+    """Whether `centre` gets e-mail notices (a mail server and an address for it)."""
+    return notify.enabled(current_app.config, public.centres().get(centre))
 
 
 def _described(found) -> dict:
