@@ -250,3 +250,81 @@ def test_the_rows_are_gone_after_erasure_withdrawal_and_logout(csrf_app, make_st
         for row in db.execute(f"SELECT * FROM {table}").fetchall():  # noqa: S608
             text = " ".join(str(value) for value in row).casefold()
             assert "ybarra" not in text and "655432109" not in text.replace(" ", ""), table
+
+
+@pytest.mark.slow
+def test_the_access_log_of_a_real_server_holds_no_name_contact_or_answer(tmp_path):
+    """gunicorn with its access log (the default format, which also logs the Referer): clients
+    share, one takes their answers back with the code, staff search by name, e-mail and phone, page,
+    switch language, export the search and erase a screening. No line holds a name, a contact or an
+    answer, however encoded."""
+    from helpers_server import Browser, form_fields, gunicorn_server
+
+    from screening.store import accounts
+    from screening.store import db as dbmod
+
+    database = tmp_path / "app.db"
+    access_log = tmp_path / "access.log"
+    people = [("Zoraida Quintanilla", "zoraida.q@example.net"), ("Wenceslao Ybarra", "+34 655 43 21 09"),
+              ("Bartolomé Úbeda", "bart.ubeda@example.com")]
+    answer = "shoulder-canary-pain"
+    with gunicorn_server(tmp_path, database=database, workers=2, env={"SCREENING_STAFF_2FA": "off"},
+                         args=["--access-logfile", str(access_log)]) as server:
+        conn = dbmod.connect(str(database))
+        try:
+            admin = accounts.create_staff(conn, email="admin@centre.example", password="a long pass phrase 1",
+                                          centre="exemple-barcelona", name="Ada Admin", role="admin")
+        finally:
+            conn.close()
+        assert admin
+
+        client = Browser(server.url)
+        pairs = []
+        for name, contact in people:
+            page = client.get(FORM)
+            result = client.post(FORM, form_fields(page.text, all_no(share="yes", name=name, contact=contact,
+                                                                     consent="yes", notes=answer)))
+            assert result.status == 200
+            pairs.append((re.search(r"data-reference>([^<]+)<", result.text).group(1),
+                          re.search(r"data-withdrawal-code>([^<]+)<", result.text).group(1)))
+
+        reference, code = pairs[0]
+        form = client.get("/withdraw")
+        confirm = client.post("/withdraw", {"reference": reference, "code": code,
+                                            "csrf_token": hidden_value(form.text, "csrf_token")})
+        assert confirm.status == 200
+        done = client.post("/withdraw", {"reference": reference, "code": code, "step": "confirm", "confirm": "yes",
+                                         "csrf_token": hidden_value(confirm.text, "csrf_token")})
+        assert done.status == 200 and f'data-withdrawn="{reference}"' in done.text
+
+        staff = Browser(server.url)
+        page = staff.get("/staff/login")
+        assert staff.post("/staff/login", {"email": "admin@centre.example", "password": "a long pass phrase 1",
+                                           "csrf_token": hidden_value(page.text, "csrf_token")}).status == 302
+        for words in ("wenceslao ybarra", "655 43 21 09", "bart.ubeda@example.com"):
+            dashboard = staff.get("/staff/")
+            posted = staff.post("/staff/", {"q": words, "csrf_token": hidden_value(dashboard.text, "csrf_token")})
+            assert posted.status == 303
+            location = posted.headers["Location"]
+            found = staff.get(location)
+            assert found.status == 200 and len(re.findall(r"<tr data-submission=", found.text)) == 1
+            switch = re.search(r'href="([^"]*)" hreflang="es"', found.text).group(1)
+            assert staff.get(html.unescape(switch)).status == 200
+            export = staff.get(location.replace("/staff/", "/staff/export.csv", 1) + "&sep=comma")
+            assert export.status == 200 and answer in export.text     # in the body, never the log
+        number = re.search(r'<tr data-submission="(\d+)"', staff.get(location).text).group(1)
+        page = staff.get(f"/staff/submissions/{number}")
+        assert page.status == 200
+        erased = staff.post(f"/staff/submissions/{number}/erase",
+                            {"confirm": "y", "csrf_token": hidden_value(page.text, "csrf_token")})
+        assert erased.status == 302
+        assert staff.get(erased.headers["Location"]).status == 200
+
+    log = access_log.read_text()
+    assert "POST /withdraw" in log and "GET /staff/?search=" in log and "GET /staff/export.csv?search=" in log
+    plain = urllib.parse.unquote_plus(urllib.parse.unquote_plus(log)).casefold()
+    for name, contact in people:
+        for text in (*name.split(), contact, contact.replace(" ", ""), contact.split("@")[0], contact[-8:]):
+            assert text.casefold() not in plain, text
+    assert answer not in plain
+    assert "ybarra" not in plain and "wenceslao" not in plain
