@@ -27,11 +27,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..core.reading import ExportWords, audit_words, neutralise
-from ..core.rules import OUTCOMES
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..core.reading import ExportWords, audit_words, neutralise
+from ..core.rules import OUTCOMES
 from . import accounts, retention
 from . import db as dbmod
 
@@ -416,14 +416,14 @@ def record_export(db, filters: Filters, staff: dict, *, centre: str,
                   zone: str = "UTC") -> int:
     """One audit row per export, in `centre`'s trail: the non-personal filter (outcome, status,
     service, dates; whether words were searched, never the words nor a hash of them) and how many
-    rows it matched (never answers). Return that count. Counted before the write lock is taken (a million rows take a few
-    hundred ms, which clients sharing their answers would wait for); a row shared in between may be
-    exported too."""
+    rows it matched (never answers). Return that count. Counted before the write lock is taken (a
+    million rows take a few hundred ms, which clients sharing their answers would wait for); a row
+    shared in between may be exported too."""
     count = count_matching(db, filters, centre=centre, zone=zone)
+    searched = {**filters.params(), **({"q": True} if filters.q else {})}
     with dbmod.immediate(db):
         dbmod.audit(db, action="export", staff=staff,
-                    detail=json.dumps({"filters": {**filters.params(), **({"q": True} if filters.q else {})},
-                                       "count": count}, sort_keys=True),
+                    detail=json.dumps({"filters": searched, "count": count}, sort_keys=True),
                     centre=centre)
     return count
 

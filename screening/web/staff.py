@@ -267,8 +267,9 @@ def export_words() -> reading.ExportWords:
 
 @bp.get("/export.csv")
 def export():
-    """The dashboard's current filter (its search named by its id) as CSV for a spreadsheet (UTF-8 with BOM, the separator of
-    the staff member's language unless chosen), streamed a page of rows at a time."""
+    """The dashboard's current filter (its search named by its id) as CSV for a spreadsheet (UTF-8
+    with BOM, the separator of the staff member's language unless chosen), streamed a page of rows
+    at a time."""
     if "q" in request.args:     # words in a URL: refused, never read (see dashboard)
         return _dashboard(review.Filters(), {"q": params.EXPIRED}, status=400)
     filters, errors, search_id = _filters_of_url()
