@@ -328,3 +328,27 @@ def test_the_access_log_of_a_real_server_holds_no_name_contact_or_answer(tmp_pat
             assert text.casefold() not in plain, text
     assert answer not in plain
     assert "ybarra" not in plain and "wenceslao" not in plain
+
+
+def test_the_words_go_when_the_session_expires_or_is_ended_by_its_member(csrf_app, make_staff, people, db):
+    from screening.store import accounts
+    from screening.store import db as dbmod
+    from screening.web import auth
+
+    idle = csrf_app.test_client()
+    idle.staff = make_staff()
+    assert login(idle, idle.staff["email"], idle.staff["password"]).status_code == 302
+    assert post_search(idle, "nuria").status_code == 303
+    # the same member elsewhere ends their other sessions from My account
+    here = csrf_app.test_client()
+    assert login(here, idle.staff["email"], idle.staff["password"]).status_code == 302
+    assert post_search(here, "pere").status_code == 303
+    assert review.count_searches(db) == 2
+    current = here.get_cookie(auth.COOKIE, path=auth.COOKIE_PATH).value
+    assert accounts.end_other_sessions(db, idle.staff, current=current) == 1
+    assert review.count_searches(db) == 1
+    # and the remaining session expires
+    with dbmod.immediate(db):
+        db.execute("UPDATE staff_sessions SET last_seen_at = ?", ["2000-01-01T00:00:00.000000+00:00"])
+    assert accounts.purge_expired_sessions(db, idle_minutes=30, session_hours=12) == 1
+    assert review.count_searches(db) == 0
