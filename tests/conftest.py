@@ -85,7 +85,7 @@ BOTH_ENGINES = {
     "test_engines", "test_export", "test_fuzz_routes", "test_notify", "test_public", "test_retention",
     "test_search_engines", "test_search_fts", "test_share_limit", "test_staff_session_end",
     "test_status_history", "test_storage", "test_submission_detail", "test_centre_routes", "test_staff_cli",
-    "test_cli", "test_privacy", "test_route_guard",
+    "test_cli", "test_privacy", "test_route_guard", "test_search_privacy",
     "test_account_page", "test_login_devices", "test_retention_days", "test_team_page", "test_account_links",
     "test_data_requests", "test_withdrawal", "test_second_factor",
 }
@@ -378,3 +378,23 @@ def postgres_url():
 def database_of(app) -> str:
     """What an app's database is, whichever the engine: a file's path or a postgresql:// URL."""
     return app.config.get("DATABASE_URL") or app.config["DATABASE"]
+
+
+def search(client, words="", **filters):
+    """Search the dashboard as staff do (issue 16): post the words with the other filters (and the
+    page's CSRF token when the app checks it), then follow the redirect to the page that names the
+    search by its id. Returns the dashboard's response; its `request.url` is the page's URL."""
+    data = {"q": words, **{("from" if k == "date_from" else "to" if k == "date_to" else k): v
+                           for k, v in filters.items()}}
+    token = csrf_token_from(client.get("/staff/").get_data(as_text=True))
+    if token:
+        data["csrf_token"] = token
+    return client.post("/staff/", data=data, follow_redirects=True)
+
+
+def search_url(client, words="", **filters) -> str:
+    """The dashboard URL (path and query) a posted search lands on: `?search=<id>` and filters."""
+    response = search(client, words, **filters)
+    assert response.status_code == 200, response.status_code
+    url = urlsplit(response.request.url)
+    return f"{url.path}?{url.query}" if url.query else url.path

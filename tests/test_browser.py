@@ -243,6 +243,15 @@ def withdrawing(step: str):
     return go
 
 
+def searched(page, site, lang="en"):
+    """The dashboard after a posted search (issue 16): the page the redirect names by the search's id."""
+    page.goto(f"/staff/?lang={lang}")
+    page.fill("#q", "ana")
+    with page.expect_navigation():
+        page.locator("form.filters button[type=submit]").click()
+    assert "search=" in page.url and "ana" not in page.url.split("?", 1)[1]
+
+
 def code_page(page, site, lang="en"):
     """The login's code step: the right password of an account with a second factor leads there."""
     page.goto(f"/staff/login?lang={lang}")
@@ -279,6 +288,8 @@ PUBLIC_PAGES = {
 }
 STAFF_PAGES = {
     "staff-dashboard": visit("/staff/"),
+    "staff-dashboard-search": searched,
+    "staff-dashboard-search-expired": lambda page, site, lang="en": page.goto(f"/staff/?search={'A' * 22}&lang={lang}"),
     "staff-submission": visit("/staff/submissions/{site.submission_id}"),
     "staff-rules": visit("/staff/rules"),
     "staff-rules-simulate": visit("/staff/rules/simulate"),
@@ -319,6 +330,8 @@ EXPECTED = {
     "withdraw-confirm": "[data-withdraw-confirm]",
     "withdraw-done": "[data-withdrawn]",
     "staff-dashboard": "[data-withdrawn='WDRN-2345']",
+    "staff-dashboard-search": "form.export-form input[name=search] ~ .field select#sep",
+    "staff-dashboard-search-expired": "#error-summary a[href='#q']",
     "staff-submission": "text=ana@example.org",
     "staff-rules": "[data-rule='intense_pain']",
     "staff-rules-simulate": "select#service",

@@ -6,9 +6,10 @@ store, fails this test instead of leaking submissions.
 """
 import html
 import re
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from conftest import CENTRE, SLUGS, STAFF_PASSWORD, add_centre, database_of, give_second_factor, login
+from conftest import CENTRE, SLUGS, STAFF_PASSWORD, add_centre, database_of, give_second_factor, login, search
 
 from screening.store import accounts, review
 from screening.store import db as dbmod
@@ -184,13 +185,22 @@ def walk_as_a(app):
     form = {"status": "closed", "decision": "postpone", "body": "A's note", "confirm": "y"}
     leaks = []
     rules = sorted(staff_rules(app), key=lambda r: r.endpoint == "auth.logout")   # log out last
+    # a search is posted and then named by its id (issue 16): each query's words become a search
+    # of A's session, which every GET then carries; the echo stripped is still what was typed
+    searched = []
+    for query in b_queries(app):
+        if "q" in query:
+            url = urlsplit(search(client, query["q"]).request.url)
+            searched.append((dict(parse_qsl(url.query)), query))
+        else:
+            searched.append((query, query))
     for rule in rules:
         url = b_url(rule, app)
         names_b = bool(rule.arguments)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            for query in b_queries(app) if method == "GET" else [{}]:
+            for query, typed in searched if method == "GET" else [({}, {})]:
                 response = client.open(url, method=method, query_string=query, data=form)
-                body = without_echo(response.get_data(as_text=True), query)
+                body = without_echo(response.get_data(as_text=True), typed)
                 seen = [s for s in secrets if s in body]
                 if seen or (names_b and response.status_code != 404):
                     leaks.append(f"{method} {url} {query} -> {response.status_code} {seen}")
@@ -227,7 +237,7 @@ def test_the_walk_reaches_every_staff_route_with_data_of_the_other_centre(two_ce
     b_sub = two_centres.made[OTHER][-1]
     page = client.get(f"/staff/submissions/{b_sub['number']}").get_data(as_text=True)
     assert B_NAME in page and B_NOTE in page
-    assert B_NAME in client.get("/staff/", query_string={"q": "bartholomew"}).get_data(as_text=True)
+    assert B_NAME in search(client, "bartholomew").get_data(as_text=True)
     assert b_sub["reference"] in client.get("/staff/export.csv").get_data(as_text=True)
 
 

@@ -50,6 +50,7 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("centre_numbers", "centre"),
     ("maintenance", "name"),
     ("data_requests", "id"),
+    ("search_words", "id"),
 )
 TABLE_NAMES = tuple(name for name, _key in TABLES)
 BATCH = 1000

@@ -515,6 +515,21 @@ def m018_data_requests(db) -> None:
     db.execute("CREATE INDEX idx_submissions_centre_search_phone ON submissions (centre, search_phone)")
 
 
+def m019_search_words(db) -> None:
+    """The dashboard search's words, kept with the staff session that typed them (store/review.py:
+    save_search), so that no URL carries a client's name, e-mail or phone: the dashboard names a
+    search by its random `id` only.
+
+    - search_words: `id` (random, opaque), `session_id` (staff_sessions.id; the row goes with the
+      session, ON DELETE CASCADE, at logout, expiry or when an admin ends it), `words` (encrypted
+      with a key derived from the session's cookie token, which the database never holds: the file
+      never shows them in clear, and no other session can read them), `created_at`."""
+    db.execute("CREATE TABLE search_words (id $TEXT PRIMARY KEY,"
+               " session_id $TEXT NOT NULL REFERENCES staff_sessions (id) ON DELETE CASCADE,"
+               " words $TEXT NOT NULL, created_at $TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_search_words_session_id ON search_words (session_id)")
+
+
 def m020_withdrawal_notice(db) -> None:
     """outbox.centre: the centre a 'withdrawn' notice goes to (store/withdrawal.py queues one when a
     client withdraws; its submission is gone, so submission_id is NULL and the centre is kept here).
@@ -532,6 +547,7 @@ PORTABLE_MIGRATIONS = [("m010_search_columns", m010_search_columns),
                        ("m016_withdrawal", m016_withdrawal),
                        ("m017_retention", m017_retention),
                        ("m018_data_requests", m018_data_requests),
+                       ("m019_search_words", m019_search_words),
                        ("m020_withdrawal_notice", m020_withdrawal_notice)]
 for _name, _function in PORTABLE_MIGRATIONS:
     migrations(name=_name)(_function)

@@ -15,18 +15,25 @@ Another centre's submission is then exactly as absent as one that never existed.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from ..core.reading import ExportWords, audit_words, neutralise
 from ..core.rules import OUTCOMES
+from . import accounts, retention
 from . import db as dbmod
-from . import retention
 
 PAGE_SIZE = 50
 EXPORT_PAGE_SIZE = 500
@@ -50,9 +57,11 @@ class Filters:
     q: str = ""
 
     def params(self) -> dict[str, str]:
-        """The filter as URL parameters (only those set), for links that keep it."""
+        """The non-personal filter as URL parameters (only those set), for links that keep it and
+        for the audit. Never the search words `q` (a client's name, e-mail or phone): a link names
+        them by their search id (save_search), the audit not at all."""
         names = {"date_from": "from", "date_to": "to"}
-        return {names.get(k, k): v for k, v in asdict(self).items() if v}
+        return {names.get(k, k): v for k, v in asdict(self).items() if v and k != "q"}
 
     def active(self) -> bool:
         """Whether any filter is set."""
@@ -352,16 +361,69 @@ def count_matching(db, filters: Filters, *, centre: str, zone: str = "UTC") -> i
     return db.execute(sql, params).fetchone()[0]
 
 
+# --- the search's words, kept with the staff session ------------------------------------------------
+
+SEARCHES_PER_SESSION = 20     # the newest ones; an older search's links then say it has expired
+SEARCH_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}", re.ASCII)
+
+
+def _search_key(token: str) -> bytes:
+    """The key the session's search words are encrypted with: derived from the session's cookie
+    token, which only the staff member's browser holds (the database keeps its hash), so neither
+    the database file nor another session can read them."""
+    return hmac.new(token.encode(), b"screening search words", hashlib.sha256).digest()
+
+
+def save_search(db, token: str, words: str) -> str:
+    """Keep the dashboard search's `words` with the session of cookie `token`; return the random id
+    that names them in URLs. The session's oldest searches beyond SEARCHES_PER_SESSION go."""
+    search_id = secrets.token_urlsafe(16)
+    nonce = secrets.token_bytes(12)
+    sealed = nonce + AESGCM(_search_key(token)).encrypt(nonce, words.encode(), search_id.encode())
+    sid = accounts.session_id(token)
+    with dbmod.immediate(db):
+        db.execute("INSERT INTO search_words (id, session_id, words, created_at) VALUES (?, ?, ?, ?)",
+                   [search_id, sid, base64.b64encode(sealed).decode(), dbmod.now()])
+        old = db.execute("SELECT id FROM search_words WHERE session_id = ? ORDER BY created_at DESC, id",
+                         [sid]).fetchall()[SEARCHES_PER_SESSION:]
+        for (gone,) in old:
+            db.execute("DELETE FROM search_words WHERE id = ?", [gone])
+    return search_id
+
+
+def load_search(db, token: str | None, search_id: str) -> str | None:
+    """The words of search `search_id` if it belongs to the session of cookie `token`, else None
+    (unknown, another session's, or gone with its session)."""
+    if not token or not SEARCH_ID_RE.fullmatch(search_id or ""):
+        return None
+    row = db.execute("SELECT words FROM search_words WHERE id = ? AND session_id = ?",
+                     [search_id, accounts.session_id(token)]).fetchone()
+    if row is None:
+        return None
+    sealed = base64.b64decode(row[0])
+    try:
+        return AESGCM(_search_key(token)).decrypt(sealed[:12], sealed[12:], search_id.encode()).decode()
+    except (InvalidTag, ValueError):
+        return None
+
+
+def count_searches(db) -> int:
+    """How many searches are kept, all sessions together (for tests and the operator)."""
+    return db.execute("SELECT COUNT(*) FROM search_words").fetchone()[0]
+
+
 def record_export(db, filters: Filters, staff: dict, *, centre: str,
                   zone: str = "UTC") -> int:
-    """One audit row per export, in `centre`'s trail: the filter and how many rows it matched (never
-    answers). Return that count. Counted before the write lock is taken (a million rows take a few
-    hundred ms, which clients sharing their answers would wait for); a row shared in between may be
-    exported too."""
+    """One audit row per export, in `centre`'s trail: the non-personal filter (outcome, status,
+    service, dates; whether words were searched, never the words nor a hash of them) and how many
+    rows it matched (never answers). Return that count. Counted before the write lock is taken (a
+    million rows take a few hundred ms, which clients sharing their answers would wait for); a row
+    shared in between may be exported too."""
     count = count_matching(db, filters, centre=centre, zone=zone)
+    searched = {**filters.params(), **({"q": True} if filters.q else {})}
     with dbmod.immediate(db):
         dbmod.audit(db, action="export", staff=staff,
-                    detail=json.dumps({"filters": filters.params(), "count": count}, sort_keys=True),
+                    detail=json.dumps({"filters": searched, "count": count}, sort_keys=True),
                     centre=centre)
     return count
 

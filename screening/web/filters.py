@@ -17,6 +17,7 @@ Q_MAX = 100
 
 # error codes; their wording lives in templates/staff/_review.html
 INVALID, TOO_LONG, FROM_AFTER_TO, BOTH_DIRECTIONS = "invalid", "too_long", "from_after_to", "both_directions"
+EXPIRED = "expired"     # a search id this session does not hold (another's, or gone with its session)
 
 
 # ASCII only and matched whole (fullmatch): \d alone also takes '²' and '١', and $ a final newline
@@ -67,10 +68,12 @@ def parse_id(text: str) -> int | None:
     return value if value <= MAX_ID else None
 
 
-def parse_filters(args: dict[str, str], services: set[str]) -> tuple[Filters, dict[str, str]]:
+def parse_filters(args: dict[str, str], services: set[str], words: str | None = None) -> tuple[Filters, dict[str, str]]:
     """Read and check the dashboard's filter parameters; return (filters, {field: error code}).
 
-    Fields with an error are left out of the returned filters.
+    The search's words are `words` (posted, or read back from the staff session by the search's
+    id), never a URL's `q`; without `words`, `args`' own `q` (the posted form). Fields with an
+    error are left out of the returned filters.
     """
     errors: dict[str, str] = {}
     values: dict[str, str] = {}
@@ -81,7 +84,7 @@ def parse_filters(args: dict[str, str], services: set[str]) -> tuple[Filters, di
         elif value:
             values[field] = value
     _parse_days(args, values, errors)
-    q = " ".join((args.get("q") or "").split())
+    q = " ".join((args.get("q") if words is None else words or "").split())
     if len(q) > Q_MAX:
         errors["q"] = TOO_LONG
     elif q:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -177,28 +178,70 @@ def _services() -> set[str]:
     return set(ruleset().services_by_slug)
 
 
-def _dashboard(filters, errors, page=None, status=200):
-    """Render the dashboard; without a page (bad filter) only the form with its errors."""
+def _dashboard(filters, errors, page=None, status=200, search_id=""):
+    """Render the dashboard; without a page (bad filter) only the form with its errors. `keep` is
+    what the page links carry: the non-personal filters and the search's id, never its words."""
     counts = store().attention_counts()
     chosen = request.args.get("sep")
     separator = chosen if chosen in reading.SEPARATORS else default_separator()
     # screenings the clients took back lately (reference and when: nothing else is left of them)
     withdrawn = withdrawal.recent(get_db(), centre=store().centre)
+    keep = {**filters.params(), **({"search": search_id} if search_id and filters.q else {})}
     return render_template("staff/dashboard.html", filters=filters, errors=errors, page=page, counts=counts,
-                           args=request.args, statuses=dbmod.STATUSES, notice=request.args.get("notice"),
-                           separator=separator, withdrawn=withdrawn), status
+                           args=request.form if request.method == "POST" else request.args,
+                           statuses=dbmod.STATUSES, notice=request.args.get("notice"),
+                           separator=separator, withdrawn=withdrawn, keep=keep), status
+
+
+def _session_token() -> str | None:
+    """The staff session's cookie token: the search's words are kept with that session."""
+    return request.cookies.get(auth.COOKIE)
+
+
+def _filters_of_url():
+    """The dashboard's or export's filter from the URL: the non-personal fields, and the words of
+    the search the URL names by its id (`search`), read back from this session. Return (filters,
+    errors, search id); a search this session does not hold is refused at the search field."""
+    search_id = request.args.get("search") or ""
+    words, errors = "", {}
+    if search_id:
+        found = review.load_search(get_db(), _session_token(), search_id)
+        if found is None:
+            errors["q"] = params.EXPIRED
+        words = found or ""
+    filters, more = params.parse_filters(request.args, _services(), words)
+    errors.update(more)
+    return filters, errors, search_id
 
 
 @bp.get("/")
 def dashboard():
-    """Shared submissions, newest first, filtered, 50 a page."""
-    filters, errors = params.parse_filters(request.args, _services())
+    """Shared submissions, newest first, filtered, 50 a page. A URL's `q` (the old GET search, or a
+    bookmark of it) is not read: the words would be in the access log; it is dropped (303)."""
+    if "q" in request.args:
+        keep = [(k, v) for k, v in request.args.items(multi=True) if k not in ("q", "search")]
+        return redirect(url_for(".dashboard") + (f"?{urlencode(keep)}" if keep else ""), 303)
+    filters, errors, search_id = _filters_of_url()
     before, after, page_errors = params.parse_page(request.args)
     errors.update(page_errors)
     if errors:
         return _dashboard(filters, errors, status=400)
     page = store().list_page(filters, before=before, after=after)
-    return _dashboard(filters, errors, page)
+    return _dashboard(filters, errors, page, search_id=search_id)
+
+
+@bp.post("/")
+def search():
+    """The dashboard's filter form, posted (with its CSRF token) so that the search's words (a
+    client's name, e-mail or phone) never reach a URL: they are kept with the staff session and
+    the dashboard is shown at a URL that names them by a random id (post/redirect/get)."""
+    filters, errors = params.parse_filters(request.form, _services())
+    if errors:
+        return _dashboard(filters, errors, status=400)
+    keep = filters.params()
+    if filters.q:
+        keep["search"] = review.save_search(get_db(), _session_token(), filters.q)
+    return redirect(url_for(".dashboard", **keep), 303)
 
 
 EXPORT_CHUNK = 64 * 1024
@@ -224,15 +267,18 @@ def export_words() -> reading.ExportWords:
 
 @bp.get("/export.csv")
 def export():
-    """The dashboard's current filter as CSV for a spreadsheet (UTF-8 with BOM, the separator of
-    the staff member's language unless chosen), streamed a page of rows at a time."""
-    filters, errors = params.parse_filters(request.args, _services())
+    """The dashboard's current filter (its search named by its id) as CSV for a spreadsheet (UTF-8
+    with BOM, the separator of the staff member's language unless chosen), streamed a page of rows
+    at a time."""
+    if "q" in request.args:     # words in a URL: refused, never read (see dashboard)
+        return _dashboard(review.Filters(), {"q": params.EXPIRED}, status=400)
+    filters, errors, search_id = _filters_of_url()
     separator = request.args.get("sep") or default_separator()
     if separator not in reading.SEPARATORS:
         errors["sep"] = params.INVALID
     if errors:
         page = None if set(errors) - {"sep"} else store().list_page(filters)
-        return _dashboard(filters, errors, page, status=400)
+        return _dashboard(filters, errors, page, status=400, search_id=search_id)
     scoped = store()
     scoped.record_export(filters, g.staff)
     words = export_words()
