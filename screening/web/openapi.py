@@ -54,8 +54,21 @@ def refused_in_text() -> str:
     refused = [cp for cp in range(sys.maxunicode + 1)
                if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Zs", "Zl", "Zp")
                and engine._normalize_one(probe, f"a{chr(cp)}a", ()) in engine.ERROR_CODES]
+    return _character_class(refused)
+
+
+@functools.cache
+def spaces() -> str:
+    """The characters the engine trims from a text answer (Python's str.strip: str.isspace), as the
+    inside of a regex character class. Written out rather than as \\s, whose meaning differs between
+    regex dialects (ECMAScript's \\s also holds U+FEFF, which the engine keeps, then refuses)."""
+    return _character_class([cp for cp in range(sys.maxunicode + 1) if chr(cp).isspace()])
+
+
+def _character_class(code_points: list[int]) -> str:
+    """Sorted code points as the inside of a regex character class, runs written as ranges."""
     ranges: list[list[int]] = []
-    for cp in refused:
+    for cp in code_points:
         if ranges and ranges[-1][1] == cp - 1:
             ranges[-1][1] = cp
         else:
@@ -85,7 +98,7 @@ def answer_schema(q: Question, *, answered: bool = False, offered: list[str] | N
         schema = {"anyOf": [{"type": "array", "items": {"enum": ids}, "minItems": 1}, {"enum": ids}],
                   "description": "a list of option ids (a single id is read as a list of one)"}
     else:
-        schema = {"type": "string", "maxLength": q.max_length, "pattern": r"\S",
+        schema = {"type": "string", "maxLength": q.max_length, "pattern": f"[^{spaces()}]",
                   "description": "free text; surrounding spaces are trimmed before the length is checked"}
         refused = refused_in_text()
         if refused:
@@ -93,7 +106,7 @@ def answer_schema(q: Question, *, answered: bool = False, offered: list[str] | N
                       "description": schema["description"] + "; control and invisible format characters are "
                                                              "refused (line breaks and tabs are fine)"}
         if not answered:     # only spaces is not answered either
-            return {"anyOf": [schema, UNANSWERED, {"type": "string", "pattern": r"^\s*$"}]}
+            return {"anyOf": [schema, UNANSWERED, {"type": "string", "pattern": f"^[{spaces()}]*$"}]}
     return schema if answered else {"anyOf": [schema, UNANSWERED]}
 
 
