@@ -121,15 +121,20 @@ def compose(app, submission: dict) -> EmailMessage:
             # the centre's own number: the installation-wide id would tell its staff how many
             # screenings the other centres received
             link=f"{base}/staff/submissions/{submission['number']}")
-    # the template's first line is the subject, then a blank line, then the body
-    head, _, body = text.lstrip().partition("\n\n")
     to = recipients(config, centre)
     if not to:
         raise LookupError(f"no address for the notices of centre {submission.get('centre')!r}")
+    return _email(text, config.get("NOTIFY_FROM") or to[0], ", ".join(to))
+
+
+def _email(text: str, sender_address: str, to: str) -> EmailMessage:
+    """The e-mail of a rendered template: its first line is the subject, then a blank line, then
+    the body. Every e-mail the app sends is built here."""
+    head, _, body = text.lstrip().partition("\n\n")
     message = EmailMessage()
     message["Subject"] = head.removeprefix("Subject:").strip()
-    message["From"] = config.get("NOTIFY_FROM") or to[0]
-    message["To"] = ", ".join(to)
+    message["From"] = sender_address
+    message["To"] = to
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="screening.invalid")
     message["Auto-Submitted"] = "auto-generated"      # RFC 3834: no auto-replies, please
@@ -155,16 +160,7 @@ def compose_withdrawn(app, notice: dict) -> EmailMessage:
     with force_locale(language):
         text = render_template(WITHDRAWN_TEMPLATE, reference=notice["reference"],
                                when=i18n.local_datetime(local_time(notice["created_at"], zone)))
-    head, _, body = text.lstrip().partition("\n\n")
-    message = EmailMessage()
-    message["Subject"] = head.removeprefix("Subject:").strip()
-    message["From"] = config.get("NOTIFY_FROM") or to[0]
-    message["To"] = ", ".join(to)
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain="screening.invalid")
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(body.strip() + "\n")
-    return message
+    return _email(text, config.get("NOTIFY_FROM") or to[0], ", ".join(to))
 
 
 def sender(config, centre) -> str:
@@ -192,16 +188,7 @@ def compose_link(app, link: dict, token: str) -> EmailMessage:
         text = render_template(LINK_TEMPLATES[link["kind"]], link=link_url(config, link["kind"], token),
                                centre_name=centre.name if centre is not None else link["centre"],
                                hours=int(links.VALIDITY[link["kind"]].total_seconds() // 3600))
-    head, _, body = text.lstrip().partition("\n\n")
-    message = EmailMessage()
-    message["Subject"] = head.removeprefix("Subject:").strip()
-    message["From"] = sender(config, centre)
-    message["To"] = link["email"]
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain="screening.invalid")
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(body.strip() + "\n")
-    return message
+    return _email(text, sender(config, centre), link["email"])
 
 
 def deliver(config, message: EmailMessage) -> None:
