@@ -202,22 +202,23 @@ def role(handle):
 @admin_required
 def deactivate(handle):
     """Deactivate an account of this centre: its sessions end at once (never the last active admin)."""
-    _checked(ActionForm())
-    result = _team_change(handle, lambda m: team.set_active(get_db(), admin=g.staff, staff_id=m["id"], active=False))
-    if not isinstance(result, bool):
-        return result
-    return _done("deactivated" if result else "unchanged")
+    return _set_active(handle, False)
 
 
 @bp.post("/<handle>/reactivate")
 @admin_required
 def reactivate(handle):
     """Let a deactivated account of this centre log in again."""
+    return _set_active(handle, True)
+
+
+def _set_active(handle: str, active: bool):
+    """Deactivate or reactivate an account of this centre, then back to the team page."""
     _checked(ActionForm())
-    result = _team_change(handle, lambda m: team.set_active(get_db(), admin=g.staff, staff_id=m["id"], active=True))
+    result = _team_change(handle, lambda m: team.set_active(get_db(), admin=g.staff, staff_id=m["id"], active=active))
     if not isinstance(result, bool):
         return result
-    return _done("reactivated" if result else "unchanged")
+    return _done(("reactivated" if active else "deactivated") if result else "unchanged")
 
 
 @bp.post("/<handle>/reset")
