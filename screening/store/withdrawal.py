@@ -99,12 +99,8 @@ def find(db, *, reference: str, code: str, key: bytes, centre: str | None,
     A wrong pair is counted against both keys; over either limit, TooManyAttempts."""
     try:
         with dbmod.immediate(db):
-            _lock_and_check_limits(db, address_key, reference_key)
-            found = _match(db, reference, code, key, centre)
-            if found is None:
-                _count_failure(db, address_key, reference_key)
-                return None
-            return Withdrawable(found[1], found[2], found[3], found[4])
+            found = _open(db, reference, code, key, centre, address_key, reference_key)
+            return None if found is None else Withdrawable(*found[1:])
     except dbmod.DatabaseError as e:
         raise dbmod.StorageError(str(e)) from e
 
@@ -121,10 +117,8 @@ def withdraw(db, *, reference: str, code: str, key: bytes, centre: str | None,
     the sender after this returns."""
     try:
         with dbmod.immediate(db):
-            _lock_and_check_limits(db, address_key, reference_key)
-            found = _match(db, reference, code, key, centre)
+            found = _open(db, reference, code, key, centre, address_key, reference_key)
             if found is None:
-                _count_failure(db, address_key, reference_key)
                 return None
             row_id, *shown = found
             retention._delete(db, [row_id])
@@ -135,6 +129,17 @@ def withdraw(db, *, reference: str, code: str, key: bytes, centre: str | None,
         raise dbmod.StorageError(str(e)) from e
     retention.checkpoint(db)
     return Withdrawable(*shown)
+
+
+def _open(db, reference: str, code: str, key: bytes, centre: str | None, address_key: str,
+          reference_key: str) -> tuple | None:
+    """Inside the transaction: the limits checked (TooManyAttempts), then the row the pair opens
+    (id, reference, service, centre, created_at), or None with the failure counted against both keys."""
+    _lock_and_check_limits(db, address_key, reference_key)
+    found = _match(db, reference, code, key, centre)
+    if found is None:
+        _count_failure(db, address_key, reference_key)
+    return found
 
 
 def _lock_and_check_limits(db, address_key: str, reference_key: str) -> None:
