@@ -31,7 +31,7 @@ from werkzeug.exceptions import NotFound
 from ..core import engine
 from ..core.rules import LOCALES, RuleSet
 from ..store import db, withdrawal
-from . import database, forms, i18n, notify, upkeep
+from . import database, forms, i18n, notify, parts, upkeep
 from .database import get_db
 
 bp = Blueprint("public", __name__)
@@ -352,14 +352,28 @@ def _render_result(service, *, decision, made_at, sent, not_sent, again):
     copy = _result_copies().dumps({"centre": current_centre().slug, "decision": engine.decision_record(decision),
                                    "made_at": made_at.isoformat(), "sent": sent, "not_sent": not_sent,
                                    "again": again})
-    return render_template("public/result.html", service=service, decision=decision, again=again,
-                           reasons=[(r, r.message.get(loc)) for r in engine.reading_order(rs, decision.reasons)],
-                           answered=[(q, engine.question_text(rs, q, service, loc), value,
-                                      engine.answer_words(rs, q, value, loc))
-                                     for q in rs.questions if (value := decision.answers.get(q.id)) not in (None, ())],
-                           outcome_texts=rs.outcomes[decision.outcome.code], made_at=made_at,
-                           zone=zone_name(made_at), shared=sent, not_sent=not_sent, result_copy=copy,
-                           services=rs.services_by_slug)
+    code = decision.outcome.code
+    reasons = [(r, r.message.get(loc)) for r in engine.reading_order(rs, decision.reasons)]
+    # reasons at the outcome's own level, then the lower ones (a cleared reason is one of those)
+    top_reasons = [item for item in reasons if item[0].outcome == decision.outcome]
+    # fever has its own next step: postpone, and answer again once well (a clearance never lowers it)
+    fever = "fever" in decision.fired_rules
+    client = {"decision": decision, "code": code, "again": again, "reasons": reasons, "top_reasons": top_reasons,
+              "other_reasons": [item for item in reasons if item[0].outcome != decision.outcome],
+              "fever": fever,
+              "other_consult": [item for item in top_reasons if item[0].rule != "fever"]
+              if code == "consult_professional" else [],
+              "answered": [(q, engine.question_text(rs, q, service, loc), value, engine.answer_words(rs, q, value, loc))
+                           for q in rs.questions if (value := decision.answers.get(q.id)) not in (None, ())],
+              "outcome_texts": rs.outcomes[code], "made_at": made_at, "zone": zone_name(made_at),
+              "shared": sent, "not_sent": not_sent, "result_copy": copy}
+    return parts.page("public/result.html", static={"service": service, "services": rs.services_by_slug},
+                      client=client, dynamic=RESULT_BLOCKS)
+
+
+# the result page's blocks that are the client's (templates/public/result.html); the rest is kept
+RESULT_BLOCKS = ("title", "outcome", "share_box", "reasons", "next_steps", "answers", "made_at", "again",
+                 "result_copy")
 
 
 def zone_name(moment: datetime) -> str:
