@@ -11,6 +11,7 @@ import secrets
 import threading
 from collections import OrderedDict
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, RadioField, SelectMultipleField, StringField, TextAreaField
 
@@ -31,9 +32,9 @@ class _BaseScreeningForm(FlaskForm):
     """What every questionnaire has besides its questions: sharing, contact, consent, the nonce."""
 
     share = RadioField("share", choices=["no", "yes"], default="no", validate_choice=False)
-    # maxlength for the browser, and the name's hint states it (the server refuses longer ones too)
-    name = StringField("name", render_kw={"maxlength": NAME_MAX})
-    contact = StringField("contact", render_kw={"maxlength": CONTACT_MAX})
+    # the page gives them a maxlength (MAXLENGTH), and the name's hint states it
+    name = StringField("name")
+    contact = StringField("contact")
     consent = BooleanField("consent", false_values=("", "no", "false", "0"))
     nonce = HiddenField("nonce")
 
@@ -88,11 +89,29 @@ def raw_answers(form: FlaskForm, ruleset: RuleSet) -> dict:
     return {q.id: form[q.id].data for q in ruleset.questions}
 
 
-def share_errors(form: FlaskForm) -> dict[str, str]:
-    """{field: error code} for the sharing part; empty when checking only.
+# what the questionnaire says at a sharing field, by share_errors' codes (in the page's language)
+SHARE_MESSAGES = {
+    "share_choice": _l("Choose whether to only check or to send your answers to the centre."),
+    "name_required": _l("Enter your name, so the centre knows who sent this."),
+    "name_too_long": _l("Your name must be %(max)d characters or fewer.", max=NAME_MAX),
+    "contact_required": _l("Enter an e-mail address or a phone number."),
+    "contact_invalid": _l("Enter an e-mail address like name@example.com, or a phone number like +34 600 000 000."),
+    "consent_required": _l("Tick the box to agree, or choose to only check your answers."),
+    "characters": _l("This has invisible or control characters, often brought in by pasting. "
+                     "Type it again without them."),
+}
+# the browser's limits of the sharing fields (the server refuses longer ones too)
+MAXLENGTH = {"name": NAME_MAX, "contact": CONTACT_MAX}
+SHARING_FIELDS = ("share", "name", "contact", "consent")
 
-    Codes map to messages in the questionnaire template, where every client-facing word lives.
-    """
+
+def typed(form: FlaskForm, ruleset: RuleSet) -> dict:
+    """What the client typed or chose, by field (questions and the sharing part), to show again."""
+    return {name: form[name].data for name in (*(q.id for q in ruleset.questions), *SHARING_FIELDS)}
+
+
+def share_errors(form: FlaskForm) -> dict[str, str]:
+    """{field: error code} for the sharing part; empty when checking only (SHARE_MESSAGES words them)."""
     errors: dict[str, str] = {}
     if form.share.data not in ("yes", "no"):
         errors["share"] = "share_choice"

@@ -210,7 +210,8 @@ def _directory_text(centre) -> str:
 @bp.get("/services/<slug>")
 @bp.get("/c/<centre>/services/<slug>")
 def service(slug):
-    return render_template("public/service.html", service=service_or_404(slug))
+    # the same for every client of the centre, in each language: rendered once (parts.page)
+    return parts.page("public/service.html", static={"service": service_or_404(slug)}, client={}, dynamic=())
 
 
 @bp.get("/healthz")
@@ -219,22 +220,31 @@ def healthz():
     return "ok", 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
-def _render_form(service, form, *, errors=None, status=200, expired=False):
-    rs = ruleset()
-    loc = locale()
-    questions = [(q, engine.question_text(rs, q, service, loc)) for q in rs.questions]
-    offered = {q.id: rs.options_for(q, service) for q in rs.questions if q.options}
-    return render_template("public/questionnaire.html", service=service, form=form, questions=questions,
-                           offered=offered, errors=errors or {}, expired=expired), status
+def _render_form(service, *, values=None, nonce=None, errors=None, status=200, expired=False):
+    """The questionnaire: blank (`values` None: a new nonce), or shown again with what the client
+    typed (`values`, from forms.typed), its errors, or after an expired page. A blank one is the
+    client's only in its tokens; one shown again also in its questions and notices (parts.page)."""
+    rs, loc = ruleset(), locale()
+    static = {"service": service, "maxlength": forms.MAXLENGTH,
+              "questions": [(q, engine.question_text(rs, q, service, loc)) for q in rs.questions],
+              "offered": {q.id: rs.options_for(q, service) for q in rs.questions if q.options}}
+    client = {"nonce": nonce or forms.new_nonce()}
+    if values is None:
+        static.update(values={}, errors={}, expired=False)
+        return parts.page("public/questionnaire.html", static=static, client=client, dynamic=BLANK_FORM_BLOCKS), status
+    client.update(values=values, errors=errors or {}, expired=expired, share_messages=forms.SHARE_MESSAGES)
+    return parts.page("public/questionnaire.html", static=static, client=client, dynamic=FILLED_FORM_BLOCKS), status
+
+
+# the questionnaire's blocks that are the client's (templates/public/questionnaire.html)
+BLANK_FORM_BLOCKS = ("form_tokens",)
+FILLED_FORM_BLOCKS = ("title", "notices", "form_tokens", "health_questions", "wish_questions", "share_part")
 
 
 @bp.get("/screening/<slug>")
 @bp.get("/c/<centre>/screening/<slug>")
 def questionnaire(slug):
-    service = service_or_404(slug)
-    form = forms.questionnaire_form_class(ruleset())(formdata=None)
-    form.nonce.data = forms.new_nonce()
-    return _render_form(service, form)
+    return _render_form(service_or_404(slug))
 
 
 @bp.post("/screening/<slug>")
@@ -252,14 +262,14 @@ def submit(slug):
         # "Answer again" on the result posts the answers back, and the language switch on the
         # questionnaire posts what was typed: the form comes back filled in, from this POST alone
         # (never from storage, never in a URL); nothing is judged or stored
-        if not forms.NONCE_RE.match(form.nonce.data or ""):
-            form.nonce.data = forms.new_nonce()
         # a form shown with its errors comes back with them, in the new language
         errors = _checked(rs, service, form)[1] if switching and request.form.get("errors_shown") else {}
-        return _render_form(service, form, errors=errors, status=422 if errors else 200)
+        return _render_form(service, values=forms.typed(form, rs), nonce=forms.nonce_of(form), errors=errors,
+                            status=422 if errors else 200)
     answers, errors = _checked(rs, service, form)
     if errors:
-        return _render_form(service, form, errors=errors, status=422)
+        return _render_form(service, values=forms.typed(form, rs), nonce=forms.nonce_of(form), errors=errors,
+                            status=422)
 
     centre = current_centre()
     decision = engine.evaluate(rs, service, answers)
@@ -439,9 +449,8 @@ def csrf_expired(e):
             # the posted answers (or those of a result's copy, when its language switch came too
             # late), and a fresh token
             form = forms.questionnaire_form_class(ruleset())(formdata=_answers_in_copy() or request.form)
-            if not forms.NONCE_RE.match(form.nonce.data or ""):
-                form.nonce.data = forms.new_nonce()
-            return _render_form(service, form, status=400, expired=True)
+            return _render_form(service, values=forms.typed(form, ruleset()), nonce=forms.nonce_of(form), status=400,
+                                expired=True)
     return render_template("error.html", status=400, code="csrf"), 400
 
 
