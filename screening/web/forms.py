@@ -29,7 +29,14 @@ NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # one WTForms asks gettext for a default label per field and per request, which makes Flask-WTF load
 # the WTForms catalog for the request (profiled: most of the cost of binding the form).
 class _BaseScreeningForm(FlaskForm):
-    """What every questionnaire has besides its questions: sharing, contact, consent, the nonce."""
+    """What every questionnaire has besides its questions: sharing, contact, consent, the nonce.
+
+    No CSRF field of its own: CSRFProtect checks every POST's token app-wide before any view runs
+    (screening/__init__.py), and the page writes the token itself; a second check of the same
+    token per form only cost time (a tenth of a check-only POST, profiled)."""
+
+    class Meta:
+        csrf = False
 
     share = RadioField("share", choices=["no", "yes"], default="no", validate_choice=False)
     # the page gives them a maxlength (MAXLENGTH), and the name's hint states it

@@ -151,8 +151,16 @@ def straight_apostrophes(text: str) -> str:
 def local_datetime(moment: datetime) -> str:
     """The day in words and the time in hours and minutes, as the page's language writes them
     ("1 de desembre de 2026, a les 21:35"), on the moment's own clock. Babel's own "long" would add
-    seconds and a zone name; this joins its long date and short time with the locale's pattern."""
+    seconds and a zone name; this joins its long date and short time with the locale's pattern.
+    Written once per minute, clock and language (Babel takes about 0.2 ms: a result page shows it)."""
     locale = get_locale() or default_language()
+    # the zone is part of the key: aware datetimes of one instant on two clocks are equal
+    return _local_datetime(moment.replace(second=0, microsecond=0), str(moment.tzinfo), str(locale))
+
+
+@lru_cache(maxsize=256)
+def _local_datetime(moment: datetime, _zone: str, locale: str) -> str:
+    """local_datetime's text for a minute on its clock and a language."""
     return straight_apostrophes(get_datetime_format("long", locale=locale).replace("'", "")
                                 .replace("{0}", format_time(moment, "short", tzinfo=moment.tzinfo, locale=locale))
                                 .replace("{1}", format_date(moment, "long", locale=locale)))

@@ -255,8 +255,9 @@ def submit(slug):
         # the language switch on a result: the same result again, from the page's signed copy alone
         return _render_result(service, **_read_result_copy(service))
     rs = ruleset()
+    # the form's fields read the POST as they are made (CSRF was already checked app-wide; whether
+    # the answers are valid is the engine's to say, in _checked)
     form = forms.questionnaire_form_class(rs)()
-    form.validate_on_submit()          # CSRF was already checked app-wide; this loads the data
     switching = SWITCH in request.form
     if request.form.get("edit") or switching:
         # "Answer again" on the result posts the answers back, and the language switch on the
@@ -322,7 +323,12 @@ RESULT_COPY_SALT = "screening.result-copy"
 
 
 def _result_copies() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt=RESULT_COPY_SALT)
+    """The app's serializer of result copies (made once: it derives its key when made)."""
+    copies = current_app.extensions.get("screening.result_copies")
+    if copies is None:
+        copies = URLSafeTimedSerializer(current_app.secret_key, salt=RESULT_COPY_SALT)
+        current_app.extensions["screening.result_copies"] = copies
+    return copies
 
 
 def _read_result_copy(service) -> dict:
@@ -388,9 +394,19 @@ RESULT_BLOCKS = ("title", "outcome", "share_box", "reasons", "next_steps", "answ
 
 def zone_name(moment: datetime) -> str:
     """The time zone in words, as read inside a sentence: "Central European Standard Time", and in
-    Catalan and Spanish without the capital CLDR gives it ("hora estàndard d'Europa central")."""
-    name = i18n.straight_apostrophes(get_timezone_name(moment, "long", locale=locale()))
-    return name if locale() == "en" else name[:1].lower() + name[1:]
+    Catalan and Spanish without the capital CLDR gives it ("hora estàndard d'Europa central").
+    Looked up once per zone, offset, summer time or not, and language (about 50 µs each time)."""
+    key = (str(moment.tzinfo), moment.utcoffset(), moment.dst(), locale())
+    name = _ZONE_NAMES.get(key)
+    if name is None:
+        name = i18n.straight_apostrophes(get_timezone_name(moment, "long", locale=key[-1]))
+        name = name if key[-1] == "en" else name[:1].lower() + name[1:]
+        if len(_ZONE_NAMES) < 1024:      # zones come from centres' files: a few, but bounded anyway
+            _ZONE_NAMES[key] = name
+    return name
+
+
+_ZONE_NAMES: dict[tuple, str] = {}
 
 
 def share_limit_key(remote_addr: str | None, purpose: bytes = b"share-limit") -> str:
