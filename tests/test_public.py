@@ -415,9 +415,9 @@ def test_the_result_shows_when_it_was_made_on_the_centres_clock(make_app, rules_
 # --- the result says exactly what to do ---------------------------------------------------------
 
 def hidden_fields(html):
-    """The (name, value) pairs of the hidden inputs of the result's "Answer again" form."""
-    form = re.search(r'<form method="post"[^>]*>(.*?)</form>', html, re.S).group(1)
-    return re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form)
+    """The hidden inputs of the result's form that "Answer again" and the language switch post."""
+    form = re.search(r'<form method="post" id="language-form"[^>]*>(.*?)</form>', html, re.S).group(1)
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
 
 
 def test_reasons_read_most_severe_first_and_a_cleared_one_never_leads_under_consult(client):
@@ -518,32 +518,35 @@ def test_copy_and_print_come_from_a_script_file_and_the_reference_stays_text(cli
     assert client.get("/static/result.js").status_code == 200
 
 
-def test_answer_again_posts_the_answers_back_and_the_form_comes_back_filled(client, db):
+def test_answer_again_posts_the_pages_copy_and_the_form_comes_back_filled(client, db):
     html = client.post("/screening/back-massage",
                        data=shared(recent_injury="yes", professional_cleared="yes", tension_areas=["lumbar", "neck"],
                                    notes="Left shoulder")).text
-    fields = hidden_fields(html)
-    assert ("recent_injury", "yes") in fields and ("tension_areas", "lumbar") in fields
-    assert ("tension_areas", "neck") in fields and ("notes", "Left shoulder") in fields
-    assert ("edit", "yes") in fields and ("consent", "yes") not in fields
-    assert re.search(r'<form method="post" action="/screening/back-massage"', html)   # a POST: no answers in a URL
+    # the button posts the page's signed copy (the language switch's form): a POST, no answers in a URL
+    assert re.search(r'<button type="submit" form="language-form" name="edit" value="yes"', html)
+    assert re.search(r'<form method="post" id="language-form" action="/screening/back-massage" hidden>', html)
     stored = count(db)
 
-    again = client.post("/screening/back-massage", data=_multi(fields))
+    again = client.post("/screening/back-massage", data={**hidden_fields(html), "edit": "yes"})
     assert again.status_code == 200
     assert outcomes(again.text) == [] and 'class="questionnaire"' in again.text
     assert re.search(r'id="recent_injury-yes"[^>]*value="yes" checked', again.text)
     assert re.search(r'id="tension_areas-neck"[^>]*value="neck" checked', again.text)
     assert re.search(r'id="tension_areas-lumbar"[^>]*value="lumbar" checked', again.text)
     assert "Left shoulder</textarea>" in again.text
+    assert re.search(r'id="share-yes" name="share" value="yes" checked', again.text)      # for a retry
+    assert 'id="name" name="name" value="Ana Client"' in again.text and 'value="ana@example.org"' in again.text
+    assert 'name="nonce" value="' + "n" * 24 + '"' in again.text     # sent again, it replaces, never doubles
     assert 'id="consent" name="consent" value="yes" checked' not in again.text   # consent is given again
     assert count(db) == stored                                                   # nothing judged or stored
 
 
-def _multi(fields):
-    """Form data with repeated names kept (a MultiDict), as a browser sends them."""
-    from werkzeug.datastructures import MultiDict
-    return MultiDict(fields)
+def test_answer_again_with_another_services_or_a_forged_copy_is_a_400(client):
+    html = client.post("/screening/back-massage", data=all_no()).text
+    fields = hidden_fields(html)
+    assert client.post("/screening/decontracting-back-massage", data={**fields, "edit": "yes"}).status_code == 400
+    forged = {**fields, "result_copy": fields["result_copy"][:-2] + "xx", "edit": "yes"}
+    assert client.post("/screening/back-massage", data=forged).status_code == 400
 
 
 def test_the_error_summary_is_a_count_and_one_short_link_per_question(client):

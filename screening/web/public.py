@@ -251,18 +251,23 @@ def questionnaire(slug):
 @bp.post("/c/<centre>/screening/<slug>")
 def submit(slug):
     service = service_or_404(slug)
+    rs = ruleset()
     if RESULT_COPY in request.form:
+        if request.form.get("edit"):
+            # "Answer the questions again" on a result posts the page's signed copy: the form comes
+            # back filled in from it, judged and stored nowhere
+            form = forms.questionnaire_form_class(rs)(formdata=_answers_in_copy(service))
+            return _render_form(service, values=forms.typed(form, rs), nonce=forms.nonce_of(form))
         # the language switch on a result: the same result again, from the page's signed copy alone
         return _render_result(service, **_read_result_copy(service))
-    rs = ruleset()
     # the form's fields read the POST as they are made (CSRF was already checked app-wide; whether
     # the answers are valid is the engine's to say, in _checked)
     form = forms.questionnaire_form_class(rs)()
     switching = SWITCH in request.form
     if request.form.get("edit") or switching:
-        # "Answer again" on the result posts the answers back, and the language switch on the
-        # questionnaire posts what was typed: the form comes back filled in, from this POST alone
-        # (never from storage, never in a URL); nothing is judged or stored
+        # the language switch on the questionnaire posts what was typed (and so did "Answer again"
+        # on results before it posted their copy): the form comes back filled in, from this POST
+        # alone (never from storage, never in a URL); nothing is judged or stored
         # a form shown with its errors comes back with them, in the new language
         errors = _checked(rs, service, form)[1] if switching and request.form.get("errors_shown") else {}
         return _render_form(service, values=forms.typed(form, rs), nonce=forms.nonce_of(form), errors=errors,
@@ -347,23 +352,31 @@ def _read_result_copy(service) -> dict:
         abort(400)
 
 
-def _answers_in_copy() -> MultiDict | None:
+def _answers_in_copy(service=None) -> MultiDict | None:
     """The answers and sharing details in a posted result copy, as the questionnaire's form data;
     None without a readable one. Only its signature is checked, not its age: it only refills the
-    form of the client who posts it, and judges, shows or stores nothing."""
+    form of the client who posts it, and judges, shows or stores nothing. With `service` ("Answer
+    again"), a copy that is unreadable or of another centre or service is a 400 page instead."""
     try:
         copy = _result_copies().loads(request.form[RESULT_COPY])
+        if service is not None and (copy["centre"] != current_centre().slug
+                                    or copy["decision"]["service"] != service.slug):
+            abort(400)
         answers = copy["decision"]["answers"].items()
         return MultiDict([*((k, v) for k, vs in answers for v in (vs if isinstance(vs, list) else [vs])),
                           *copy["again"].items()])
     except (BadData, KeyError, TypeError, ValueError, AttributeError):
+        if service is not None:
+            log.warning("result copy refused: unreadable or not ours")
+            abort(400)
         return None
 
 
 def _render_result(service, *, decision, made_at, sent, not_sent, again):
     """The result page, with its signed copy for the language switch. `sent`: the reference, whether
     it was stored now and whether it replaces other answers; `not_sent`: "limited" or "unavailable"
-    when sharing failed; `again`: what "Answer the questions again" posts back besides the answers."""
+    when sharing failed; `again`: what "Answer the questions again" brings back besides the answers
+    (the nonce, and the name and contact when sharing), kept in the copy."""
     rs, loc = ruleset(), locale()
     copy = _result_copies().dumps({"centre": current_centre().slug, "decision": engine.decision_record(decision),
                                    "made_at": made_at.isoformat(), "sent": sent, "not_sent": not_sent,
@@ -374,7 +387,7 @@ def _render_result(service, *, decision, made_at, sent, not_sent, again):
     top_reasons = [item for item in reasons if item[0].outcome == decision.outcome]
     # fever has its own next step: postpone, and answer again once well (a clearance never lowers it)
     fever = "fever" in decision.fired_rules
-    client = {"decision": decision, "code": code, "again": again, "reasons": reasons, "top_reasons": top_reasons,
+    client = {"decision": decision, "code": code, "reasons": reasons, "top_reasons": top_reasons,
               "other_reasons": [item for item in reasons if item[0].outcome != decision.outcome],
               "fever": fever,
               "other_consult": [item for item in top_reasons if item[0].rule != "fever"]
@@ -388,8 +401,7 @@ def _render_result(service, *, decision, made_at, sent, not_sent, again):
 
 
 # the result page's blocks that are the client's (templates/public/result.html); the rest is kept
-RESULT_BLOCKS = ("title", "outcome", "share_box", "reasons", "next_steps", "answers", "made_at", "again",
-                 "result_copy")
+RESULT_BLOCKS = ("title", "outcome", "share_box", "reasons", "next_steps", "answers", "made_at", "result_copy")
 
 
 def zone_name(moment: datetime) -> str:
