@@ -232,3 +232,21 @@ def try_lock(conn, key: str) -> bool:
     """Whether `key` is free: taken and let go at once, in a transaction of its own."""
     with conn.transaction():
         return conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0))", [key]).fetchone()[0]
+
+
+# --- the random codes, drawn in one go ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("alphabet", "length", "draw"), [
+    (dbmod.REFERENCE_ALPHABET, dbmod.REFERENCE_LENGTH, lambda: dbmod.new_reference().replace("-", "")),
+    (withdrawal.CODE_ALPHABET, withdrawal.CODE_LENGTH, lambda: withdrawal.new_code().replace("-", "")),
+])
+def test_references_and_codes_are_uniform_in_every_position(alphabet, length, draw):
+    """One number drawn by `secrets` and written in base len(alphabet): every character of the
+    alphabet equally likely in every position (expected 200 of each per position here; the bounds
+    are more than 5 standard deviations away, so the test fails only on a real bias)."""
+    draws = [draw() for _ in range(200 * len(alphabet))]
+    assert all(len(d) == length and set(d) <= set(alphabet) for d in draws)
+    for position in range(length):
+        seen = [d[position] for d in draws]
+        counts = [seen.count(ch) for ch in alphabet]
+        assert 120 <= min(counts) and max(counts) <= 280, (position, counts)
