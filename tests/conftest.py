@@ -87,7 +87,7 @@ BOTH_ENGINES = {
     "test_status_history", "test_storage", "test_submission_detail", "test_centre_routes", "test_staff_cli",
     "test_cli", "test_privacy", "test_route_guard", "test_search_privacy",
     "test_account_page", "test_login_devices", "test_retention_days", "test_team_page", "test_account_links",
-    "test_data_requests", "test_withdrawal", "test_second_factor",
+    "test_data_requests", "test_withdrawal", "test_second_factor", "test_share_path",
 }
 
 

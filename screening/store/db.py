@@ -635,9 +635,20 @@ def migrate(db, *, default_centre: str | None = None) -> None:
 
 # --- public side -------------------------------------------------------------------------------
 
+def random_text(alphabet: str, length: int) -> str:
+    """`length` characters of `alphabet`, every string equally likely: the digits, in base
+    len(alphabet), of one number drawn uniformly by `secrets` (one draw instead of one per
+    character: a reference and a withdrawal code took 43 µs by secrets.choice, 7 µs so)."""
+    number, base, digits = secrets.randbelow(len(alphabet) ** length), len(alphabet), []
+    for _ in range(length):
+        number, digit = divmod(number, base)
+        digits.append(alphabet[digit])
+    return "".join(digits)
+
+
 def new_reference() -> str:
     """A short random code such as 'K7QF-M3XA'."""
-    code = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    code = random_text(REFERENCE_ALPHABET, REFERENCE_LENGTH)
     return f"{code[:4]}-{code[4:]}"
 
 
@@ -738,6 +749,11 @@ def store_screening(db, *, nonce: str, record: dict[str, Any], centre: str,
     fingerprint, so the same form sent to two centres is two screenings. With `withdrawal_key`
     (withdrawal.key_from_secret), a new row gets a withdrawal code: its keyed hash is stored, the
     code itself only returned. A reference is never one that was given before (retired ones too).
+
+    One transaction of as few statements as these guarantees allow (tests/test_share_path.py counts
+    them): [PostgreSQL: the advisory locks, one statement], the look-up of the same form and of the
+    same screening, the share counted and added in one INSERT, the centre's next number, the row
+    (whose INSERT itself refuses a reference given before), the notice.
     """
     from . import withdrawal  # it imports this module
     if not centre:
@@ -746,61 +762,82 @@ def store_screening(db, *, nonce: str, record: dict[str, Any], centre: str,
     json_fields = ("answers", "fired_rules", "suggestions")
     row = {k: (json.dumps(v, ensure_ascii=False) if k in json_fields else v) for k, v in record.items()}
     mark, same = fingerprint(record), resend_key(record)
+    limited = bool(limit_key and limit > 0)
+    # what needs no database is made before the write lock is taken, so that it is held for the
+    # statements alone: the search columns, the withdrawal code, and a first reference with the
+    # code's hash for it (another is drawn inside only when that one is taken)
+    code = withdrawal.new_code() if withdrawal_key else None
+    values = {**{k: None for k in STORED_FIELDS}, **row, "nonce": nonce, "fingerprint": mark, "resend_key": same,
+              **search_columns(record.get("name", ""), record.get("contact", ""), "")}
+    reference = new_reference()
+    hashed = withdrawal.code_hash(withdrawal_key, reference, code) if code else None
+    locks = ["nonce:" + nonce] + ["resend:" + same] * (resend_within > 0) + ["share:" + str(limit_key)] * limited
     try:
         with immediate(db):
             # across app servers on PostgreSQL, what SQLite's single writer gives (see sql.GUARANTEES):
-            # taken in this order, always, so that no two transactions wait for each other
-            db.lock("nonce:" + nonce)
-            if resend_within > 0:
-                db.lock("resend:" + same)
-            if limit_key and limit > 0:
-                db.lock("share:" + limit_key)
-            earlier = db.execute(
-                "SELECT reference, fingerprint, service, outcome, answers, fired_rules, name, contact, centre"
-                " FROM submissions WHERE nonce = ?", [nonce]).fetchall()
-            for reference, known, *columns in earlier:
+            # taken in this order, always, so that no two transactions wait for each other; in a
+            # statement of their own, since a READ COMMITTED statement reads what was committed
+            # when it started, and the look-ups below must start once the locks are held
+            db.lock(*locks)
+            # the same form (nonce) and, within the window, the same screening (resend_key): one
+            # statement, each row marked by which of the two found it
+            since = (datetime.now(UTC) - timedelta(seconds=resend_within)).isoformat(timespec="microseconds")
+            found = db.execute(_LOOK_UP if resend_within > 0 else _LOOK_UP_NONCE,
+                               {"nonce": nonce, "same": same, "since": since}).fetchall()
+            earlier = [columns for by_nonce, *columns in found if by_nonce]
+            for known_reference, known, *columns in earlier:
                 if (known or _row_fingerprint(columns)) == mark:
-                    return Stored(reference, False)
-            if resend_within > 0:
-                since = (datetime.now(UTC) - timedelta(seconds=resend_within)).isoformat(timespec="microseconds")
-                first = db.execute("SELECT reference FROM submissions WHERE resend_key = ? AND created_at >= ?"
-                                   " ORDER BY created_at LIMIT 1", [same, since]).fetchone()
-                if first is not None:
-                    return Stored(first[0], False)
-            if limit_key and limit > 0:
-                _count_share(db, limit_key, limit, window)
+                    return Stored(known_reference, False)
+            resent = [columns[0] for by_nonce, *columns in found if not by_nonce]
+            if resent:
+                return Stored(resent[0], False)
+            if limited:
+                _count_share(db, str(limit_key), limit, window)
             created_at = now()
-            for _ in range(10):
-                reference = new_reference()
-                # never one given before: neither a stored screening's nor an erased or withdrawn one's
-                if not db.execute("SELECT 1 FROM submissions WHERE reference = ? UNION ALL"
-                                  " SELECT 1 FROM retired_references WHERE reference = ?",
-                                  [reference, reference]).fetchone():
+            number = db.execute("INSERT INTO centre_numbers (centre, last) VALUES (?, 1) ON CONFLICT (centre)"
+                                " DO UPDATE SET last = centre_numbers.last + 1 RETURNING last", [centre]).fetchone()[0]
+            values.update(number=number, created_at=created_at)
+            for attempt in range(10):
+                if attempt:
+                    reference = new_reference()
+                    hashed = withdrawal.code_hash(withdrawal_key, reference, code) if code else None
+                # inserted only when the reference was never given: neither a stored screening's nor
+                # an erased or withdrawn one's; no row back when it was (or when another transaction
+                # stores it at this moment: the unique index decides), and another is drawn
+                inserted = db.execute(_INSERT_SUBMISSION, {**values, "reference": reference,
+                                                           "search_ref": reference.replace("-", ""),
+                                                           "withdrawal_code_hash": hashed}).fetchone()
+                if inserted is not None:
                     break
             else:  # pragma: no cover - 10 collisions in a space of 31^8
                 raise StorageError("could not find a free reference")
-            code = withdrawal.new_code() if withdrawal_key else None
-            number = db.execute("INSERT INTO centre_numbers (centre, last) VALUES (?, 1) ON CONFLICT (centre)"
-                                " DO UPDATE SET last = centre_numbers.last + 1 RETURNING last", [centre]).fetchone()[0]
-            row_id = db.execute(
-                "INSERT INTO submissions (reference, nonce, fingerprint, resend_key, number, service, outcome,"
-                " answers, fired_rules, suggestions, rules_version, locale, name, contact, consent_at, created_at,"
-                " status, centre, search_name, search_words, search_contact, search_phone, search_ref,"
-                " withdrawal_code_hash)"
-                " VALUES (:reference, :nonce, :fingerprint, :resend_key, :number, :service, :outcome, :answers,"
-                " :fired_rules, :suggestions, :rules_version, :locale, :name, :contact, :consent_at, :created_at,"
-                " 'new', :centre, :search_name, :search_words, :search_contact, :search_phone, :search_ref,"
-                " :withdrawal_code_hash) RETURNING id",
-                {**{k: None for k in STORED_FIELDS}, **row, "reference": reference, "nonce": nonce,
-                 "fingerprint": mark, "resend_key": same, "number": number, "created_at": created_at,
-                 "withdrawal_code_hash": withdrawal.code_hash(withdrawal_key, reference, code) if code else None,
-                 **search_columns(record.get("name", ""), record.get("contact", ""), reference)}).fetchone()[0]
             if notify:
                 db.execute("INSERT INTO outbox (submission_id, reference, created_at, attempts, next_attempt_at)"
-                           " VALUES (?, ?, ?, 0, ?)", [row_id, reference, created_at, created_at])
+                           " VALUES (?, ?, ?, 0, ?)", [inserted[0], reference, created_at, created_at])
     except DatabaseError as e:
         raise StorageError(str(e)) from e
     return Stored(reference, True, replaces=bool(earlier), withdrawal_code=code)
+
+
+# store_screening's look-up: the rows of the same form (1, and their fingerprints' fields) and the
+# first screening with the same resend key within the window (0)
+_LOOK_UP_NONCE = ("SELECT 1, reference, fingerprint, service, outcome, answers, fired_rules, name, contact, centre"
+                  " FROM submissions WHERE nonce = :nonce")
+_LOOK_UP = ("SELECT 1, reference, fingerprint, service, outcome, answers, fired_rules, name, contact, centre"
+            " FROM submissions WHERE nonce = :nonce UNION ALL SELECT * FROM (SELECT 0, reference, NULL, NULL, NULL,"
+            " NULL, NULL, NULL, NULL, NULL FROM submissions WHERE resend_key = :same AND created_at >= :since"
+            " ORDER BY created_at LIMIT 1) AS resent")
+_SUBMISSION_COLUMNS = ("reference", "nonce", "fingerprint", "resend_key", "number", "service", "outcome", "answers",
+                       "fired_rules", "suggestions", "rules_version", "locale", "name", "contact", "consent_at",
+                       "created_at", "centre", *SEARCH_COLUMNS, "withdrawal_code_hash")
+# a new screening's row, stored only under a reference never given (see store_screening). The conflict
+# target is named: a clash on any other unique index ((nonce, fingerprint), (centre, number)) still fails.
+_INSERT_SUBMISSION = (
+    f"INSERT INTO submissions ({', '.join(_SUBMISSION_COLUMNS)}, status)"  # noqa: S608 - column names above
+    f" SELECT {', '.join(':' + c for c in _SUBMISSION_COLUMNS)}, 'new'"
+    " WHERE NOT EXISTS (SELECT 1 FROM submissions WHERE reference = :reference)"
+    " AND NOT EXISTS (SELECT 1 FROM retired_references WHERE reference = :reference)"
+    " ON CONFLICT (reference) DO NOTHING RETURNING id")
 
 
 def _row_fingerprint(columns: list) -> str:
@@ -811,15 +848,27 @@ def _row_fingerprint(columns: list) -> str:
     return fingerprint(record)
 
 
+# One new share in this many (by its row's id) also deletes every address's attempts that have left
+# the window: the count below reads only the window's rows, so old ones no longer need to go at once.
+# The table thus holds the window's shares plus at most about this many more; the daily purge
+# (retention._after_purge) deletes them too.
+SHARE_PRUNE_EVERY = 64
+
+
 def _count_share(db, key: str, limit: int, window: float) -> None:
-    """Inside the caller's BEGIN IMMEDIATE: prune attempts older than the window, then count this
-    one or raise ShareLimitReached (the caller's rollback then stores nothing)."""
+    """Inside the caller's transaction (after lock('share:<key>')): count this share, in the same
+    statement that counts the key's shares within the window, or raise ShareLimitReached (the
+    caller's rollback then stores nothing)."""
     at = time.time()
-    db.execute("DELETE FROM share_attempts WHERE at <= ?", [at - window])
-    count, oldest = db.execute("SELECT count(*), min(at) FROM share_attempts WHERE key = ?", [key]).fetchone()
-    if count >= limit:
+    counted = db.execute("INSERT INTO share_attempts (key, at) SELECT :key, :at WHERE (SELECT count(*)"
+                         " FROM share_attempts WHERE key = :key AND at > :since) < :limit RETURNING id",
+                         {"key": key, "at": at, "since": at - window, "limit": limit}).fetchone()
+    if counted is None:
+        oldest = db.execute("SELECT min(at) FROM share_attempts WHERE key = ? AND at > ?",
+                            [key, at - window]).fetchone()[0]
         raise ShareLimitReached(max(1, int(oldest + window - at) + 1))
-    db.execute("INSERT INTO share_attempts (key, at) VALUES (?, ?)", [key, at])
+    if counted[0] % SHARE_PRUNE_EVERY == 0:
+        db.execute("DELETE FROM share_attempts WHERE at <= ?", [at - window])
 
 
 def store_submission(db, *, nonce: str, record: dict[str, Any], centre: str,

@@ -121,9 +121,9 @@ class SQLiteDatabase(sqlite_utils.Database):
                     _retire(self)
                 raise
 
-    def lock(self, key: str) -> None:
-        """Serialise the transaction with every other one that locks `key`: BEGIN IMMEDIATE already
-        serialises every write transaction of the file, so nothing more to do."""
+    def lock(self, *keys: str) -> None:
+        """Serialise the transaction with every other one that locks one of `keys`: BEGIN IMMEDIATE
+        already serialises every write transaction of the file, so nothing more to do."""
 
     def after_erase(self) -> bool:
         """Make erased rows leave the files: copy the WAL into the database and truncate it.

@@ -89,7 +89,8 @@ def purge(db, older_than_days: int, *, centre: str | None = None,
 def _after_purge(db) -> None:
     """What every purge ends with: share counts that count nothing any more go, then the checkpoint."""
     with dbmod.immediate(db):
-        # per-address counts of shares (keyed hashes) older than the window count nothing any more
+        # per-address counts of shares (keyed hashes) older than the window count nothing any more;
+        # store_screening deletes them too, but only with one share in db.SHARE_PRUNE_EVERY
         db.execute("DELETE FROM share_attempts WHERE at <= ?", [time.time() - dbmod.SHARE_WINDOW])
     checkpoint(db)
 

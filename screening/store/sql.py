@@ -10,8 +10,9 @@ dialect. A connection of either engine (`Database` below) has:
 - `transaction()`: a write transaction that reads and writes as one (SQLite: the writers' flock
   and BEGIN IMMEDIATE, one writer at a time; PostgreSQL: BEGIN ... COMMIT, READ COMMITTED, with the
   locks below);
-- `lock(key)`: inside a transaction, wait for every other transaction holding the same key
-  (PostgreSQL: a transaction-level advisory lock; SQLite: nothing, BEGIN IMMEDIATE already did);
+- `lock(*keys)`: inside a transaction, wait for every other transaction holding one of the keys,
+  taken in the order given (PostgreSQL: transaction-level advisory locks, all in one statement;
+  SQLite: nothing, BEGIN IMMEDIATE already did);
 - `search_conditions(terms, limit)`: the staff search through the engine's text index;
 - `after_erase()`: make erased rows leave the files (SQLite: a WAL checkpoint; PostgreSQL: a
   VACUUM started in the background, never inside a request);
@@ -116,8 +117,10 @@ GUARANTEES = (
      "lock('resend:...') then the look-up of resend_key, in one transaction",
      "tests/test_engines.py::test_resend_from_many_threads_is_stored_once"),
     ("the share limit counts every server's shares",
-     "lock('share:<address key>') then count and insert, in one transaction",
+     "lock('share:<address key>') then one INSERT that counts the key's shares within the window and adds "
+     "this one only under the limit, in one transaction",
      "tests/test_engines.py::test_share_limit_holds_across_connections, "
+     "tests/test_share_path.py::test_the_limit_holds_across_connections_with_old_attempts_present, "
      "tests/test_servers_postgres.py::test_the_share_limit_counts_the_shares_of_both_servers"),
     ("the login throttle counts every server's failures",
      "lock('login:<key>') on the account's and the address's keys (in that order), or on the known "
@@ -136,8 +139,11 @@ GUARANTEES = (
      "INSERT ... ON CONFLICT DO UPDATE ... RETURNING on centre_numbers (a row lock); unique (centre, number)",
      "tests/test_engines.py::test_same_form_from_many_threads_is_stored_once"),
     ("a reference is never given twice, not even after its screening was erased, purged or withdrawn",
-     "unique index on reference, and the references kept in retired_references, checked before the insert",
-     "tests/test_storage.py, tests/test_withdrawal.py::test_a_withdrawn_reference_is_never_given_again"),
+     "unique index on reference, and the references kept in retired_references: the INSERT itself stores the "
+     "row only when neither table holds the reference (ON CONFLICT (reference) DO NOTHING for one not yet "
+     "committed), else another is drawn",
+     "tests/test_storage.py, tests/test_withdrawal.py::test_a_withdrawn_reference_is_never_given_again, "
+     "tests/test_share_path.py"),
     ("a withdrawal erases its screening once, and wrong pairs are counted by every server",
      "lock('withdraw:<address key>') then lock('withdraw:<reference key>'), then count, look up, and "
      "erase or count the failure, in one transaction",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ def code_bits() -> float:
 
 def new_code() -> str:
     """A fresh random code, grouped for reading: 'k7qfm-3xabc-9dhe2'."""
-    code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    code = dbmod.random_text(CODE_ALPHABET, CODE_LENGTH)
     return "-".join(code[i:i + CODE_GROUP] for i in range(0, CODE_LENGTH, CODE_GROUP))
 
 
