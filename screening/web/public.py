@@ -387,21 +387,31 @@ def _render_result(service, *, decision, made_at, sent, not_sent, again):
     top_reasons = [item for item in reasons if item[0].outcome == decision.outcome]
     # fever has its own next step: postpone, and answer again once well (a clearance never lowers it)
     fever = "fever" in decision.fired_rules
-    client = {"decision": decision, "code": code, "reasons": reasons, "top_reasons": top_reasons,
+    client = {"decision": decision, "reasons": reasons, "top_reasons": top_reasons,
               "other_reasons": [item for item in reasons if item[0].outcome != decision.outcome],
               "fever": fever,
               "other_consult": [item for item in top_reasons if item[0].rule != "fever"]
               if code == "consult_professional" else [],
               "answered": [(q, engine.question_text(rs, q, service, loc), value, engine.answer_words(rs, q, value, loc))
                            for q in rs.questions if (value := decision.answers.get(q.id)) not in (None, ())],
-              "outcome_texts": rs.outcomes[code], "made_at": made_at, "zone": zone_name(made_at),
-              "shared": sent, "not_sent": not_sent, "result_copy": copy}
-    return parts.page("public/result.html", static={"service": service, "services": rs.services_by_slug},
-                      client=client, dynamic=RESULT_BLOCKS)
+              "made_at": made_at, "zone": zone_name(made_at), "result_copy": copy}
+    # the outcome and a share that stored nothing (none asked, over the limit, storage down) are one
+    # of a few values each: the title, the outcome and the "not sent" box are kept per value (key)
+    static = {"service": service, "services": rs.services_by_slug, "code": code, "outcome_texts": rs.outcomes[code],
+              "not_sent": not_sent}
+    if sent:
+        client["shared"] = sent          # the reference and the withdrawal code are the client's
+        dynamic = RESULT_BLOCKS
+    else:
+        static["shared"] = None
+        dynamic = tuple(block for block in RESULT_BLOCKS if block != "share_box")
+    return parts.page("public/result.html", static=static, client=client, dynamic=dynamic,
+                      key=(code, not_sent, bool(sent)))
 
 
-# the result page's blocks that are the client's (templates/public/result.html); the rest is kept
-RESULT_BLOCKS = ("title", "outcome", "share_box", "reasons", "next_steps", "answers", "made_at", "result_copy")
+# the result page's blocks that are the client's (templates/public/result.html); the rest is kept,
+# the title and outcome per outcome, and the box about sharing too when nothing was stored
+RESULT_BLOCKS = ("share_box", "reasons", "next_steps", "answers", "made_at", "result_copy")
 
 
 def zone_name(moment: datetime) -> str:
