@@ -411,7 +411,7 @@ def _render_result(service, *, decision, made_at, sent, not_sent, again):
 
 # the result page's blocks that are the client's (templates/public/result.html); the rest is kept,
 # the title and outcome per outcome, and the box about sharing too when nothing was stored
-RESULT_BLOCKS = ("share_box", "reasons", "next_steps", "answers", "made_at", "result_copy")
+RESULT_BLOCKS = ("share_box", "reasons", "next_steps", "suggestions", "answers", "made_at", "result_copy")
 
 
 def zone_name(moment: datetime) -> str:
