@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlencode
 
+from babel import Locale
 from babel.dates import format_date, format_time, get_datetime_format
 from flask import current_app, g, has_app_context, has_request_context, request
 from flask_babel import Babel, get_locale, get_translations
@@ -57,8 +58,14 @@ def asked_language() -> str | None:
     return asked if asked in LOCALES else None
 
 
-def select_language() -> str:
-    """The language of this request's texts (Flask-Babel's locale selector)."""
+def select_language() -> Locale:
+    """The language of this request's texts (Flask-Babel's locale selector), as Babel's Locale:
+    one made once per language, since Flask-Babel would parse a code anew per request (a file
+    look-up in Babel's locale data each time)."""
+    return _BABEL_LOCALES[_language_code()]
+
+
+def _language_code() -> str:
     if not has_request_context():
         return default_language()        # e-mail notices, CLI: the centre's language
     if _is_api():
@@ -70,6 +77,9 @@ def select_language() -> str:
         if chosen in LOCALES:
             return chosen
     return request.accept_languages.best_match(LOCALES) or default_language()
+
+
+_BABEL_LOCALES = {code: Locale.parse(code) for code in LOCALES}
 
 
 def current() -> str:
