@@ -128,7 +128,11 @@ def _catalog():
     if not has_app_context():
         return get_translations()
     locale = get_locale()                # chooses the language on the first call of the request
-    translations = get_translations()
+    # and the catalog once per app and language (Flask-Babel's own look-up walks its context again)
+    catalogs = current_app.extensions.setdefault("screening.catalogs", {})
+    translations = catalogs.get(locale)
+    if translations is None:
+        translations = catalogs[locale] = get_translations()
     g._flask_babel.screening_catalog = (locale, translations)
     return translations
 

@@ -106,6 +106,15 @@ def _skeleton(app, name: str, dynamic: tuple[str, ...]):
     return skeleton
 
 
+def _globals(app, template) -> dict:
+    """The template's globals (the environment's: url_for, gettext, csrf_token...) as a dict."""
+    kept = app.extensions.setdefault("screening.parts_globals", {})
+    found = kept.get(template.name)
+    if found is None or found[0] is not template:
+        found = kept[template.name] = (template, dict(template.globals))
+    return found[1]
+
+
 def _mark(block: str) -> Markup:
     # a block name from the code and the hex mark: nothing to escape, and the mark must stay whole
     return Markup(f"\x00{_MARK}:{block}\x00")  # noqa: S704
@@ -142,7 +151,8 @@ def page(name: str, *, static: dict, client: dict, dynamic: tuple[str, ...], key
     if before_render_template.receivers:
         before_render_template.send(app, _async_wrapper=app.ensure_sync, template=template, context=context)
     rendered: dict[str, str] = {}
-    jinja_context = template.new_context(context)
+    # the template's globals as a plain dict made once: Jinja would copy its ChainMap per render
+    jinja_context = template.new_context({**_globals(app, template), **context}, shared=True)
     out = []
     for i, piece in enumerate(pieces):
         if i % 2 == 0:

@@ -125,8 +125,9 @@ def fold(text: str) -> str:
 @bp.app_context_processor
 def template_helpers():
     """Let templates read translated texts: t(text) for a Text, txt('key') for rules/texts.toml."""
-    loc, rs = locale(), ruleset()      # once per render: a result page asks txt() a dozen times
-    centre = _page_centre()
+    current = current_centre()       # once per render, as the language: every page of a result reads them
+    loc, rs = locale(), rules_for(current)
+    centre = _page_centre(current)
     return {"t": lambda text: text.get(loc) if text is not None else "",
             "txt": lambda key: rs.texts[key].get(loc), "locale": loc, "ruleset": rs,
             "page_centre": centre, "several_centres": len(centres()) > 1,
@@ -134,14 +135,17 @@ def template_helpers():
             "kept_days": upkeep.retention_days(current_app, centre)}
 
 
-def _page_centre():
+def _page_centre(current):
     """The centre whose name and contact the page shows: the current one on public pages (error
     pages included), none on staff pages (they say whose staff they are) or without a request."""
-    if not has_request_context() or request.path.startswith(("/staff", "/api/")):
+    if not has_request_context():
+        return None
+    path = request.path
+    if path.startswith(("/staff", "/api/")):
         return None
     if request.endpoint == "public.directory" or g.get("unknown_centre"):
         return None                     # the directory speaks for no one centre
-    return current_centre()
+    return current
 
 
 @bp.get("/")
