@@ -24,22 +24,34 @@ def wants_json() -> bool:
 
 
 def set_headers(response):
-    """Security headers on every response, errors included (RELIABILITY.md point 19)."""
+    """Security headers on every response, errors included (RELIABILITY.md point 19). A view may
+    set its own CSP, Referrer-Policy or Permissions-Policy; the others are always ours. The
+    response's header names are read once (each setdefault would scan them all again)."""
     h = response.headers
-    h.setdefault("Content-Security-Policy", CSP)
-    h["X-Content-Type-Options"] = "nosniff"
-    # same-origin, not no-referrer: Flask-WTF's referrer check on HTTPS needs it (point 14); the
-    # pages of e-mailed links, whose URL holds a token, set no-referrer themselves (web/links.py)
-    h.setdefault("Referrer-Policy", "same-origin")
-    h["X-Frame-Options"] = "DENY"
-    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+    present = {name.lower() for name, _value in h.items()}
+    headers = list(ALWAYS)
     if not request.path.startswith("/static/"):
         # answers, results and staff pages must never sit in a shared or browser cache
-        h["Cache-Control"] = "no-store"
-        h["Pragma"] = "no-cache"
+        headers += NEVER_CACHED
     if current_app.config.get("HSTS"):
-        h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    for name, value in headers:
+        if name.lower() in present:
+            h[name] = value
+        else:
+            h.add(name, value)
+    for name, value in DEFAULTS:
+        if name.lower() not in present:
+            h.add(name, value)
     return response
+
+
+# same-origin, not no-referrer: Flask-WTF's referrer check on HTTPS needs it (point 14); the
+# pages of e-mailed links, whose URL holds a token, set no-referrer themselves (web/links.py)
+DEFAULTS = (("Content-Security-Policy", CSP), ("Referrer-Policy", "same-origin"),
+            ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()"))
+ALWAYS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"))
+NEVER_CACHED = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
 def error_response(status: int, code: str, *, fields=None):
@@ -70,6 +82,8 @@ def refuse_streamed_body_over_limit():
     truncated form could be read as the client's answers. Read it first and refuse it whole; the
     form parser then reads the cached bytes. A body of exactly the limit goes too."""
     limit = request.max_content_length
+    if limit and request.content_length is not None and request.content_length > limit:
+        abort(413)      # said too large up front: refused before any hook or view reads it
     if request.content_length is None and limit and request.environ.get("wsgi.input_terminated"):
         if len(request.get_data(cache=True)) >= limit:
             abort(413)
@@ -78,8 +92,12 @@ def refuse_streamed_body_over_limit():
 def refuse_unnamed_form_fields():
     """A multipart part whose name cannot be read (a CR in it) comes out of Werkzeug's parser with
     the name None, on which Flask-WTF's token search fails with a 500: refuse the form as bad."""
-    if request.method == "POST" and any(not isinstance(key, str) for key in request.form):
+    if (request.method == "POST" and request.mimetype in FORM_TYPES    # a JSON body has no form to parse
+            and any(not isinstance(key, str) for key in request.form)):
         abort(400)
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def init_app(app) -> None:
