@@ -637,7 +637,7 @@ def main() -> None:
                 url = pg_database(server_url, "bench_routes", fresh=True)
                 pg_routes = bench_routes(folder, url, workers=args.workers, worker_args=worker_args,
                                          duration=duration, rounds=rounds, connections=args.connections,
-                                         routes=("check", "shared"))
+                                         routes=("evaluate", "check", "shared"))
                 table += route_rows("PostgreSQL: ", pg_routes)
                 if pg_routes["log_problems"]:
                     log("server log problems: " + " | ".join(pg_routes["log_problems"]))
