@@ -54,6 +54,7 @@ def worker_exit(server, worker):
 # what the README's profile reads: the share of the whole request (wsgi_app) each part takes
 SHARES = {
     "result or questionnaire template (web/parts.py page)": ("parts.py", "page"),
+    "templates rendered whole (render_template; before web/parts.py)": ("flask/templating.py", "render_template"),
     "binding the form (WTForms)": ("wtforms/form.py", "__call__"),
     "Flask's before-request hooks (CSRF check, language, staff guard)": ("flask/app.py", "preprocess_request"),
     "Flask's after-request hooks (headers, language cookie, session)": ("flask/app.py", "process_response"),
