@@ -227,11 +227,14 @@ def test_a_static_part_that_reads_a_clients_value_is_refused(app):
 
 
 def test_the_parts_are_bounded_in_bytes_and_drop_the_least_recently_used():
-    store = parts._Store(100)
+    piece = parts._size(("x" * 40,))              # an ASCII text of 40 characters, with its header
+    store = parts._Store(2 * piece + 10)
     store.put("a", ("x" * 40,))
     store.put("b", ("y" * 40,))
-    assert store.get("a")                     # a is now the most recently used
+    assert store.get("a")                         # a is now the most recently used
     store.put("c", ("z" * 40,))
-    assert store.get("b") is None and store.get("a") and store.get("c") and store.size == 80
-    store.put("huge", ("w" * 101,))           # larger than the whole store: never kept
-    assert store.get("huge") is None and store.size == 80
+    assert store.get("b") is None and store.get("a") and store.get("c") and store.size == 2 * piece
+    store.put("huge", ("w" * 1000,))              # larger than the whole store: never kept
+    assert store.get("huge") is None and store.size == 2 * piece
+    # a page with a "✓" takes two bytes a character: counted as it is in memory
+    assert parts._size(("✓" * 40,)) > parts._size(("x" * 40,)) + 30

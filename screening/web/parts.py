@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 import threading
 from collections import OrderedDict
 
 from flask import before_render_template, current_app, request, template_rendered
 from markupsafe import Markup
 
-MAX_BYTES = 8 * 1024 * 1024      # characters kept per app; a page's static parts are 10 to 30 kB
+MAX_BYTES = 8 * 1024 * 1024      # per app (per worker); a page's static parts take 7 to 25 kB
 _MARK = secrets.token_hex(8)     # the marks' secret part: no template text or value holds it
 _SLOT = re.compile(f"\x00{_MARK}:(\\w+)\x00")
 # what the static parts must never read besides the caller's client values
@@ -60,8 +61,14 @@ class _ClientOnly:
     __str__ = __html__ = __bool__ = __eq__ = __lt__ = __int__ = __float__ = _refuse
 
 
+def _size(pieces: tuple[str, ...]) -> int:
+    """Bytes the pieces take in memory (a page with one character beyond Latin-1, such as a "✓",
+    takes two or four bytes per character, not one)."""
+    return sum(sys.getsizeof(piece) for piece in pieces)
+
+
 class _Store:
-    """Static parts by key, least recently used first, at most MAX_BYTES characters in all."""
+    """Static parts by key, least recently used first, at most MAX_BYTES bytes of text in all."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes, self.size = max_bytes, 0
@@ -76,16 +83,16 @@ class _Store:
             return pieces
 
     def put(self, key, pieces: tuple[str, ...]) -> None:
-        cost = sum(len(p) for p in pieces)
+        cost = _size(pieces)
         if cost > self.max_bytes:
             return
         with self.lock:
             old = self.items.pop(key, None)
-            self.size += cost - (sum(len(p) for p in old) if old else 0)
+            self.size += cost - (_size(old) if old else 0)
             self.items[key] = pieces
             while self.size > self.max_bytes:
                 _, dropped = self.items.popitem(last=False)
-                self.size -= sum(len(p) for p in dropped)
+                self.size -= _size(dropped)
 
 
 def _store(app) -> _Store:
