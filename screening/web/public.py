@@ -401,21 +401,23 @@ def _render_result(service, *, decision, made_at, sent, not_sent, again):
               "made_at": made_at, "zone": zone_name(made_at), "result_copy": copy}
     # the outcome and a share that stored nothing (none asked, over the limit, storage down) are one
     # of a few values each: the title, the outcome and the "not sent" box are kept per value (key)
-    static = {"service": service, "services": rs.services_by_slug, "code": code, "outcome_texts": rs.outcomes[code],
-              "not_sent": not_sent}
+    # a share's state is three flags: the box saying what was sent is kept per flags, and only the
+    # reference and the withdrawal code in it are the client's
+    shared = {"stored": sent["stored"], "replaces": sent["replaces"],
+              "with_code": bool(sent.get("withdrawal_code"))} if sent else None
     if sent:
-        client["shared"] = sent          # the reference and the withdrawal code are the client's
-        dynamic = RESULT_BLOCKS
-    else:
-        static["shared"] = None
-        dynamic = tuple(block for block in RESULT_BLOCKS if block != "share_box")
-    return parts.page("public/result.html", static=static, client=client, dynamic=dynamic,
-                      key=(code, not_sent, bool(sent)))
+        client.update(reference=sent["reference"], withdrawal_code=sent.get("withdrawal_code"))
+    static = {"service": service, "services": rs.services_by_slug, "code": code, "outcome_texts": rs.outcomes[code],
+              "not_sent": not_sent, "shared": shared}
+    return parts.page("public/result.html", static=static, client=client,
+                      dynamic=RESULT_BLOCKS + (SHARED_BLOCKS if sent else ()),
+                      key=(code, not_sent, tuple(shared.values()) if shared else None))
 
 
-# the result page's blocks that are the client's (templates/public/result.html); the rest is kept,
-# the title and outcome per outcome, and the box about sharing too when nothing was stored
-RESULT_BLOCKS = ("share_box", "reasons", "next_steps", "suggestions", "answers", "made_at", "result_copy")
+# the result page's blocks that are the client's (templates/public/result.html); the rest is kept
+# per outcome and share state
+RESULT_BLOCKS = ("reasons", "next_steps", "suggestions", "answers", "made_at", "result_copy")
+SHARED_BLOCKS = ("reference", "withdrawal_code")
 
 
 def zone_name(moment: datetime) -> str:
