@@ -128,12 +128,12 @@ def _mark(block: str) -> Markup:
 
 
 def _build(app, template, dynamic: tuple[str, ...], static: dict, client: dict) -> tuple[str, ...]:
-    """The static parts: [text, block name, text, block name, ..., text]."""
+    """The static parts: [text, block name, text, block name, ..., text]. `static` includes the
+    context processors' values; the client's, and what _NEVER_STATIC names, are replaced."""
     missing = [block for block in dynamic if block not in template.blocks]
     if missing:
         raise NotStatic(f"{template.name} has no block {missing}")
     context = {**static, **{name: _ClientOnly(name) for name in (*client, *_NEVER_STATIC)}, "_part_mark": _mark}
-    app.update_template_context(context)      # the caller's values win over the context processors'
     return tuple(_SLOT.split(_skeleton(app, template.name, dynamic).render(context)))
 
 
@@ -144,8 +144,11 @@ def page(name: str, *, static: dict, client: dict, dynamic: tuple[str, ...], key
     else the static parts depend on beyond what page() keys them by itself (see the module)."""
     app = current_app._get_current_object()
     template = app.jinja_env.get_template(name)
-    context = {**static, **client}
-    app.update_template_context(context)      # the language, the centre, the rule set (web/public.py)
+    # the context processors once: the language, the centre, the rule set (web/public.py); the
+    # caller's values win over theirs, as in render_template
+    helpers: dict = {}
+    app.update_template_context(helpers)
+    context = {**helpers, **static, **client}
     centre, ruleset = context.get("page_centre"), context.get("ruleset")
     full_key = (name, dynamic, key, request.script_root, request.path, context.get("locale"),
                 getattr(ruleset, "version", None), getattr(centre, "slug", None), getattr(centre, "version", None),
@@ -153,7 +156,7 @@ def page(name: str, *, static: dict, client: dict, dynamic: tuple[str, ...], key
     store = _store(app)
     pieces = store.get(full_key)
     if pieces is None:
-        pieces = _build(app, template, dynamic, static, client)
+        pieces = _build(app, template, dynamic, {**helpers, **static}, client)
         store.put(full_key, pieces)
     if before_render_template.receivers:
         before_render_template.send(app, _async_wrapper=app.ensure_sync, template=template, context=context)
