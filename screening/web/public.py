@@ -224,19 +224,20 @@ def healthz():
     return "ok", 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
-def _render_form(service, *, values=None, nonce=None, errors=None, status=200, expired=False):
-    """The questionnaire: blank (`values` None: a new nonce), or shown again with what the client
-    typed (`values`, from forms.typed), its errors, or after an expired page. A blank one is the
+def _render_form(service, form=None, *, errors=None, status=200, expired=False):
+    """The questionnaire: blank (no `form`: a new nonce), or shown again with what the client
+    typed in `form` (its nonce kept), its errors, or after an expired page. A blank one is the
     client's only in its tokens; one shown again also in its questions and notices (parts.page)."""
     rs, loc = ruleset(), locale()
     static = {"service": service, "maxlength": forms.MAXLENGTH,
               "questions": [(q, engine.question_text(rs, q, service, loc)) for q in rs.questions],
               "offered": {q.id: rs.options_for(q, service) for q in rs.questions if q.options}}
-    client = {"nonce": nonce or forms.new_nonce()}
-    if values is None:
+    if form is None:
         static.update(values={}, errors={}, expired=False)
-        return parts.page("public/questionnaire.html", static=static, client=client, dynamic=BLANK_FORM_BLOCKS), status
-    client.update(values=values, errors=errors or {}, expired=expired, share_messages=forms.SHARE_MESSAGES)
+        return parts.page("public/questionnaire.html", static=static, client={"nonce": forms.new_nonce()},
+                          dynamic=BLANK_FORM_BLOCKS), status
+    client = {"nonce": forms.nonce_of(form), "values": forms.typed(form, rs), "errors": errors or {},
+              "expired": expired, "share_messages": forms.SHARE_MESSAGES}
     return parts.page("public/questionnaire.html", static=static, client=client, dynamic=FILLED_FORM_BLOCKS), status
 
 
@@ -260,8 +261,7 @@ def submit(slug):
         if request.form.get("edit"):
             # "Answer the questions again" on a result posts the page's signed copy: the form comes
             # back filled in from it, judged and stored nowhere
-            form = forms.questionnaire_form_class(rs)(formdata=_answers_in_copy(service))
-            return _render_form(service, values=forms.typed(form, rs), nonce=forms.nonce_of(form))
+            return _render_form(service, forms.questionnaire_form_class(rs)(formdata=_answers_in_copy(service)))
         # the language switch on a result: the same result again, from the page's signed copy alone
         return _render_result(service, **_read_result_copy(service))
     # the form's fields read the POST as they are made (CSRF was already checked app-wide; whether
@@ -274,19 +274,17 @@ def submit(slug):
         # alone (never from storage, never in a URL); nothing is judged or stored
         # a form shown with its errors comes back with them, in the new language
         errors = _checked(rs, service, form)[1] if switching and request.form.get("errors_shown") else {}
-        return _render_form(service, values=forms.typed(form, rs), nonce=forms.nonce_of(form), errors=errors,
-                            status=422 if errors else 200)
+        return _render_form(service, form, errors=errors, status=422 if errors else 200)
     answers, errors = _checked(rs, service, form)
     if errors:
-        return _render_form(service, values=forms.typed(form, rs), nonce=forms.nonce_of(form), errors=errors,
-                            status=422)
+        return _render_form(service, form, errors=errors, status=422)
 
     centre = current_centre()
     decision = engine.evaluate(rs, service, answers)
     # suggest only services this centre offers: a link to another centre's massage would be a 404
     decision = replace(decision, suggestions=tuple(s for s in decision.suggestions if centre.offers(s.service)))
     made_at = datetime.now(ZoneInfo(centre.timezone))
-    # what "Answer the questions again" posts back besides the answers
+    # what "Answer the questions again" brings back besides the answers (kept in the page's copy)
     again = {"nonce": form.nonce.data or "", "share": form.share.data}
     if form.share.data == "yes":
         again.update(name=form.name.data or "", contact=form.contact.data or "")
@@ -346,7 +344,7 @@ def _read_result_copy(service) -> dict:
     max_age = current_app.config.get("WTF_CSRF_TIME_LIMIT") or 24 * 3600
     try:
         copy = _result_copies().loads(request.form[RESULT_COPY], max_age=max_age)
-        if copy["centre"] != current_centre().slug or copy["decision"]["service"] != service.slug:
+        if not _of_this_page(copy, service):
             abort(400)
         return {"decision": engine.decision_from_record(ruleset(), copy["decision"]),
                 "made_at": datetime.fromisoformat(copy["made_at"]).astimezone(ZoneInfo(current_centre().timezone)),
@@ -356,6 +354,11 @@ def _read_result_copy(service) -> dict:
         abort(400)
 
 
+def _of_this_page(copy: dict, service) -> bool:
+    """Whether a result copy is of this centre and service (a copy posted elsewhere is refused)."""
+    return copy["centre"] == current_centre().slug and copy["decision"]["service"] == service.slug
+
+
 def _answers_in_copy(service=None) -> MultiDict | None:
     """The answers and sharing details in a posted result copy, as the questionnaire's form data;
     None without a readable one. Only its signature is checked, not its age: it only refills the
@@ -363,8 +366,7 @@ def _answers_in_copy(service=None) -> MultiDict | None:
     again"), a copy that is unreadable or of another centre or service is a 400 page instead."""
     try:
         copy = _result_copies().loads(request.form[RESULT_COPY])
-        if service is not None and (copy["centre"] != current_centre().slug
-                                    or copy["decision"]["service"] != service.slug):
+        if service is not None and not _of_this_page(copy, service):
             abort(400)
         answers = copy["decision"]["answers"].items()
         return MultiDict([*((k, v) for k, vs in answers for v in (vs if isinstance(vs, list) else [vs])),
@@ -399,10 +401,9 @@ def _render_result(service, *, decision, made_at, sent, not_sent, again):
               "answered": [(q, engine.question_text(rs, q, service, loc), value, engine.answer_words(rs, q, value, loc))
                            for q in rs.questions if (value := decision.answers.get(q.id)) not in (None, ())],
               "made_at": made_at, "zone": zone_name(made_at), "result_copy": copy}
-    # the outcome and a share that stored nothing (none asked, over the limit, storage down) are one
-    # of a few values each: the title, the outcome and the "not sent" box are kept per value (key)
-    # a share's state is three flags: the box saying what was sent is kept per flags, and only the
-    # reference and the withdrawal code in it are the client's
+    # the outcome and the share's state are a few values each (the key): the title, the outcome, the
+    # "not sent" box and the box saying what was sent are kept per value; only the reference and the
+    # withdrawal code in that box are the client's
     shared = {"stored": sent["stored"], "replaces": sent["replaces"],
               "with_code": bool(sent.get("withdrawal_code"))} if sent else None
     if sent:
@@ -493,8 +494,7 @@ def csrf_expired(e):
             # the posted answers (or those of a result's copy, when its language switch came too
             # late), and a fresh token
             form = forms.questionnaire_form_class(ruleset())(formdata=_answers_in_copy() or request.form)
-            return _render_form(service, values=forms.typed(form, ruleset()), nonce=forms.nonce_of(form), status=400,
-                                expired=True)
+            return _render_form(service, form, status=400, expired=True)
     return render_template("error.html", status=400, code="csrf"), 400
 
 
