@@ -823,8 +823,7 @@ def store_screening(db, *, nonce: str, record: dict[str, Any], centre: str,
 # first screening with the same resend key within the window (0)
 _LOOK_UP_NONCE = ("SELECT 1, reference, fingerprint, service, outcome, answers, fired_rules, name, contact, centre"
                   " FROM submissions WHERE nonce = :nonce")
-_LOOK_UP = ("SELECT 1, reference, fingerprint, service, outcome, answers, fired_rules, name, contact, centre"
-            " FROM submissions WHERE nonce = :nonce UNION ALL SELECT * FROM (SELECT 0, reference, NULL, NULL, NULL,"
+_LOOK_UP = (_LOOK_UP_NONCE + " UNION ALL SELECT * FROM (SELECT 0, reference, NULL, NULL, NULL,"  # noqa: S608 - constants
             " NULL, NULL, NULL, NULL, NULL FROM submissions WHERE resend_key = :same AND created_at >= :since"
             " ORDER BY created_at LIMIT 1) AS resent")
 _SUBMISSION_COLUMNS = ("reference", "nonce", "fingerprint", "resend_key", "number", "service", "outcome", "answers",
