@@ -91,6 +91,18 @@ def day_start(day: date, zone: str) -> str:
         return "" if day.year == 1 else "9999-12-31T23:59:59.999999+00:00"
 
 
+def _days_between(column: str, date_from: str, date_to: str, zone: str, where: list, params: list) -> None:
+    """Conditions on `column` (ISO text in UTC) from the start of the day `date_from` to the end of
+    the day `date_to`, days of the centre (`zone`), either optional: the end is everything before
+    the next day's midnight in the centre. The dashboard's and the audit's day filters."""
+    if date_from:
+        where.append(f"{column} >= ?")
+        params.append(day_start(date.fromisoformat(date_from), zone))
+    if date_to:
+        where.append(f"{column} < ?")
+        params.append(day_start(date.fromisoformat(date_to) + timedelta(days=1), zone))
+
+
 def _where(db, filters: Filters, *, centre: str,
            zone: str = "UTC") -> tuple[list[str], list[Any]]:
     """SQL conditions and parameters for a filter, always within one centre (first: every index
@@ -102,13 +114,7 @@ def _where(db, filters: Filters, *, centre: str,
         if value:
             where.append(f"{column} = ?")
             params.append(value)
-    if filters.date_from:
-        where.append("created_at >= ?")
-        params.append(day_start(date.fromisoformat(filters.date_from), zone))
-    if filters.date_to:
-        # created_at is ISO text in UTC: everything before the next day's midnight in the centre
-        where.append("created_at < ?")
-        params.append(day_start(date.fromisoformat(filters.date_to) + timedelta(days=1), zone))
+    _days_between("created_at", filters.date_from, filters.date_to, zone, where, params)
     if filters.q:
         reference = dbmod.normalize_reference(filters.q)
         if reference and db.execute("SELECT 1 FROM submissions WHERE reference = ? AND centre = ?",
@@ -500,13 +506,7 @@ def list_audit(db, *, centre: str, filters: AuditFilters | None = None, zone: st
     if filters.action:
         where.append("action = ?")
         params.append(filters.action)
-    if filters.date_from:
-        where.append("at >= ?")
-        params.append(day_start(date.fromisoformat(filters.date_from), zone))
-    if filters.date_to:
-        # `at` is ISO text in UTC: everything before the next day's midnight in the centre
-        where.append("at < ?")
-        params.append(day_start(date.fromisoformat(filters.date_to) + timedelta(days=1), zone))
+    _days_between("at", filters.date_from, filters.date_to, zone, where, params)
     skip = 0
     if before is not None:
         # entries of exactly the cursor's time come first in this order: skip those already shown
