@@ -13,8 +13,10 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyotp
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -135,3 +137,15 @@ def tab_to(page, selector: str, limit: int = 80) -> None:
         if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
             return
     raise AssertionError(f"{selector} never got the focus after {limit} presses of Tab")
+
+
+def set_up_second_factor(page):
+    """On the second factor's set-up page: read the key as an authenticator app would (the QR code
+    is there too), type its code, and read the ten recovery codes shown once.
+    Returns (the app's pyotp.TOTP, the recovery codes)."""
+    expect(page.locator("[data-qr] svg")).to_be_visible()
+    totp = pyotp.TOTP(page.locator("[data-setup-key]").inner_text().replace(" ", ""))
+    page.fill("#code", totp.now())
+    page.get_by_role("button", name="Turn on the second factor").click()
+    expect(page.locator("[data-recovery-codes] li")).to_have_count(10)
+    return totp, page.locator("[data-recovery-codes] li").all_inner_texts()

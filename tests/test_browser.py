@@ -14,7 +14,6 @@ from datetime import date
 from pathlib import Path
 
 import browser_helpers
-import pyotp
 import pytest
 from browser_helpers import (
     BLOCKING_IMPACTS,
@@ -32,6 +31,7 @@ from browser_helpers import (
     describe,
     live_server,
     require_chromium,
+    set_up_second_factor,
     share,
     submit,
     submit_any_language,
@@ -804,12 +804,7 @@ def test_a_member_sets_up_a_second_factor_then_logs_in_with_a_code_and_with_a_re
     expect(page.get_by_text("Logged in as Nil Puig")).to_be_visible()
     page.goto("/staff/account")
     page.get_by_role("link", name="Set up a second factor").click()
-    expect(page.locator("[data-qr] svg")).to_be_visible()
-    totp = pyotp.TOTP(page.locator("[data-setup-key]").inner_text().replace(" ", ""))
-    page.fill("#code", totp.now())
-    page.get_by_role("button", name="Turn on the second factor").click()
-    expect(page.locator("[data-recovery-codes] li")).to_have_count(10)
-    codes = page.locator("[data-recovery-codes] li").all_inner_texts()
+    totp, codes = set_up_second_factor(page)
     page.get_by_role("button", name="Log out").click()
 
     log_in()

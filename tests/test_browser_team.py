@@ -14,7 +14,7 @@ import time
 
 import pyotp
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, LAPTOP, live_server, require_chromium
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, LAPTOP, live_server, require_chromium, set_up_second_factor
 from conftest import CENTRE, give_second_factor
 from playwright.sync_api import expect, sync_playwright
 from test_notify import Server, settle
@@ -144,12 +144,7 @@ def test_a_receptionist_is_invited_sets_up_a_second_factor_resets_her_password_a
     expect(rita.locator("[data-second-factor-required]")).to_be_visible()
     rita.goto("/staff/")
     expect(rita.locator("[data-second-factor-required]")).to_be_visible()
-    expect(rita.locator("[data-qr] svg")).to_be_visible()
-    totp = pyotp.TOTP(rita.locator("[data-setup-key]").inner_text().replace(" ", ""))
-    rita.fill("#code", totp.now())
-    rita.get_by_role("button", name="Turn on the second factor").click()
-    expect(rita.locator("[data-recovery-codes] li")).to_have_count(10)
-    codes = rita.locator("[data-recovery-codes] li").all_inner_texts()
+    totp, codes = set_up_second_factor(rita)
     rita.goto("/staff/")
     expect(rita.get_by_text("Logged in as Rita Recepció")).to_be_visible()
     admin.reload()
